@@ -1,0 +1,35 @@
+# The two commands of the README:  `make book`  and  `make test`.
+# Both create the environment first (uv, pinned by uv.lock); nothing is done by hand before them.
+PROFILE ?= default
+PYTEST_ARGS ?=
+UV_VERSION := 0.13.9
+UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
+RUN := $(UV) run --frozen --no-sync
+
+.PHONY: setup book notebooks test test-slow bench clean
+
+$(CURDIR)/.tools/bin/uv:
+	python3 -m venv .tools
+	.tools/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
+
+.venv/.derm-nb-synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen
+	@touch $@
+
+setup: .venv/.derm-nb-synced ## create .venv from uv.lock
+
+book: setup ## execute every notebook under $(PROFILE) (default) and build the HTML book
+	$(RUN) derm-nb run --profile $(PROFILE)
+	$(RUN) derm-nb book --profile $(PROFILE)
+
+notebooks: setup ## regenerate each notebooks/*.ipynb from its reviewed .py (outputs stripped)
+	$(RUN) jupytext --to ipynb notebooks/[0-9]*.py
+
+test: setup ## the test suite, with the smoke-profile notebook run
+	$(RUN) pytest $(PYTEST_ARGS)
+
+test-slow: setup ## the slow tests too (default-profile notebook run)
+	$(RUN) pytest -m "slow or not slow" $(PYTEST_ARGS)
+
+clean:
+	rm -rf runs _build

@@ -1,0 +1,172 @@
+"""Parameter profiles: load `params/<profile>.yaml`, layer a user file on top, validate every key.
+
+A profile is a YAML mapping with two sections:
+
+    common:          # injected into every notebook that declares the key
+      seed: 0
+    notebooks:
+      00_data:       # injected into that notebook only
+        synth_n_patients: 40
+
+The schema is each notebook's own `parameters` cell (read with `papermill.inspect_notebook`):
+a key no notebook declares, or a value whose type differs from the declared default, is an
+error that names the file and the key.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROFILES = ("smoke", "default", "full")
+SECTIONS = ("common", "notebooks")
+
+
+class ParameterError(ValueError):
+    """A parameter file is malformed, names an unknown key, or gives a value of the wrong type."""
+
+
+@dataclass(frozen=True)
+class Declared:
+    """One parameter a notebook declares: its name and the Python value of its default."""
+
+    name: str
+    default: Any
+
+    def accepts(self, value: Any) -> bool:
+        expected = self.default
+        if expected is None or value is None:
+            return True
+        if isinstance(expected, bool) or isinstance(value, bool):
+            return isinstance(expected, bool) and isinstance(value, bool)
+        if isinstance(expected, float):
+            return isinstance(value, (int, float))
+        if isinstance(expected, (list, tuple)):
+            return isinstance(value, (list, tuple))
+        return isinstance(value, type(expected))
+
+    @property
+    def type_name(self) -> str:
+        return "any" if self.default is None else type(self.default).__name__
+
+
+@dataclass
+class Profile:
+    """A validated parameter set: the common keys and the per-notebook keys, with their sources."""
+
+    name: str
+    common: dict[str, Any] = field(default_factory=dict)
+    notebooks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sources: list[str] = field(default_factory=list)
+
+    def for_notebook(self, stem: str, declared: Mapping[str, Declared]) -> dict[str, Any]:
+        """The parameters papermill injects into one notebook: common keys it declares, then its own."""
+        values = {k: v for k, v in self.common.items() if k in declared}
+        values.update(self.notebooks.get(stem, {}))
+        values["profile"] = self.name
+        return values
+
+
+def params_dir(root: Path) -> Path:
+    return root / "params"
+
+
+def read_param_file(path: Path) -> dict[str, Any]:
+    """Read one parameter file and check its top-level shape."""
+    if not path.is_file():
+        raise ParameterError(f"{path}: parameter file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ParameterError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise ParameterError(f"{path}: expected a mapping with 'common' and 'notebooks'")
+    for key in data:
+        if key not in SECTIONS:
+            raise ParameterError(f"{path}: unknown top-level key '{key}' (allowed: {', '.join(SECTIONS)})")
+    for section in SECTIONS:
+        if not isinstance(data.get(section) or {}, dict):
+            raise ParameterError(f"{path}: '{section}' must be a mapping")
+    for stem, values in (data.get("notebooks") or {}).items():
+        if not isinstance(values or {}, dict):
+            raise ParameterError(f"{path}: notebooks.{stem} must be a mapping")
+    return data
+
+
+def _merge(profile: Profile, data: Mapping[str, Any], source: str) -> None:
+    profile.common.update(data.get("common") or {})
+    for stem, values in (data.get("notebooks") or {}).items():
+        profile.notebooks.setdefault(str(stem), {}).update(values or {})
+    profile.sources.append(source)
+
+
+def validate_file(data: Mapping[str, Any], source: str, declared: Mapping[str, Mapping[str, Declared]]) -> None:
+    """Check every key of one parameter file against the notebooks' declared parameters."""
+    every = {}
+    for params in declared.values():
+        every.update(params)
+    for key, value in (data.get("common") or {}).items():
+        if key == "profile":
+            raise ParameterError(f"{source}: common.profile is set by the runner, not by a file")
+        if key not in every:
+            raise ParameterError(f"{source}: common.{key} is not a parameter of any notebook")
+        for stem, params in declared.items():
+            if key in params and not params[key].accepts(value):
+                raise ParameterError(
+                    f"{source}: common.{key} = {value!r} has type {type(value).__name__}, "
+                    f"but {stem} declares it as {params[key].type_name}"
+                )
+    for stem, values in (data.get("notebooks") or {}).items():
+        if stem not in declared:
+            raise ParameterError(f"{source}: notebooks.{stem} is not a notebook (known: {', '.join(declared)})")
+        for key, value in (values or {}).items():
+            if key not in declared[stem]:
+                raise ParameterError(f"{source}: notebooks.{stem}.{key} is not a parameter of {stem}")
+            if not declared[stem][key].accepts(value):
+                raise ParameterError(
+                    f"{source}: notebooks.{stem}.{key} = {value!r} has type {type(value).__name__}, "
+                    f"but {stem} declares it as {declared[stem][key].type_name}"
+                )
+
+
+def load_profile(
+    root: Path,
+    name: str,
+    declared: Mapping[str, Mapping[str, Declared]],
+    user_file: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Profile:
+    """Load `params/<name>.yaml`, then a user file, then command-line overrides; validate each layer."""
+    path = params_dir(root) / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in params_dir(root).glob("*.yaml"))
+        raise ParameterError(f"unknown profile '{name}': no {path} (known: {', '.join(known)})")
+    profile = Profile(name=name)
+    layers: list[tuple[dict[str, Any], str]] = [(read_param_file(path), str(path))]
+    if user_file is not None:
+        layers.append((read_param_file(Path(user_file)), str(user_file)))
+    if overrides:
+        layers.append(({"common": dict(overrides)}, "command line"))
+    for data, source in layers:
+        validate_file(data, source, declared)
+        _merge(profile, copy.deepcopy(data), source)
+    return profile
+
+
+def parse_default(text: str) -> Any:
+    """The Python value of a default as papermill reports it (source text); None if not a literal."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return None
+
+
+def declared_from_inspection(inspected: Mapping[str, Mapping[str, Any]]) -> dict[str, Declared]:
+    """Turn `papermill.inspect_notebook` output into `Declared` entries."""
+    return {name: Declared(name, parse_default(str(info.get("default")))) for name, info in inspected.items()}

@@ -1,0 +1,182 @@
+"""Execute the book's notebooks with papermill in dependency order, and build the HTML book."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jupytext
+import nbformat
+import papermill
+from tqdm.auto import tqdm
+
+from derm_nb.artifacts import read_json, write_json
+from derm_nb.params import Declared, Profile, declared_from_inspection, load_profile
+
+KERNEL = "python3"
+
+
+@dataclass(frozen=True)
+class NotebookSpec:
+    """One chapter: its file stem and the chapters whose artifacts it reads."""
+
+    stem: str
+    needs: tuple[str, ...] = ()
+
+
+# The one registry of chapters, in reading (and execution) order.
+NOTEBOOKS: tuple[NotebookSpec, ...] = (
+    NotebookSpec("00_data"),
+)
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook raised while papermill executed it."""
+
+
+def spec(stem: str) -> NotebookSpec:
+    for nb in NOTEBOOKS:
+        if nb.stem == stem:
+            return nb
+    raise KeyError(f"unknown notebook '{stem}' (known: {', '.join(n.stem for n in NOTEBOOKS)})")
+
+
+def source_path(root: Path, stem: str) -> Path:
+    """The reviewed text form of a notebook, `notebooks/<stem>.py`."""
+    return root / "notebooks" / f"{stem}.py"
+
+
+def read_source(root: Path, stem: str) -> nbformat.NotebookNode:
+    """Read the text notebook with jupytext (one way: the `.py` is the source of truth)."""
+    nb = jupytext.read(source_path(root, stem))
+    nb.metadata.setdefault("kernelspec", {"name": KERNEL, "display_name": "Python 3", "language": "python"})
+    return nb
+
+
+def prepare_inputs(root: Path, run_dir: Path, stems: Sequence[str]) -> dict[str, Path]:
+    """Write each notebook's `.ipynb` input under `runs/<profile>/notebooks/_inputs/`."""
+    folder = run_dir / "notebooks" / "_inputs"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for stem in stems:
+        path = folder / f"{stem}.ipynb"
+        nbformat.write(read_source(root, stem), path)
+        paths[stem] = path
+    return paths
+
+
+def declared_parameters(inputs: Mapping[str, Path]) -> dict[str, dict[str, Declared]]:
+    """Each notebook's declared parameters, from its `parameters`-tagged cell."""
+    declared = {}
+    for stem, path in inputs.items():
+        inspected = papermill.inspect_notebook(str(path))
+        if not inspected:
+            raise NotebookFailed(f"{stem}: no cell tagged 'parameters'; papermill could not inject parameters")
+        declared[stem] = declared_from_inspection(inspected)
+    return declared
+
+
+def execution_order(only: Sequence[str] | None) -> list[str]:
+    """All notebooks in registry order, or the named ones (checked to exist) in that order."""
+    if not only:
+        return [nb.stem for nb in NOTEBOOKS]
+    wanted = {spec(name).stem for name in only}
+    return [nb.stem for nb in NOTEBOOKS if nb.stem in wanted]
+
+
+def executed_path(run_dir: Path, stem: str) -> Path:
+    return run_dir / "notebooks" / f"{stem}.ipynb"
+
+
+def _failure_message(stem: str, output: Path, err: Exception) -> str:
+    cell = getattr(err, "cell_index", None)
+    count = getattr(err, "exec_count", None)
+    ename = getattr(err, "ename", type(err).__name__)
+    evalue = getattr(err, "evalue", str(err))
+    where = f"cell {cell} (execution count {count})" if cell is not None else "before any cell ran"
+    return f"notebook {stem} failed at {where}: {ename}: {evalue}\n  executed copy with the traceback: {output}"
+
+
+def run_notebooks(
+    root: Path,
+    profile_name: str,
+    only: Sequence[str] | None = None,
+    user_params: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    run_dir: Path | None = None,
+) -> dict[str, float]:
+    """Execute notebooks under a profile into `runs/<profile>/notebooks/`; return wall seconds per notebook."""
+    run_dir = (run_dir or root / "runs" / profile_name).resolve()
+    all_stems = [nb.stem for nb in NOTEBOOKS]
+    inputs = prepare_inputs(root, run_dir, all_stems)
+    declared = declared_parameters(inputs)
+    profile: Profile = load_profile(root, profile_name, declared, user_params, overrides)
+    order = execution_order(only)
+    for stem in order:
+        for need in spec(stem).needs:
+            if need not in order and not executed_path(run_dir, need).is_file():
+                raise NotebookFailed(f"{stem} needs {need}, which has not run under '{profile_name}': run it first")
+
+    log_path = run_dir / "run_log.json"
+    log = read_json(log_path) if log_path.is_file() else {}
+    timings: dict[str, float] = {}
+    bar = tqdm(order, desc=f"notebooks [{profile_name}]", unit="nb")
+    for stem in bar:
+        bar.set_postfix_str(stem)
+        output = executed_path(run_dir, stem)
+        values = profile.for_notebook(stem, declared[stem])
+        values["run_dir"] = str(run_dir)
+        start = time.perf_counter()
+        try:
+            papermill.execute_notebook(
+                str(inputs[stem]),
+                str(output),
+                parameters=values,
+                kernel_name=KERNEL,
+                cwd=str(root / "notebooks"),
+                progress_bar=False,
+                report_mode=False,
+            )
+        except papermill.PapermillExecutionError as err:
+            raise NotebookFailed(_failure_message(stem, output, err)) from err
+        timings[stem] = round(time.perf_counter() - start, 2)
+        log[stem] = {"seconds": timings[stem], "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                     "parameters": values, "sources": profile.sources}
+        write_json(log_path, log)
+    return timings
+
+
+def build_book(root: Path, profile_name: str, run_dir: Path | None = None) -> Path:
+    """Stage `_config.yml`, `_toc.yml`, `book/` and the executed notebooks, then build HTML."""
+    run_dir = (run_dir or root / "runs" / profile_name).resolve()
+    missing = [nb.stem for nb in NOTEBOOKS if not executed_path(run_dir, nb.stem).is_file()]
+    if missing:
+        raise NotebookFailed(
+            f"cannot build the '{profile_name}' book: not executed yet: {', '.join(missing)} "
+            f"(run `derm-nb run --profile {profile_name}` first)"
+        )
+    stage = run_dir / "book"
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy2(root / name, stage / name)
+    shutil.copytree(root / "book", stage / "book")
+    (stage / "notebooks").mkdir()
+    for nb in NOTEBOOKS:
+        shutil.copy2(executed_path(run_dir, nb.stem), stage / "notebooks" / f"{nb.stem}.ipynb")
+    jb = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(jb if jb.exists() else "jupyter-book"), "build", str(stage), "--builder", "html"]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"jupyter-book build failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+    index = stage / "_build" / "html" / "index.html"
+    if not index.is_file():
+        raise RuntimeError(f"jupyter-book reported success but wrote no {index}")
+    return index

@@ -33,6 +33,27 @@ def _cmd_book(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from derm_nb.data.synthetic import SynthConfig, generate, oracle_path
+
+    cfg = SynthConfig(preset=args.preset, n_patients=args.n_patients, seed=args.seed,
+                      prevalence=args.prevalence, workers=args.workers)
+    out = generate(cfg, args.out)
+    print(f"wrote the {args.preset} layout to {out}; oracle probabilities in {oracle_path(out)}")
+    return 0
+
+
+def _cmd_data(args: argparse.Namespace) -> int:
+    from derm_nb.data.prepared import prepare
+
+    prepared = prepare(args.source, args.root, args.out, seed=args.seed, cache_size=args.size, workers=args.workers)
+    print(prepared.manifest.groupby("label_name").size().rename("images").to_string())
+    summary = prepared.quality.groupby(["check", "action"]).size() if len(prepared.quality) else "no problems found"
+    print(f"quality report ({prepared.folder / 'quality_report.csv'}):\n{summary}")
+    print(f"manifest: {prepared.folder / 'manifest.parquet'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="derm-nb", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -48,6 +69,24 @@ def build_parser() -> argparse.ArgumentParser:
     book = sub.add_parser("book", help="build the HTML book from a profile's executed notebooks")
     book.add_argument("--profile", default="default")
     book.set_defaults(func=_cmd_book)
+
+    synth = sub.add_parser("synth", help="write a synthetic dermoscopy dataset in a real layout")
+    synth.add_argument("--out", required=True, type=Path)
+    synth.add_argument("--preset", choices=["isic2020", "isic2017"], default="isic2020")
+    synth.add_argument("--n-patients", type=int, default=200)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--prevalence", type=float, default=0.0176, help="melanoma share (isic2020 preset)")
+    synth.add_argument("--workers", type=int, default=0, help="processes (0: up to 4, by core count)")
+    synth.set_defaults(func=_cmd_synth)
+
+    data = sub.add_parser("data", help="load a dataset folder into a manifest, quality report, splits and cache")
+    data.add_argument("--source", required=True, help="isic2020, isic2019, ham10000, isic2017 or busi")
+    data.add_argument("--root", required=True, type=Path, help="the dataset folder")
+    data.add_argument("--out", required=True, type=Path)
+    data.add_argument("--seed", type=int, default=0)
+    data.add_argument("--size", type=int, default=256, help="cache image size in px")
+    data.add_argument("--workers", type=int, default=0)
+    data.set_defaults(func=_cmd_data)
     return parser
 
 

@@ -1,0 +1,95 @@
+"""Parameter files are validated against the notebooks' own parameters cells."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from derm_nb.params import PROFILES, Declared, ParameterError, load_profile
+from derm_nb.runner import NOTEBOOKS, declared_parameters, prepare_inputs
+
+DECLARED = {
+    "00_data": {"seed": Declared("seed", 0), "data_source": Declared("data_source", "synthetic"),
+                "cache_size": Declared("cache_size", 160), "synth_prevalence": Declared("synth_prevalence", 0.05),
+                "profile": Declared("profile", "default"), "run_dir": Declared("run_dir", "")},
+    "01_eda": {"seed": Declared("seed", 0), "show": Declared("show", True)},
+}
+
+
+def project(tmp_path, text: str):
+    (tmp_path / "params").mkdir()
+    (tmp_path / "params" / "p.yaml").write_text(text)
+    return tmp_path
+
+
+def test_valid_profile_merges_common_and_notebook_keys(tmp_path):
+    root = project(tmp_path, "common: {seed: 3}\nnotebooks:\n  00_data: {cache_size: 64, synth_prevalence: 1}\n")
+    profile = load_profile(root, "p", DECLARED)
+    values = profile.for_notebook("00_data", DECLARED["00_data"])
+    assert values == {"seed": 3, "cache_size": 64, "synth_prevalence": 1, "profile": "p"}
+    assert profile.for_notebook("01_eda", DECLARED["01_eda"]) == {"seed": 3, "profile": "p"}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("common: {sede: 3}\n", "p.yaml: common.sede is not a parameter of any notebook"),
+    ("notebooks:\n  00_data: {cache_sise: 3}\n", "p.yaml: notebooks.00_data.cache_sise is not a parameter of 00_data"),
+    ("notebooks:\n  99_nope: {}\n", "p.yaml: notebooks.99_nope is not a notebook"),
+    ("notebooks:\n  00_data: {cache_size: big}\n", "notebooks.00_data.cache_size = 'big' has type str"),
+    ("notebooks:\n  00_data: {cache_size: 1.5}\n", "notebooks.00_data.cache_size = 1.5 has type float"),
+    ("notebooks:\n  01_eda: {show: 1}\n", "notebooks.01_eda.show = 1 has type int"),
+    ("common: {seed: true}\n", "common.seed = True has type bool"),
+    ("commons: {}\n", "unknown top-level key 'commons'"),
+    ("common: [1, 2]\n", "'common' must be a mapping"),
+    ("common: {profile: x}\n", "common.profile is set by the runner"),
+    ("common: {seed: [\n", "not valid YAML"),
+])
+def test_bad_parameter_files_name_file_and_key(tmp_path, text, message):
+    root = project(tmp_path, text)
+    with pytest.raises(ParameterError) as err:
+        load_profile(root, "p", DECLARED)
+    assert message in str(err.value)
+
+
+def test_unknown_profile_lists_known(tmp_path):
+    root = project(tmp_path, "{}")
+    with pytest.raises(ParameterError, match="unknown profile 'nope'.*known: p"):
+        load_profile(root, "nope", DECLARED)
+
+
+def test_user_file_and_overrides_layer_with_the_same_validation(tmp_path):
+    root = project(tmp_path, "common: {seed: 1}\n")
+    user = tmp_path / "mine.yaml"
+    user.write_text("notebooks:\n  00_data: {data_source: isic2020}\n")
+    profile = load_profile(root, "p", DECLARED, user_file=user, overrides={"seed": 9})
+    assert profile.for_notebook("00_data", DECLARED["00_data"])["data_source"] == "isic2020"
+    assert profile.common["seed"] == 9
+    user.write_text("notebooks:\n  00_data: {data_sorce: isic2020}\n")
+    with pytest.raises(ParameterError, match="mine.yaml: notebooks.00_data.data_sorce"):
+        load_profile(root, "p", DECLARED, user_file=user)
+    with pytest.raises(ParameterError, match="command line: common.seed = 'x'"):
+        load_profile(root, "p", DECLARED, overrides={"seed": "x"})
+
+
+@pytest.fixture(scope="module")
+def real_declared(root, tmp_path_factory):
+    inputs = prepare_inputs(root, tmp_path_factory.mktemp("inputs"), [nb.stem for nb in NOTEBOOKS])
+    return declared_parameters(inputs)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_shipped_profiles_validate_against_the_notebooks(root, real_declared, profile):
+    loaded = load_profile(root, profile, real_declared)
+    for nb in NOTEBOOKS:
+        values = loaded.for_notebook(nb.stem, real_declared[nb.stem])
+        assert set(values) <= set(real_declared[nb.stem])
+
+
+def test_every_notebook_declares_profile_and_run_dir(real_declared):
+    for stem, params in real_declared.items():
+        assert {"profile", "run_dir", "seed"} <= set(params), stem
+
+
+def test_profiles_are_plain_yaml(root):
+    for profile in PROFILES:
+        data = yaml.safe_load((root / "params" / f"{profile}.yaml").read_text())
+        assert set(data) <= {"common", "notebooks"}

@@ -1,0 +1,63 @@
+"""Every notebook under the smoke profile through the real runner, its artifacts, and the built book."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from derm_nb.artifacts import read_json
+from derm_nb.data.manifest import validate_manifest
+from derm_nb.data.splits import SPLIT_SCHEMES, assert_no_leakage, split_column
+from derm_nb.runner import NOTEBOOKS, NotebookFailed, build_book, run_notebooks
+
+
+@pytest.fixture(scope="session")
+def smoke_run(root, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "smoke"
+    timings = run_notebooks(root, "smoke", run_dir=run_dir)
+    return run_dir, timings
+
+
+def test_every_notebook_ran(smoke_run):
+    run_dir, timings = smoke_run
+    assert list(timings) == [nb.stem for nb in NOTEBOOKS]
+    log = read_json(run_dir / "run_log.json")
+    for nb in NOTEBOOKS:
+        assert (run_dir / "notebooks" / f"{nb.stem}.ipynb").is_file()
+        assert log[nb.stem]["parameters"]["profile"] == "smoke"
+
+
+def test_data_artifacts(smoke_run):
+    run_dir, _ = smoke_run
+    for name in ("binary", "multiclass"):
+        folder = run_dir / "00_data" / name
+        manifest = pd.read_parquet(folder / "manifest.parquet")
+        validate_manifest(manifest.drop(columns=[c for c in manifest if c.startswith("split_")]))
+        for scheme in SPLIT_SCHEMES:
+            assert_no_leakage(manifest, split_column(scheme))
+        summary = read_json(folder / "summary.json")
+        assert summary["n_images"] == len(manifest) > 50
+        assert (folder / "quality_report.csv").is_file()
+        assert len(list((folder / "cache" / str(summary["cache_size"])).glob("*.jpg"))) == len(manifest)
+    overall = read_json(run_dir / "00_data" / "summary.json")
+    assert 0.5 < overall["oracle_auc_study000_val"]["binary"] <= 1
+
+
+def test_book_builds_from_executed_notebooks(root, smoke_run):
+    run_dir, _ = smoke_run
+    index = build_book(root, "smoke", run_dir=run_dir)
+    html = index.parent
+    for nb in NOTEBOOKS:
+        page = html / "notebooks" / f"{nb.stem}.html"
+        assert page.is_file(), page
+        assert "<img" in page.read_text()
+
+
+def test_failure_names_notebook_cell_and_error(root, tmp_path):
+    user = tmp_path / "bad.yaml"
+    user.write_text("notebooks:\n  00_data: {data_source: isic2020, data_root: /nonexistent/folder}\n")
+    with pytest.raises(NotebookFailed) as err:
+        run_notebooks(root, "smoke", only=["00_data"], user_params=user, run_dir=tmp_path / "run")
+    message = str(err.value)
+    assert "notebook 00_data failed at cell" in message and "DataError" in message
+    assert "/nonexistent/folder" in message

@@ -33,6 +33,7 @@ class NotebookSpec:
 # The one registry of chapters, in reading (and execution) order.
 NOTEBOOKS: tuple[NotebookSpec, ...] = (
     NotebookSpec("00_data"),
+    NotebookSpec("01_eda", ("00_data",)),
 )
 
 

@@ -1,0 +1,1 @@
+"""Data layer: synthetic generator, real-format loaders, manifest, quality report, splits, image cache."""

@@ -1,0 +1,333 @@
+"""Loaders for the public datasets, each yielding the canonical manifest plus a quality report.
+
+| source   | metadata                                              | group key          |
+|----------|-------------------------------------------------------|--------------------|
+| isic2020 | train.csv; images in jpeg/train/ or train/            | patient_id         |
+| isic2019 | ISIC_2019_Training_GroundTruth.csv + _Metadata.csv    | lesion_id          |
+| ham10000 | HAM10000_metadata.csv; HAM10000_images_part_1/_2      | lesion_id          |
+| isic2017 | ISIC-2017_Training_Part3_GroundTruth.csv; Part1 masks | image id (no ids)  |
+| busi     | Dataset_BUSI_with_GT/{benign,malignant,normal}/       | image id (no ids)  |
+
+Stated rules for bad input (each listed in the quality report): missing sex -> 'unknown';
+missing site -> 'unknown'; missing age -> the dataset's median age (age_imputed=True);
+missing group id -> the image id; unknown or invalid label -> row excluded; repeated image id
+-> later rows excluded; missing, unreadable or truncated image -> excluded; byte-identical
+images -> all but the first excluded (all excluded if their labels disagree); missing mask ->
+kept without a mask.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from tqdm.auto import tqdm
+
+from derm_nb.data.errors import DataError
+from derm_nb.data.manifest import require_columns, to_manifest
+from derm_nb.data.quality import QualityReport
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+ISIC2019_CLASSES = ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK"]
+HAM_CLASSES = ["nv", "mel", "bkl", "bcc", "akiec", "vasc", "df"]
+ISIC2017_CLASSES = ["nevus", "melanoma", "seborrheic_keratosis"]
+BUSI_CLASSES = ["benign", "malignant", "normal"]
+ISIC2020_CLASSES = ["benign", "malignant"]
+
+CLASSES: dict[str, list[str]] = {
+    "isic2020": ISIC2020_CLASSES, "isic2019": ISIC2019_CLASSES, "ham10000": HAM_CLASSES,
+    "isic2017": ISIC2017_CLASSES, "busi": BUSI_CLASSES,
+}
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise DataError(f"{path}: metadata file not found")
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: cannot be parsed as CSV: {err}") from err
+
+
+def _find_image(folders: list[Path], stem: str) -> str:
+    for folder in folders:
+        for suffix in IMAGE_SUFFIXES:
+            candidate = folder / f"{stem}{suffix}"
+            if candidate.is_file():
+                return str(candidate)
+    return str(folders[0] / f"{stem}.jpg")  # reported as missing by check_images
+
+
+def _csv_row(index: int) -> int:
+    return int(index) + 2  # 1-based line number in the CSV, after the header
+
+
+def _impute_demographics(frame: pd.DataFrame, file: Path, report: QualityReport) -> pd.DataFrame:
+    """Apply the stated NaN rules to sex, age, site and group id; report every imputed row."""
+    frame = frame.copy()
+    for column, fill in (("sex", "unknown"), ("site", "unknown")):
+        missing = frame[column].isna() | frame[column].astype(str).str.strip().eq("")
+        for idx in frame.index[missing]:
+            report.add(file, _csv_row(idx), frame.at[idx, "image_id"], f"missing {column}", "imputed", f"set to '{fill}'")
+        frame[column] = frame[column].astype(object).where(~missing, fill).astype(str).str.lower()
+    age = pd.to_numeric(frame["age"], errors="coerce")
+    median = float(age.median()) if age.notna().any() else float("nan")
+    for idx in frame.index[age.isna()]:
+        report.add(file, _csv_row(idx), frame.at[idx, "image_id"], "missing age", "imputed", f"set to median {median:g}")
+    frame["age_imputed"] = age.isna()
+    frame["age"] = age.fillna(median)
+    missing_group = frame["group_id"].isna() | frame["group_id"].astype(str).str.strip().eq("")
+    for idx in frame.index[missing_group]:
+        report.add(file, _csv_row(idx), frame.at[idx, "image_id"], "missing group id", "imputed", "set to the image id")
+    frame["group_id"] = frame["group_id"].astype(object).where(~missing_group, frame["image_id"]).astype(str)
+    return frame
+
+
+def _drop_rows(frame: pd.DataFrame, bad: pd.Series, file: Path, report: QualityReport, check: str,
+               detail: Callable[[pd.Series], str]) -> pd.DataFrame:
+    for idx in frame.index[bad]:
+        report.add(file, _csv_row(idx), frame.at[idx, "image_id"], check, "excluded", detail(frame.loc[idx]))
+    return frame.loc[~bad]
+
+
+def _drop_repeated_ids(frame: pd.DataFrame, file: Path, report: QualityReport) -> pd.DataFrame:
+    repeated = frame["image_id"].duplicated(keep="first")
+    return _drop_rows(frame, repeated, file, report, "repeated image id", lambda r: "an earlier row has this id")
+
+
+def _finish(frame: pd.DataFrame, file: Path, report: QualityReport, source: str, group_kind: str) -> pd.DataFrame:
+    frame = _drop_repeated_ids(frame, file, report)
+    frame = _impute_demographics(frame, file, report)
+    frame["group_kind"] = group_kind
+    frame["source"] = source
+    for column in ("diagnosis", "mask_path"):
+        if column not in frame:
+            frame[column] = ""
+        frame[column] = frame[column].fillna("").astype(str)
+    return frame
+
+
+def load_isic2020(root: Path, report: QualityReport) -> pd.DataFrame:
+    """SIIM-ISIC 2020: train.csv and a jpeg/train/ (or train/) folder of images."""
+    file = root / "train.csv"
+    raw = read_csv(file)
+    require_columns(raw, file, ["image_name", "patient_id", "sex", "age_approx", "anatom_site_general_challenge",
+                                "diagnosis", "benign_malignant", "target"])
+    folders = [f for f in (root / "jpeg" / "train", root / "train") if f.is_dir()]
+    if not folders:
+        raise DataError(f"{root}: no image folder (looked for {root / 'jpeg' / 'train'} and {root / 'train'})")
+    frame = pd.DataFrame({
+        "image_id": raw["image_name"].astype(str), "group_id": raw["patient_id"], "sex": raw["sex"],
+        "age": raw["age_approx"], "site": raw["anatom_site_general_challenge"], "diagnosis": raw["diagnosis"],
+    })
+    target = pd.to_numeric(raw["target"], errors="coerce")
+    frame = _drop_rows(frame, ~target.isin([0, 1]), file, report, "unknown label",
+                       lambda r: f"target = {raw.at[r.name, 'target']!r}, expected 0 or 1")
+    frame["target"] = target.loc[frame.index].astype(int)
+    frame["label"] = frame["target"]
+    frame["label_name"] = frame["label"].map(dict(enumerate(ISIC2020_CLASSES)))
+    frame["path"] = [_find_image(folders, i) for i in frame["image_id"]]
+    masks = root / "masks" / "train"  # not part of ISIC 2020; the synthetic generator adds it
+    frame["mask_path"] = [str(masks / f"{i}_segmentation.png") if masks.is_dir() else "" for i in frame["image_id"]]
+    return _finish(frame, file, report, "isic2020", "patient")
+
+
+def load_isic2019(root: Path, report: QualityReport) -> pd.DataFrame:
+    """ISIC 2019: one-hot ground truth + metadata (lesion_id is the group key)."""
+    truth_file = root / "ISIC_2019_Training_GroundTruth.csv"
+    meta_file = root / "ISIC_2019_Training_Metadata.csv"
+    truth, meta = read_csv(truth_file), read_csv(meta_file)
+    require_columns(truth, truth_file, ["image", *ISIC2019_CLASSES])
+    require_columns(meta, meta_file, ["image", "age_approx", "anatom_site_general", "lesion_id", "sex"])
+    merged = truth.merge(meta, on="image", how="left", indicator=True)
+    frame = pd.DataFrame({"image_id": merged["image"].astype(str), "group_id": merged["lesion_id"],
+                          "sex": merged["sex"], "age": merged["age_approx"], "site": merged["anatom_site_general"]})
+    no_meta = merged["_merge"].eq("left_only")
+    for idx in frame.index[no_meta]:
+        report.add(meta_file, None, frame.at[idx, "image_id"], "no metadata row", "imputed",
+                   "demographics treated as missing")
+    onehot = merged[ISIC2019_CLASSES].apply(pd.to_numeric, errors="coerce")
+    valid = onehot.isin([0.0, 1.0]).all(axis=1) & onehot.sum(axis=1).eq(1)
+    frame = _drop_rows(frame, ~valid, truth_file, report, "unknown label",
+                       lambda r: "one-hot row does not have exactly one 1.0")
+    frame["label"] = onehot.loc[frame.index].to_numpy().argmax(axis=1)
+    frame["label_name"] = [ISIC2019_CLASSES[k] for k in frame["label"]]
+    frame["target"] = (frame["label_name"] == "MEL").astype(int)
+    frame["diagnosis"] = frame["label_name"]
+    folders = [f for f in (root / "ISIC_2019_Training_Input", root) if f.is_dir()]
+    frame["path"] = [_find_image(folders, i) for i in frame["image_id"]]
+    return _finish(frame, truth_file, report, "isic2019", "lesion")
+
+
+def load_ham10000(root: Path, report: QualityReport) -> pd.DataFrame:
+    """HAM10000: metadata CSV (dx is the label, lesion_id the group), images in two part folders."""
+    file = root / "HAM10000_metadata.csv"
+    raw = read_csv(file)
+    require_columns(raw, file, ["lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization"])
+    frame = pd.DataFrame({"image_id": raw["image_id"].astype(str), "group_id": raw["lesion_id"], "sex": raw["sex"],
+                          "age": raw["age"], "site": raw["localization"], "diagnosis": raw["dx"]})
+    bad = ~raw["dx"].isin(HAM_CLASSES)
+    frame = _drop_rows(frame, bad, file, report, "unknown label",
+                       lambda r: f"dx = {r['diagnosis']!r}, expected one of {', '.join(HAM_CLASSES)}")
+    frame["label_name"] = frame["diagnosis"]
+    frame["label"] = frame["label_name"].map({c: k for k, c in enumerate(HAM_CLASSES)}).astype(int)
+    frame["target"] = (frame["label_name"] == "mel").astype(int)
+    folders = [root / "HAM10000_images_part_1", root / "HAM10000_images_part_2"]
+    frame["path"] = [_find_image(folders, i) for i in frame["image_id"]]
+    masks = root / "HAM10000_segmentations_lesion_tschandl"
+    frame["mask_path"] = [str(masks / f"{i}_segmentation.png") if masks.is_dir() else "" for i in frame["image_id"]]
+    return _finish(frame, file, report, "ham10000", "lesion")
+
+
+def load_isic2017(root: Path, report: QualityReport) -> pd.DataFrame:
+    """ISIC 2017 part 3 (melanoma / seborrheic keratosis / nevus) with part-1 segmentation masks."""
+    file = root / "ISIC-2017_Training_Part3_GroundTruth.csv"
+    raw = read_csv(file)
+    require_columns(raw, file, ["image_id", "melanoma", "seborrheic_keratosis"])
+    meta_file = root / "ISIC-2017_Training_Data" / "ISIC-2017_Training_Data_metadata.csv"
+    meta = read_csv(meta_file) if meta_file.is_file() else pd.DataFrame(columns=["image_id", "age_approximate", "sex"])
+    require_columns(meta, meta_file, ["image_id", "age_approximate", "sex"])
+    merged = raw.merge(meta, on="image_id", how="left")
+    mel = pd.to_numeric(merged["melanoma"], errors="coerce")
+    sk = pd.to_numeric(merged["seborrheic_keratosis"], errors="coerce")
+    frame = pd.DataFrame({
+        "image_id": merged["image_id"].astype(str), "group_id": merged["image_id"].astype(str),
+        "sex": merged["sex"].replace("unknown", np.nan),
+        "age": pd.to_numeric(merged["age_approximate"], errors="coerce"), "site": "unknown",
+    })
+    valid = mel.isin([0, 1]) & sk.isin([0, 1]) & (mel + sk <= 1)
+    frame = _drop_rows(frame, ~valid, file, report, "unknown label",
+                       lambda r: f"melanoma={mel[r.name]!r}, seborrheic_keratosis={sk[r.name]!r}")
+    frame["label"] = np.where(mel[frame.index] == 1, 1, np.where(sk[frame.index] == 1, 2, 0))
+    frame["label_name"] = [ISIC2017_CLASSES[k] for k in frame["label"]]
+    frame["target"] = (frame["label"] == 1).astype(int)
+    frame["diagnosis"] = frame["label_name"]
+    frame["path"] = [_find_image([root / "ISIC-2017_Training_Data"], i) for i in frame["image_id"]]
+    masks = root / "ISIC-2017_Training_Part1_GroundTruth"
+    frame["mask_path"] = [str(masks / f"{i}_segmentation.png") for i in frame["image_id"]]
+    return _finish(frame, file, report, "isic2017", "image")
+
+
+_BUSI_NAME = re.compile(r"^(?P<cls>benign|malignant|normal) \((?P<num>\d+)\)$")
+
+
+def load_busi(root: Path, report: QualityReport) -> pd.DataFrame:
+    """BUSI: class folders of PNGs; `X_mask.png` and `X_mask_1.png`... are merged into one mask."""
+    base = root / "Dataset_BUSI_with_GT" if (root / "Dataset_BUSI_with_GT").is_dir() else root
+    rows = []
+    for cls in BUSI_CLASSES:
+        folder = base / cls
+        if not folder.is_dir():
+            raise DataError(f"{base}: class folder '{cls}/' is missing (expected {', '.join(BUSI_CLASSES)})")
+        for path in sorted(folder.glob("*.png")):
+            if "_mask" in path.stem:
+                continue
+            match = _BUSI_NAME.match(path.stem)
+            image_id = f"{match['cls']}_{int(match['num']):04d}" if match else path.stem.replace(" ", "_")
+            if match and match["cls"] != cls:
+                report.add(path, None, image_id, "unknown label", "excluded", f"file named {match['cls']} in {cls}/")
+                continue
+            masks = sorted(folder.glob(f"{glob_escape(path.stem)}_mask*.png"))
+            if not masks:
+                report.add(path, None, image_id, "missing mask", "kept", "no *_mask.png beside the image")
+            elif len(masks) > 1:
+                report.add(path, None, image_id, "several masks", "merged", f"{len(masks)} masks merged (union)")
+            rows.append({"image_id": image_id, "path": str(path), "group_id": image_id, "label_name": cls,
+                         "label": BUSI_CLASSES.index(cls), "target": int(cls == "malignant"), "sex": "female",
+                         "age": np.nan, "site": "breast", "diagnosis": cls,
+                         "mask_path": ";".join(str(m) for m in masks)})
+    if not rows:
+        raise DataError(f"{base}: no images found in {', '.join(BUSI_CLASSES)}/")
+    frame = pd.DataFrame(rows)
+    frame["age_imputed"] = True
+    frame["group_kind"] = "image"
+    frame["source"] = "busi"
+    return _drop_repeated_ids(frame, base, report)
+
+
+def glob_escape(text: str) -> str:
+    return re.sub(r"([\[\]?*])", r"[\1]", text)
+
+
+LOADERS: dict[str, Callable[[Path, QualityReport], pd.DataFrame]] = {
+    "isic2020": load_isic2020, "isic2019": load_isic2019, "ham10000": load_ham10000,
+    "isic2017": load_isic2017, "busi": load_busi,
+}
+
+
+def inspect_image(path: str) -> tuple[str | None, str | None, tuple[int, int] | None]:
+    """(md5 of the bytes, error message, (width, height)) for one image file, decoding it fully."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return None, "file not found", None
+    except OSError as err:
+        return None, f"cannot read: {err}", None
+    digest = hashlib.md5(data).hexdigest()
+    try:
+        with Image.open(path) as im:
+            im.draft("RGB", (256, 256))
+            im.load()
+            return digest, None, im.size
+    except Exception as err:  # PIL raises many types for corrupt or truncated files
+        return digest, f"unreadable image: {err}", None
+
+
+def check_images(frame: pd.DataFrame, report: QualityReport, workers: int = 0) -> pd.DataFrame:
+    """Exclude missing, unreadable and byte-duplicate images; drop mask paths whose files are missing."""
+    workers = workers or min(4, os.cpu_count() or 1)
+    paths = frame["path"].tolist()
+    if workers > 1 and len(paths) > 64:
+        with ProcessPoolExecutor(workers) as pool:
+            results = list(tqdm(pool.map(inspect_image, paths, chunksize=32), total=len(paths),
+                                desc="checking images", unit="img"))
+    else:
+        results = [inspect_image(p) for p in tqdm(paths, desc="checking images", unit="img")]
+    frame = frame.copy()
+    frame["_md5"] = [r[0] for r in results]
+    errors = pd.Series([r[1] for r in results], index=frame.index)
+    for idx in frame.index[errors.notna()]:
+        check = "missing image" if errors[idx] == "file not found" else "corrupt image"
+        report.add(frame.at[idx, "path"], None, frame.at[idx, "image_id"], check, "excluded", errors[idx])
+    frame = frame.loc[errors.isna()]
+
+    keep = pd.Series(True, index=frame.index)
+    for _, group in frame.groupby("_md5", sort=False):
+        if len(group) < 2:
+            continue
+        first = group.iloc[0]
+        conflicting = group["label"].nunique() > 1
+        for idx in group.index if conflicting else group.index[1:]:
+            keep[idx] = False
+            detail = ("identical images with different labels: " + ", ".join(group["image_id"])) if conflicting \
+                else f"same bytes as {first['image_id']}"
+            report.add(frame.at[idx, "path"], None, frame.at[idx, "image_id"], "duplicate image", "excluded", detail)
+    frame = frame.loc[keep].drop(columns="_md5")
+
+    for idx in frame.index:
+        paths = [p for p in str(frame.at[idx, "mask_path"]).split(";") if p]
+        if paths and not all(Path(p).is_file() for p in paths):
+            report.add(frame.at[idx, "path"], None, frame.at[idx, "image_id"], "missing mask", "kept",
+                       "image kept without a mask")
+            frame.at[idx, "mask_path"] = ""
+    return frame
+
+
+def load_source(source: str, root: str | os.PathLike[str], workers: int = 0) -> tuple[pd.DataFrame, QualityReport]:
+    """Read one dataset folder into the canonical manifest, with the quality report of what changed."""
+    if source not in LOADERS:
+        raise DataError(f"unknown data source '{source}' (known: {', '.join(LOADERS)})")
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"data root {root} does not exist")
+    report = QualityReport()
+    frame = LOADERS[source](root, report)
+    frame = check_images(frame, report, workers)
+    return to_manifest(frame), report

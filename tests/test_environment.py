@@ -44,3 +44,17 @@ def test_torch_and_torchvision_are_a_matched_pair():
     keep = nms(torch.tensor([[0.0, 0, 10, 10], [1, 1, 11, 11]]), torch.tensor([0.9, 0.8]), 0.5)
     assert keep.tolist() == [0]
     assert torchvision.__version__.split("+")[0] != ""
+
+
+def test_every_source_file_is_tracked_by_git(root):
+    """A fresh clone must hold the whole package: nothing under src/, tests/ or notebooks/ is ignored."""
+    import subprocess
+
+    out = subprocess.run(["git", "ls-files", "--others", "--ignored", "--exclude-standard", "src", "tests",
+                          "notebooks", "params"], cwd=root, capture_output=True, text=True)
+    if out.returncode != 0:
+        import pytest
+
+        pytest.skip("not a git checkout")
+    ignored = [p for p in out.stdout.split() if p.endswith((".py", ".yaml", ".toml")) and "__pycache__" not in p]
+    assert not ignored, f"ignored by .gitignore, so missing from a clone: {ignored}"

@@ -1,0 +1,82 @@
+"""In-memory datasets over the image cache, with torchvision transforms v2."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+from torchvision.transforms import v2
+
+from derm_nb.data.cache import load_images
+from derm_nb.models.backbones import IMAGENET_MEAN, IMAGENET_STD
+
+
+def to_tensor_images(array: np.ndarray) -> torch.Tensor:
+    """(N, H, W, 3) uint8 -> (N, 3, H, W) uint8 tensor."""
+    return torch.from_numpy(np.ascontiguousarray(array)).permute(0, 3, 1, 2).contiguous()
+
+
+def eval_transform(size: int) -> v2.Compose:
+    """Resize to `size`, scale to [0, 1], ImageNet normalisation."""
+    return v2.Compose([v2.Resize(size, antialias=True), v2.ToDtype(torch.float32, scale=True),
+                       v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+def study000_augment(size: int) -> v2.Compose:
+    """Study 000's albumentations recipe in v2: flip, shift-scale-rotate, brightness."""
+    return v2.Compose([v2.Resize(size, antialias=True), v2.RandomHorizontalFlip(),
+                       v2.RandomAffine(degrees=45, translate=(0.0625, 0.0625), scale=(0.9, 1.1)),
+                       v2.ColorJitter(brightness=0.2), v2.ToDtype(torch.float32, scale=True),
+                       v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+class CachedImages(Dataset):
+    """Images held in memory as uint8, with targets, optional tabular features and a transform.
+
+    `copies > 0` adds that many augmented copies of every image (study 000's "small + N aug"):
+    copy k of image i is drawn with a seed fixed by (seed, i, k), so the copies are the same
+    every epoch and every run, like augmentations written to disk once.
+    """
+
+    def __init__(self, images: torch.Tensor, targets: np.ndarray, transform: Callable,
+                 tabular: np.ndarray | None = None, copies: int = 0, augment: Callable | None = None,
+                 seed: int = 0, extra: np.ndarray | None = None):
+        self.images = images
+        self.targets = torch.as_tensor(np.asarray(targets))
+        self.tabular = None if tabular is None else torch.as_tensor(np.asarray(tabular), dtype=torch.float32)
+        self.extra = None if extra is None else torch.as_tensor(np.asarray(extra), dtype=torch.float32)
+        self.transform, self.augment = transform, augment
+        self.copies, self.seed = copies, seed
+
+    def __len__(self) -> int:
+        return len(self.images) * (self.copies + 1)
+
+    def base_index(self, index: int) -> int:
+        return index // (self.copies + 1)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        i, k = divmod(index, self.copies + 1)
+        if k == 0 or self.augment is None:
+            image = self.transform(self.images[i])
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(hash((self.seed, i, k)) % (2**31))
+                image = self.augment(self.images[i])
+        item = {"image": image, "target": self.targets[i], "index": torch.tensor(i)}
+        if self.tabular is not None:
+            item["tabular"] = self.tabular[i]
+        if self.extra is not None:
+            item["gate"] = self.extra[i]
+        return item
+
+    @property
+    def all_targets(self) -> np.ndarray:
+        return np.repeat(self.targets.numpy(), self.copies + 1)
+
+
+def load_split_images(cache_dir, frame: pd.DataFrame) -> torch.Tensor:
+    """The cached images of `frame`'s rows as one uint8 tensor (N, 3, S, S)."""
+    return to_tensor_images(load_images(frame, cache_dir))

@@ -1,0 +1,125 @@
+"""Evaluation: threshold metrics, the ISIC partial AUC, threshold choices, bootstrap CIs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+
+
+def partial_auc_above_tpr(y: np.ndarray, p: np.ndarray, min_tpr: float = 0.8) -> float:
+    """The ISIC challenge's `auc_sens_80`: raw area under the ROC curve where TPR >= min_tpr.
+
+    Not scikit-learn's McClish-standardised `max_fpr` variant: the maximum is 1 - min_tpr (0.2).
+    As the challenge scorer does, labels and scores are flipped so that the TPR band becomes an
+    FPR band [0, 1 - min_tpr], and the curve is interpolated at its edge.
+    """
+    y = np.asarray(y)
+    flipped_y, flipped_p = np.abs(y - 1), -np.asarray(p, dtype=float)
+    max_fpr = 1 - min_tpr
+    fpr, tpr, _ = skm.roc_curve(flipped_y, flipped_p)
+    stop = np.searchsorted(fpr, max_fpr, "right")
+    x_edge, y_edge = [fpr[stop - 1], fpr[stop]], [tpr[stop - 1], tpr[stop]]
+    tpr = np.append(tpr[:stop], np.interp(max_fpr, x_edge, y_edge))
+    fpr = np.append(fpr[:stop], max_fpr)
+    return float(skm.auc(fpr, tpr))
+
+
+def threshold_youden(y: np.ndarray, p: np.ndarray) -> float:
+    """The threshold maximising Youden's J = TPR - FPR."""
+    fpr, tpr, thresholds = skm.roc_curve(y, p)
+    finite = np.isfinite(thresholds)
+    j = (tpr - fpr)[finite]
+    return float(thresholds[finite][int(np.argmax(j))])
+
+
+def threshold_max_f1(y: np.ndarray, p: np.ndarray, tpr_bounds: tuple[float, float] = (0.8, 0.9)) -> float:
+    """Study 000's threshold: maximum F1 among thresholds whose TPR lies within `tpr_bounds`.
+
+    When no threshold gives a TPR inside the bounds (small validation sets), the thresholds whose
+    TPR is closest to the band are the candidates.
+    """
+    y = np.asarray(y)
+    _, tpr, thresholds = skm.roc_curve(y, p)
+    finite = np.isfinite(thresholds)
+    tpr, thresholds = tpr[finite], thresholds[finite]
+    lo, hi = tpr_bounds
+    distance = np.where(tpr < lo, lo - tpr, np.where(tpr > hi, tpr - hi, 0.0))
+    candidates = thresholds[distance == distance.min()]
+    f1 = [skm.f1_score(y, np.asarray(p) >= t, zero_division=0) for t in candidates]
+    return float(candidates[int(np.argmax(f1))])
+
+
+def binary_metrics(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """Every binary metric the studies report, at one threshold, plus the threshold-free AUCs."""
+    y = np.asarray(y).astype(int)
+    pred = (np.asarray(p) >= threshold).astype(int)
+    tn, fp, fn, tp = skm.confusion_matrix(y, pred, labels=[0, 1]).ravel()
+    both = len(np.unique(y)) == 2
+    return {
+        "threshold": float(threshold),
+        "roc_auc": float(skm.roc_auc_score(y, p)) if both else float("nan"),
+        "pauc_80": partial_auc_above_tpr(y, p) if both else float("nan"),
+        "f1": float(skm.f1_score(y, pred, zero_division=0)),
+        "precision": float(skm.precision_score(y, pred, zero_division=0)),
+        "recall": float(skm.recall_score(y, pred, zero_division=0)),
+        "specificity": float(tn / (tn + fp)) if tn + fp else float("nan"),
+        "accuracy": float(skm.accuracy_score(y, pred)),
+        "balanced_accuracy": float(skm.balanced_accuracy_score(y, pred)) if both else float("nan"),
+        "f1_macro": float(skm.f1_score(y, pred, average="macro", zero_division=0)),
+        "f1_weighted": float(skm.f1_score(y, pred, average="weighted", zero_division=0)),
+        "tp": int(tp), "fp": int(fp), "tn": int(tn), "fn": int(fn),
+    }
+
+
+def sensitivity_at_specificity(y: np.ndarray, p: np.ndarray, specificity: float = 0.9) -> float:
+    """The highest TPR reachable while keeping specificity >= the given value."""
+    fpr, tpr, _ = skm.roc_curve(y, p)
+    ok = fpr <= 1 - specificity + 1e-12
+    return float(tpr[ok].max()) if ok.any() else 0.0
+
+
+def bootstrap_auc_ci(y: np.ndarray, p: np.ndarray, n_boot: int = 1000, seed: int = 0,
+                     level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap CI of the ROC-AUC, resampling positives and negatives separately."""
+    y, p = np.asarray(y).astype(int), np.asarray(p, dtype=float)
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    aucs = np.empty(n_boot)
+    for b in range(n_boot):
+        idx = np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])
+        aucs[b] = skm.roc_auc_score(y[idx], p[idx])
+    alpha = (1 - level) / 2
+    return float(np.quantile(aucs, alpha)), float(np.quantile(aucs, 1 - alpha))
+
+
+def evaluate_binary(y: np.ndarray, p: np.ndarray, threshold_rule: str = "max_f1", seed: int = 0,
+                    threshold_from: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, float]:
+    """Metrics at a threshold chosen by rule (`0.5`, `youden`, `max_f1`), with the AUC's bootstrap CI.
+
+    `threshold_from=(y_val, p_val)` picks the threshold on other data (e.g. validation for a test set).
+    """
+    y_t, p_t = threshold_from if threshold_from is not None else (y, p)
+    rules = {"0.5": lambda: 0.5, "youden": lambda: threshold_youden(y_t, p_t),
+             "max_f1": lambda: threshold_max_f1(y_t, p_t)}
+    if threshold_rule not in rules:
+        raise KeyError(f"unknown threshold rule '{threshold_rule}' (known: {', '.join(rules)})")
+    threshold = rules[threshold_rule]() if len(np.unique(y_t)) == 2 else 0.5
+    out = binary_metrics(y, p, threshold)
+    out["threshold_rule"] = threshold_rule
+    out["roc_auc_ci_low"], out["roc_auc_ci_high"] = bootstrap_auc_ci(y, p, seed=seed)
+    out["sens_at_spec90"] = sensitivity_at_specificity(y, p, 0.9) if len(np.unique(y)) == 2 else float("nan")
+    return out
+
+
+def multiclass_report(y: np.ndarray, pred: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """Per-class precision / recall / F1 / support and the weighted average (study 003's Table I)."""
+    report = skm.classification_report(y, pred, labels=list(range(len(classes))), target_names=classes,
+                                       output_dict=True, zero_division=0)
+    rows = {name: report[name] for name in classes}
+    rows["weighted avg"] = report["weighted avg"]
+    frame = pd.DataFrame(rows).T[["precision", "recall", "f1-score", "support"]]
+    frame["support"] = frame["support"].astype(int)
+    return frame

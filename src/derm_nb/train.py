@@ -1,0 +1,226 @@
+"""The train loop every model chapter uses: checkpoints, resume, early stopping, schedules, sampling."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from tqdm.auto import tqdm
+
+from derm_nb.artifacts import write_atomic
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+
+
+@dataclass
+class TrainConfig:
+    """Everything the loop needs; each study's defaults live in its profile, not here."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-5
+    weight_decay: float = 0.0
+    optimizer: str = "adam"
+    scheduler: str = "cosine"        # cosine | step | none
+    step_size: int = 7               # StepLR
+    gamma: float = 0.1               # StepLR
+    patience: int = 3                # epochs without val-loss gain before stopping
+    min_epochs: int = 1
+    freeze_backbone_epochs: int = 0  # warm-up with the backbone frozen
+    amp: bool = True                 # mixed precision, used on CUDA only
+    grad_accum: int = 1
+    sampler_pos_share: float = 0.0   # >0: class-balanced sampling with this share of positives
+    device: str = "auto"
+    seed: int = 0
+    num_workers: int = 0
+    resume: bool = True
+    desc: str = "train"
+
+
+@dataclass
+class TrainResult:
+    history: pd.DataFrame
+    best_epoch: int
+    best_val_loss: float
+    seconds: float
+    checkpoint: Path
+    device: str
+    amp_used: bool
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """`auto` is CUDA when available, else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def balanced_sampler(targets: np.ndarray, pos_share: float, seed: int) -> WeightedRandomSampler:
+    """Draw positives with probability `pos_share` per sample (study 001: 60/40 benign/malignant)."""
+    targets = np.asarray(targets).astype(int)
+    n_pos, n_neg = int(targets.sum()), int(len(targets) - targets.sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError("balanced sampling needs both classes in the training set")
+    weights = np.where(targets == 1, pos_share / n_pos, (1 - pos_share) / n_neg)
+    generator = torch.Generator().manual_seed(seed)
+    return WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), len(targets), generator=generator)
+
+
+def _batch_to(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def _forward(model: nn.Module, batch: dict) -> torch.Tensor:
+    inputs = {k: batch[k] for k in ("tabular", "gate") if k in batch}
+    out = model(batch["image"], **inputs)
+    return out.squeeze(-1) if out.ndim == 2 and out.shape[1] == 1 else out
+
+
+def _set_backbone_frozen(model: nn.Module, frozen: bool) -> None:
+    for module in getattr(model, "backbones", [getattr(model, "backbone", None)]):
+        if module is not None:
+            for param in module.parameters():
+                param.requires_grad_(not frozen)
+
+
+def _save(path: Path, state: dict) -> None:
+    write_atomic(path, lambda p: torch.save(state, p))
+
+
+def fit(model: nn.Module, loss_fn: nn.Module, train: Dataset, val: Dataset, cfg: TrainConfig,
+        checkpoint_dir: str | Path, train_targets: np.ndarray | None = None) -> TrainResult:
+    """Train with best-epoch checkpointing on validation loss, early stopping, and resume.
+
+    `checkpoint_dir` receives `last.pt` (everything needed to resume, rewritten atomically after
+    every epoch) and `best.pt` (the best model's weights). With `cfg.resume`, a run whose
+    `last.pt` exists continues after its last finished epoch.
+    """
+    seed_everything(cfg.seed)
+    device = pick_device(cfg.device)
+    amp = cfg.amp and device.type == "cuda"
+    model.to(device)
+    checkpoint_dir = Path(checkpoint_dir)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    last_path, best_path = checkpoint_dir / "last.pt", checkpoint_dir / "best.pt"
+
+    optimizer = OPTIMIZERS[cfg.optimizer](model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.scheduler == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, cfg.epochs))
+    elif cfg.scheduler == "step":
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
+    else:
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+
+    history: list[dict] = []
+    start_epoch, best_loss, best_epoch, stale, elapsed = 0, float("inf"), -1, 0, 0.0
+    if cfg.resume and last_path.is_file():
+        state = torch.load(last_path, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        history, best_loss, best_epoch = state["history"], state["best_loss"], state["best_epoch"]
+        stale, elapsed, start_epoch = state["stale"], state["seconds"], state["epoch"] + 1
+        torch.set_rng_state(state["rng"])
+
+    # Each epoch's order depends only on (seed, epoch), so a resumed run replays the same batches.
+    if cfg.sampler_pos_share > 0:
+        targets = train_targets if train_targets is not None else train.all_targets
+        sampler = balanced_sampler(targets, cfg.sampler_pos_share, cfg.seed)
+        generator = sampler.generator
+        train_loader = DataLoader(train, cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
+                                  pin_memory=device.type == "cuda")
+    else:
+        generator = torch.Generator().manual_seed(cfg.seed)
+        train_loader = DataLoader(train, cfg.batch_size, shuffle=True, generator=generator,
+                                  num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
+    val_loader = DataLoader(val, cfg.batch_size * 2, shuffle=False, num_workers=cfg.num_workers,
+                            pin_memory=device.type == "cuda")
+
+    for epoch in range(start_epoch, cfg.epochs):
+        if best_epoch >= 0 and stale >= cfg.patience and epoch >= cfg.min_epochs:
+            break
+        tic = time.perf_counter()
+        torch.manual_seed(cfg.seed + epoch)
+        generator.manual_seed(cfg.seed + epoch)
+        _set_backbone_frozen(model, epoch < cfg.freeze_backbone_epochs)
+        model.train()
+        total, count, wait = 0.0, 0, 0.0
+        optimizer.zero_grad(set_to_none=True)
+        bar = tqdm(train_loader, desc=f"{cfg.desc} epoch {epoch + 1}/{cfg.epochs}", leave=False)
+        fetched = time.perf_counter()
+        for step, batch in enumerate(bar):
+            wait += time.perf_counter() - fetched
+            batch = _batch_to(batch, device)
+            with torch.autocast(device.type, enabled=amp):
+                loss = loss_fn(_forward(model, batch), batch["target"])
+            scaler.scale(loss / cfg.grad_accum).backward()
+            if (step + 1) % cfg.grad_accum == 0 or step + 1 == len(train_loader):
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+            total += float(loss.detach()) * len(batch["target"])
+            count += len(batch["target"])
+            bar.set_postfix(loss=f"{total / count:.4f}")
+            fetched = time.perf_counter()
+        scheduler.step()
+        val_loss = evaluate_loss(model, loss_fn, val_loader, device, amp)
+        seconds = time.perf_counter() - tic
+        elapsed += seconds
+        history.append({"epoch": epoch + 1, "train_loss": total / max(count, 1), "val_loss": val_loss,
+                        "lr": optimizer.param_groups[0]["lr"], "seconds": seconds, "data_wait_share": wait / seconds})
+        if val_loss < best_loss:
+            best_loss, best_epoch, stale = val_loss, epoch + 1, 0
+            _save(best_path, {"model": model.state_dict(), "epoch": epoch + 1, "val_loss": val_loss})
+        else:
+            stale += 1
+        _save(last_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                          "scheduler": scheduler.state_dict(), "history": history, "best_loss": best_loss,
+                          "best_epoch": best_epoch, "stale": stale, "seconds": elapsed, "epoch": epoch,
+                          "rng": torch.get_rng_state(), "config": asdict(cfg)})
+    if best_path.is_file():
+        model.load_state_dict(torch.load(best_path, map_location=device, weights_only=True)["model"])
+    return TrainResult(pd.DataFrame(history), best_epoch, best_loss, elapsed, best_path, str(device), amp)
+
+
+@torch.no_grad()
+def evaluate_loss(model: nn.Module, loss_fn: nn.Module, loader: DataLoader, device: torch.device,
+                  amp: bool = False) -> float:
+    model.eval()
+    total, count = 0.0, 0
+    for batch in loader:
+        batch = _batch_to(batch, device)
+        with torch.autocast(device.type, enabled=amp):
+            loss = loss_fn(_forward(model, batch), batch["target"])
+        total += float(loss) * len(batch["target"])
+        count += len(batch["target"])
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, dataset: Dataset, batch_size: int = 128, device: str = "auto",
+            activation: Callable[[torch.Tensor], torch.Tensor] | None = torch.sigmoid) -> np.ndarray:
+    """Model outputs for every item, in order: sigmoid probabilities by default, softmax for multi-class."""
+    dev = pick_device(device)
+    model.to(dev).eval()
+    outputs = []
+    for batch in DataLoader(dataset, batch_size, shuffle=False):
+        batch = _batch_to(batch, dev)
+        out = _forward(model, batch).float()
+        outputs.append((activation(out) if activation else out).cpu())
+    return torch.cat(outputs).numpy()

@@ -1,0 +1,159 @@
+"""The train loop: early stopping, best checkpoint, resume, atomic saves, determinism, sampler, freeze."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from derm_nb.datasets import CachedImages
+from derm_nb.losses import BCE, FocalBCE, make_loss
+from derm_nb.models.fusion import FusionNet, GatedExperts, encode_tabular, sex_gate
+from derm_nb.train import TrainConfig, balanced_sampler, fit, predict
+
+
+class Tiny(nn.Module):
+    def __init__(self, seed: int = 0):
+        super().__init__()
+        torch.manual_seed(seed)  # the same initial weights every time, as a notebook seeds before building
+        self.backbone = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Linear(4, 1)
+
+    def forward(self, image, **_):
+        return self.head(self.backbone(image))
+
+
+def data(n=64, seed=0, noise=False):
+    g = torch.Generator().manual_seed(seed)
+    y = (torch.rand(n, generator=g) < 0.4).long()
+    images = (torch.rand(n, 3, 8, 8, generator=g) * 120).to(torch.uint8)
+    if not noise:
+        images[y == 1] += 100  # positives are brighter: learnable
+    return CachedImages(images, y.numpy(), transform=lambda x: x.float() / 255)
+
+
+def cfg(**kw):
+    base = dict(epochs=6, batch_size=16, lr=0.05, optimizer="adam", patience=2, device="cpu", seed=0)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_training_learns_and_keeps_the_best_epoch(tmp_path):
+    result = fit(Tiny(), BCE(), data(), data(seed=1), cfg(), tmp_path)
+    h = result.history
+    assert h["val_loss"].min() == pytest.approx(result.best_val_loss)
+    assert result.best_epoch == int(h.loc[h["val_loss"].idxmin(), "epoch"])
+    assert h["train_loss"].iloc[-1] < h["train_loss"].iloc[0]
+    assert torch.load(tmp_path / "best.pt", weights_only=True)["epoch"] == result.best_epoch
+
+
+def test_early_stopping_after_patience(tmp_path):
+    # lr 0: the validation loss never improves after epoch 1, so training stops after 1 + patience epochs
+    result = fit(Tiny(), BCE(), data(), data(seed=1), cfg(lr=0.0, patience=2, epochs=10), tmp_path)
+    assert len(result.history) == 3 and result.best_epoch == 1
+
+
+def test_min_epochs_delays_early_stopping(tmp_path):
+    result = fit(Tiny(), BCE(), data(), data(seed=1), cfg(lr=0.0, patience=1, epochs=10, min_epochs=5), tmp_path)
+    assert len(result.history) == 5
+
+
+def test_same_seed_same_numbers(tmp_path):
+    a = fit(Tiny(), BCE(), data(), data(seed=1), cfg(epochs=3), tmp_path / "a")
+    b = fit(Tiny(), BCE(), data(), data(seed=1), cfg(epochs=3), tmp_path / "b")
+    pd.testing.assert_frame_equal(a.history.drop(columns=["seconds", "data_wait_share"]),
+                                  b.history.drop(columns=["seconds", "data_wait_share"]))
+
+
+def test_resume_continues_where_it_stopped(tmp_path, monkeypatch):
+    import derm_nb.train as train_module
+
+    full = fit(Tiny(), BCE(), data(), data(seed=1), cfg(epochs=4, patience=99), tmp_path / "full")
+    real_eval, calls = train_module.evaluate_loss, {"n": 0}
+
+    def killed_in_epoch_3(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_eval(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "evaluate_loss", killed_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        fit(Tiny(), BCE(), data(), data(seed=1), cfg(epochs=4, patience=99), tmp_path / "part")
+    monkeypatch.setattr(train_module, "evaluate_loss", real_eval)
+    assert torch.load(tmp_path / "part" / "last.pt", weights_only=True)["epoch"] == 1  # epochs 1-2 saved
+    resumed = fit(Tiny(), BCE(), data(), data(seed=1), cfg(epochs=4, patience=99), tmp_path / "part")
+    assert resumed.history["epoch"].tolist() == [1, 2, 3, 4]
+    np.testing.assert_allclose(resumed.history["val_loss"], full.history["val_loss"], rtol=1e-5)
+
+
+def test_interrupted_save_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    fit(Tiny(), BCE(), data(), data(seed=1), cfg(epochs=2, patience=99), tmp_path)
+    before = torch.load(tmp_path / "last.pt", weights_only=True)["epoch"]
+    real_save = torch.save
+
+    def dying_save(obj, f, *args, **kwargs):
+        real_save(obj, f, *args, **kwargs)
+        raise KeyboardInterrupt  # killed after writing the temporary file, before the rename
+
+    monkeypatch.setattr(torch, "save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        fit(Tiny(), BCE(), data(), data(seed=1), cfg(epochs=4, patience=99), tmp_path)
+    monkeypatch.setattr(torch, "save", real_save)
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_backbone_freeze_keeps_weights(tmp_path):
+    model = Tiny()
+    before = model.backbone[0].weight.detach().clone()
+    fit(model, BCE(), data(), data(seed=1), cfg(epochs=1, freeze_backbone_epochs=1), tmp_path)
+    assert torch.equal(model.backbone[0].weight.detach().cpu(), before)
+    fit(model, BCE(), data(), data(seed=1), cfg(epochs=2, freeze_backbone_epochs=1, resume=False), tmp_path / "b")
+    assert not torch.equal(model.backbone[0].weight.detach().cpu(), before)
+
+
+def test_balanced_sampler_hits_the_share():
+    targets = np.array([1] * 10 + [0] * 990)
+    sampler = balanced_sampler(targets, 0.4, seed=0)
+    drawn = targets[list(sampler)]
+    assert drawn.mean() == pytest.approx(0.4, abs=0.05)
+
+
+def test_predict_returns_probabilities():
+    ds = data()
+    p = predict(Tiny(), ds, device="cpu")
+    assert p.shape == (64,) and ((p > 0) & (p < 1)).all()
+
+
+def test_focal_loss_known_values():
+    focal = FocalBCE(alpha=0.6, gamma=2.0)
+    logit = torch.tensor([0.0])
+    # p = 0.5: loss = alpha * 0.25 * ln 2 for a positive, (1 - alpha) * 0.25 * ln 2 for a negative
+    assert float(focal(logit, torch.tensor([1.0]))) == pytest.approx(0.6 * 0.25 * np.log(2))
+    assert float(focal(logit, torch.tensor([0.0]))) == pytest.approx(0.4 * 0.25 * np.log(2))
+    # gamma 0 and alpha 0.5 is half the BCE
+    half = FocalBCE(alpha=0.5, gamma=0.0)
+    x, t = torch.tensor([2.0, -1.0, 0.3]), torch.tensor([1.0, 0.0, 1.0])
+    assert float(half(x, t)) == pytest.approx(0.5 * float(nn.functional.binary_cross_entropy_with_logits(x, t)))
+    # a confident correct prediction costs far less than under BCE
+    assert float(focal(torch.tensor([4.0]), torch.tensor([1.0]))) < 1e-3 * float(BCE()(torch.tensor([4.0]), torch.tensor([1.0])))
+    with pytest.raises(KeyError):
+        make_loss("hinge")
+
+
+def test_fusion_and_experts_shapes_and_gates():
+    train = pd.DataFrame({"sex": ["male", "female", "unknown"], "site": ["torso", "head/neck", "unknown"],
+                          "age": [50.0, 30.0, 40.0]})
+    (tab,) = encode_tabular(train)
+    assert tab.shape == (3, 3 + 3 + 1)
+    gate = sex_gate(train["sex"])
+    assert gate.tolist() == [[1, 0], [0, 1], [0.5, 0.5]]
+    backbone = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    net = FusionNet(backbone, 4, tab.shape[1]).eval()
+    assert net(torch.zeros(3, 3, 8, 8), torch.as_tensor(tab)).shape == (3, 1)
+    experts = GatedExperts([backbone, nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())],
+                           4, tab.shape[1]).eval()
+    assert experts(torch.zeros(3, 3, 8, 8), torch.as_tensor(tab), torch.as_tensor(gate)).shape == (3, 1)

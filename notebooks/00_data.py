@@ -44,7 +44,7 @@ synth_prevalence = 0.05          # ISIC 2020 itself is 0.0176
 synth_multiclass_patients = 150  # 3-class synthetic set (ISIC 2017 layout)
 synth_height = 240
 synth_width = 320
-cache_size = 160                 # px of the centre-cropped square cache the models read
+cache_size = 128                 # px of the centre-cropped square cache the models read
 workers = 0                      # processes for generation, checks and cache (0: by core count)
 
 # %%

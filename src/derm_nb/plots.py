@@ -37,3 +37,68 @@ def image_grid(images: Sequence[str | Path | np.ndarray], titles: Sequence[str] 
         fig.suptitle(suptitle)
     fig.tight_layout()
     return fig
+
+
+def loss_curves(history, title: str = "Training and validation loss", ncols: int = 4) -> Figure:
+    """One panel per model: train and validation loss by epoch, the best epoch marked."""
+    import pandas as pd
+
+    models = list(dict.fromkeys(history["model"]))
+    ncols = min(ncols, len(models))
+    nrows = int(np.ceil(len(models) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 3.2 * nrows), squeeze=False, sharey=True)
+    for ax, name in zip(axes.flat, models):
+        h = history[history["model"] == name]
+        ax.plot(h["epoch"], h["train_loss"], marker="o", label="train")
+        ax.plot(h["epoch"], h["val_loss"], marker="o", label="validation")
+        best = h.loc[h["val_loss"].idxmin()]
+        ax.axvline(best["epoch"], color="grey", linestyle=":", label=f"best epoch ({int(best['epoch'])})")
+        ax.set(title=name, xlabel="epoch", ylabel="loss")
+        ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(models):]:
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def roc_curves(predictions, title: str = "ROC curves", oracle: tuple | None = None) -> Figure:
+    """ROC curve per model (from predictions with model, label, prob), AUC in the legend."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for name, p in predictions.groupby("model", sort=False):
+        fpr, tpr, _ = roc_curve(p["label"], p["prob"])
+        ax.plot(fpr, tpr, label=f"{name} (AUC {roc_auc_score(p['label'], p['prob']):.3f})")
+    if oracle is not None:
+        fpr, tpr, _ = roc_curve(*oracle)
+        ax.plot(fpr, tpr, color="black", linestyle="--", label=f"oracle (AUC {roc_auc_score(*oracle):.3f})")
+    ax.plot([0, 1], [0, 1], color="grey", linewidth=0.8)
+    ax.axhspan(0.8, 1.0, color="orange", alpha=0.08, label="TPR ≥ 0.8 (pAUC band)")
+    ax.set(title=title, xlabel="false positive rate (1 - specificity)", ylabel="true positive rate (sensitivity)")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def confusion_matrices(predictions, class_names: list[str], title: str = "Confusion matrices",
+                       ncols: int = 4) -> Figure:
+    """One confusion matrix per model (counts), from `label` and `pred` columns."""
+    import seaborn as sns
+    from sklearn.metrics import confusion_matrix
+
+    models = list(dict.fromkeys(predictions["model"]))
+    ncols = min(ncols, len(models))
+    nrows = int(np.ceil(len(models) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.3 * nrows), squeeze=False)
+    for ax, name in zip(axes.flat, models):
+        p = predictions[predictions["model"] == name]
+        cm = confusion_matrix(p["label"], p["pred"], labels=list(range(len(class_names))))
+        sns.heatmap(cm, annot=True, fmt="d", cbar=False, cmap="Blues", ax=ax,
+                    xticklabels=class_names, yticklabels=class_names)
+        ax.set(title=name, xlabel="predicted", ylabel="true")
+    for ax in list(axes.flat)[len(models):]:
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -34,6 +34,7 @@ class NotebookSpec:
 NOTEBOOKS: tuple[NotebookSpec, ...] = (
     NotebookSpec("00_data"),
     NotebookSpec("01_eda", ("00_data",)),
+    NotebookSpec("02_baseline", ("00_data",)),
 )
 
 

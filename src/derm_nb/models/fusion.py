@@ -82,3 +82,14 @@ def brightness_gate(brightness: pd.Series, split: float) -> np.ndarray:
     """(dark, light) gate at the brightness split point from the EDA chapter."""
     dark = (np.asarray(brightness, dtype=float) <= split).astype(np.float32)
     return np.stack([dark, 1 - dark], axis=1)
+
+
+def build_fusion(backbone: str, weights: str, fallback: str, n_tabular: int, experts: int = 0):
+    """A FusionNet (or GatedExperts with `experts` image branches) and the weights each branch started from."""
+    from derm_nb.models.backbones import create_backbone
+
+    if not experts:
+        net, width, provenance = create_backbone(backbone, weights, fallback)
+        return FusionNet(net, width, n_tabular), provenance
+    branches = [create_backbone(backbone, weights, fallback) for _ in range(experts)]
+    return GatedExperts([b[0] for b in branches], branches[0][1], n_tabular), branches[0][2]

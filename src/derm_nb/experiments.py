@@ -1,0 +1,71 @@
+"""Run one model variant end to end and record it under the artifact contract.
+
+Every model chapter trains variants the same way (fit, predict the evaluation split, score),
+so that loop lives here; the chapters only say which variants to build.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from torch import nn
+from torch.utils.data import Dataset
+
+from derm_nb.artifacts import write_json, write_parquet
+from derm_nb.metrics import evaluate_binary
+from derm_nb.models.backbones import Provenance
+from derm_nb.train import TrainConfig, fit, predict
+
+
+@dataclass
+class Variant:
+    """One trained model variant: its curves, its scores on the evaluation split, and its record."""
+
+    name: str
+    history: pd.DataFrame
+    predictions: pd.DataFrame  # image_id, split, model, label, prob, pred
+    metrics: dict
+    seconds: float
+    provenance: dict
+    n_params: int
+    extra: dict = field(default_factory=dict)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+def run_binary_variant(name: str, model: nn.Module, provenance: Provenance, loss_fn: nn.Module,
+                       train: Dataset, evaluation: Dataset, eval_frame: pd.DataFrame, cfg: TrainConfig,
+                       checkpoint_dir: Path, split: str = "val", threshold_rule: str = "max_f1",
+                       train_targets: np.ndarray | None = None) -> Variant:
+    """Train `model`, predict `evaluation` with the best epoch, score it at the chosen threshold."""
+    cfg.desc = name
+    result = fit(model, loss_fn, train, evaluation, cfg, checkpoint_dir, train_targets=train_targets)
+    prob = predict(model, evaluation, batch_size=cfg.batch_size * 2, device=cfg.device)
+    label = eval_frame["target"].to_numpy()
+    scores = evaluate_binary(label, prob, threshold_rule, seed=cfg.seed)
+    scores.update({"train_seconds": round(result.seconds, 1), "best_epoch": result.best_epoch,
+                   "epochs_run": len(result.history), "device": result.device, "amp": result.amp_used,
+                   "n_train": len(train), "n_eval": len(evaluation), "n_params": count_parameters(model)})
+    predictions = pd.DataFrame({"image_id": eval_frame["image_id"].to_numpy(), "split": split, "model": name,
+                                "label": label, "prob": prob, "pred": (prob >= scores["threshold"]).astype(int)})
+    return Variant(name, result.history.assign(model=name), predictions, scores, result.seconds,
+                   provenance.as_dict(), scores["n_params"])
+
+
+def write_model_artifacts(out: Path, variants: list[Variant], meta: dict | None = None) -> None:
+    """`metrics.json` (one entry per variant, with the weights it started from) and `predictions.parquet`."""
+    metrics = {v.name: {**v.metrics, "weights": v.provenance, **v.extra} for v in variants}
+    write_json(out / "metrics.json", {"variants": metrics, **(meta or {})})
+    write_parquet(out / "predictions.parquet", pd.concat([v.predictions for v in variants], ignore_index=True))
+    write_parquet(out / "history.parquet", pd.concat([v.history for v in variants], ignore_index=True))
+
+
+def results_table(variants: list[Variant], columns: dict[str, str]) -> pd.DataFrame:
+    """A results table with the given metric -> column-title mapping, one row per variant."""
+    rows = {v.name: {title: v.metrics.get(key) for key, title in columns.items()} for v in variants}
+    return pd.DataFrame(rows).T

@@ -25,6 +25,13 @@ def eval_transform(size: int) -> v2.Compose:
                        v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 
+def minority_augment(size: int) -> v2.Compose:
+    """Study 003's minority-class augmentation: horizontal flip (p 0.9), rotation ±15°, colour jitter."""
+    return v2.Compose([v2.Resize(size, antialias=True), v2.RandomHorizontalFlip(p=0.9), v2.RandomRotation(15),
+                       v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2),
+                       v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
 def study000_augment(size: int) -> v2.Compose:
     """Study 000's albumentations recipe in v2: flip, shift-scale-rotate, brightness."""
     return v2.Compose([v2.Resize(size, antialias=True), v2.RandomHorizontalFlip(),
@@ -38,18 +45,21 @@ class CachedImages(Dataset):
 
     `copies > 0` adds that many augmented copies of every image (study 000's "small + N aug"):
     copy k of image i is drawn with a seed fixed by (seed, i, k), so the copies are the same
-    every epoch and every run, like augmentations written to disk once.
+    every epoch and every run, like augmentations written to disk once. `augment_classes` instead
+    applies `augment` on the fly, only to items of those classes (study 003's minority-class
+    augmentation).
     """
 
     def __init__(self, images: torch.Tensor, targets: np.ndarray, transform: Callable,
                  tabular: np.ndarray | None = None, copies: int = 0, augment: Callable | None = None,
-                 seed: int = 0, extra: np.ndarray | None = None):
+                 seed: int = 0, extra: np.ndarray | None = None, augment_classes: tuple[int, ...] = ()):
         self.images = images
         self.targets = torch.as_tensor(np.asarray(targets))
         self.tabular = None if tabular is None else torch.as_tensor(np.asarray(tabular), dtype=torch.float32)
         self.extra = None if extra is None else torch.as_tensor(np.asarray(extra), dtype=torch.float32)
         self.transform, self.augment = transform, augment
         self.copies, self.seed = copies, seed
+        self.augment_classes = set(augment_classes)
 
     def __len__(self) -> int:
         return len(self.images) * (self.copies + 1)
@@ -59,7 +69,9 @@ class CachedImages(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         i, k = divmod(index, self.copies + 1)
-        if k == 0 or self.augment is None:
+        if self.augment is not None and int(self.targets[i]) in self.augment_classes:
+            image = self.augment(self.images[i])
+        elif k == 0 or self.augment is None:
             image = self.transform(self.images[i])
         else:
             with torch.random.fork_rng(devices=[]):

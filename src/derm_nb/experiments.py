@@ -11,11 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
+from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.utils.data import Dataset
 
 from derm_nb.artifacts import write_json, write_parquet
-from derm_nb.metrics import evaluate_binary
+from derm_nb.metrics import evaluate_binary, multiclass_report
 from derm_nb.models.backbones import Provenance
 from derm_nb.train import TrainConfig, fit, predict
 
@@ -38,28 +40,63 @@ def count_parameters(model: nn.Module) -> int:
     return int(sum(p.numel() for p in model.parameters()))
 
 
+def _train_and_predict(name: str, model: nn.Module, loss_fn: nn.Module, train: Dataset, evaluation: Dataset,
+                       cfg: TrainConfig, checkpoint_dir: Path, activation, train_targets: np.ndarray | None,
+                       score_on: Dataset | None = None):
+    """Fit with `evaluation` as the validation set, then predict `score_on` (default: `evaluation`)."""
+    cfg.desc = name
+    result = fit(model, loss_fn, train, evaluation, cfg, checkpoint_dir, train_targets=train_targets)
+    scored = evaluation if score_on is None else score_on
+    prob = predict(model, scored, batch_size=cfg.batch_size * 2, device=cfg.device, activation=activation)
+    record = {"train_seconds": round(result.seconds, 1), "best_epoch": result.best_epoch,
+              "epochs_run": len(result.history), "device": result.device, "amp": result.amp_used,
+              "n_train": len(train), "n_eval": len(scored), "n_params": count_parameters(model)}
+    return result, prob, record
+
+
 def run_binary_variant(name: str, model: nn.Module, provenance: Provenance, loss_fn: nn.Module,
                        train: Dataset, evaluation: Dataset, eval_frame: pd.DataFrame, cfg: TrainConfig,
                        checkpoint_dir: Path, split: str = "val", threshold_rule: str = "max_f1",
                        train_targets: np.ndarray | None = None) -> Variant:
     """Train `model`, predict `evaluation` with the best epoch, score it at the chosen threshold."""
-    cfg.desc = name
-    result = fit(model, loss_fn, train, evaluation, cfg, checkpoint_dir, train_targets=train_targets)
-    prob = predict(model, evaluation, batch_size=cfg.batch_size * 2, device=cfg.device)
+    result, prob, record = _train_and_predict(name, model, loss_fn, train, evaluation, cfg, checkpoint_dir,
+                                              torch.sigmoid, train_targets)
     label = eval_frame["target"].to_numpy()
-    scores = evaluate_binary(label, prob, threshold_rule, seed=cfg.seed)
-    scores.update({"train_seconds": round(result.seconds, 1), "best_epoch": result.best_epoch,
-                   "epochs_run": len(result.history), "device": result.device, "amp": result.amp_used,
-                   "n_train": len(train), "n_eval": len(evaluation), "n_params": count_parameters(model)})
+    scores = {**evaluate_binary(label, prob, threshold_rule, seed=cfg.seed), **record}
     predictions = pd.DataFrame({"image_id": eval_frame["image_id"].to_numpy(), "split": split, "model": name,
                                 "label": label, "prob": prob, "pred": (prob >= scores["threshold"]).astype(int)})
     return Variant(name, result.history.assign(model=name), predictions, scores, result.seconds,
-                   provenance.as_dict(), scores["n_params"])
+                   provenance.as_dict(), record["n_params"])
+
+
+def run_multiclass_variant(name: str, model: nn.Module, provenance: Provenance, loss_fn: nn.Module,
+                           train: Dataset, evaluation: Dataset, eval_frame: pd.DataFrame, cfg: TrainConfig,
+                           checkpoint_dir: Path, classes: list[str], target_class: int,
+                           split: str = "test", score_on: Dataset | None = None) -> Variant:
+    """Train a softmax classifier (early stopping on `evaluation`), score `score_on` (rows: `eval_frame`)
+    per class, with weighted averages and the target class's one-vs-rest AUC."""
+    result, prob, record = _train_and_predict(name, model, loss_fn, train, evaluation, cfg, checkpoint_dir,
+                                              lambda x: torch.softmax(x, dim=1), None, score_on)
+    label = eval_frame["label"].to_numpy()
+    pred = prob.argmax(axis=1)
+    report = multiclass_report(label, pred, classes)
+    target = (label == target_class).astype(int)
+    scores = {"accuracy": float((pred == label).mean()), "f1_weighted": float(report.loc["weighted avg", "f1-score"]),
+              "precision_weighted": float(report.loc["weighted avg", "precision"]),
+              "recall_weighted": float(report.loc["weighted avg", "recall"]),
+              "roc_auc": float(roc_auc_score(target, prob[:, target_class])) if target.min() != target.max()
+              else float("nan"), "per_class": report.drop(index="weighted avg").to_dict("index"), **record}
+    predictions = pd.DataFrame({"image_id": eval_frame["image_id"].to_numpy(), "split": split, "model": name,
+                                "label": label, "prob": prob[:, target_class], "pred": pred,
+                                **{f"prob_{c}": prob[:, k] for k, c in enumerate(classes)}})
+    return Variant(name, result.history.assign(model=name), predictions, scores, result.seconds,
+                   provenance.as_dict(), record["n_params"], {"report": report})
 
 
 def write_model_artifacts(out: Path, variants: list[Variant], meta: dict | None = None) -> None:
     """`metrics.json` (one entry per variant, with the weights it started from) and `predictions.parquet`."""
-    metrics = {v.name: {**v.metrics, "weights": v.provenance, **v.extra} for v in variants}
+    metrics = {v.name: {**v.metrics, "weights": v.provenance,
+                        **{k: x for k, x in v.extra.items() if not isinstance(x, pd.DataFrame)}} for v in variants}
     write_json(out / "metrics.json", {"variants": metrics, **(meta or {})})
     write_parquet(out / "predictions.parquet", pd.concat([v.predictions for v in variants], ignore_index=True))
     write_parquet(out / "history.parquet", pd.concat([v.history for v in variants], ignore_index=True))

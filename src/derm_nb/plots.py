@@ -102,3 +102,21 @@ def confusion_matrices(predictions, class_names: list[str], title: str = "Confus
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def training_curves(history, metrics: tuple[str, ...] = ("loss", "acc"), title: str = "Training curves") -> Figure:
+    """Train (solid) and validation (dashed) curves of every model, one panel per metric (study 003's Figs. 2-3)."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4), squeeze=False)
+    for ax, metric in zip(axes.flat, metrics):
+        for k, (name, h) in enumerate(history.groupby("model", sort=False)):
+            color = f"C{k}"
+            ax.plot(h["epoch"], h[f"train_{metric}"], color=color, label=f"{name} train")
+            ax.plot(h["epoch"], h[f"val_{metric}"], color=color, linestyle="--", label=f"{name} validation")
+        ax.set(xlabel="epoch", ylabel={"loss": "cross-entropy loss", "acc": "accuracy"}.get(metric, metric),
+               title={"loss": "Loss (log scale)", "acc": "Accuracy"}.get(metric, metric))
+        if metric == "loss":
+            ax.set_yscale("log")
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

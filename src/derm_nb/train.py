@@ -160,7 +160,7 @@ def fit(model: nn.Module, loss_fn: nn.Module, train: Dataset, val: Dataset, cfg:
         generator.manual_seed(cfg.seed + epoch)
         _set_backbone_frozen(model, epoch < cfg.freeze_backbone_epochs)
         model.train()
-        total, count, wait = 0.0, 0, 0.0
+        total, count, correct, wait = 0.0, 0, 0, 0.0
         optimizer.zero_grad(set_to_none=True)
         bar = tqdm(train_loader, desc=f"{cfg.desc} epoch {epoch + 1}/{cfg.epochs}", leave=False)
         fetched = time.perf_counter()
@@ -168,7 +168,9 @@ def fit(model: nn.Module, loss_fn: nn.Module, train: Dataset, val: Dataset, cfg:
             wait += time.perf_counter() - fetched
             batch = _batch_to(batch, device)
             with torch.autocast(device.type, enabled=amp):
-                loss = loss_fn(_forward(model, batch), batch["target"])
+                output = _forward(model, batch)
+                loss = loss_fn(output, batch["target"])
+            correct += _correct(output.detach(), batch["target"])
             scaler.scale(loss / cfg.grad_accum).backward()
             if (step + 1) % cfg.grad_accum == 0 or step + 1 == len(train_loader):
                 scaler.step(optimizer)
@@ -179,10 +181,11 @@ def fit(model: nn.Module, loss_fn: nn.Module, train: Dataset, val: Dataset, cfg:
             bar.set_postfix(loss=f"{total / count:.4f}")
             fetched = time.perf_counter()
         scheduler.step()
-        val_loss = evaluate_loss(model, loss_fn, val_loader, device, amp)
+        val_loss, val_acc = evaluate_loss(model, loss_fn, val_loader, device, amp)
         seconds = time.perf_counter() - tic
         elapsed += seconds
         history.append({"epoch": epoch + 1, "train_loss": total / max(count, 1), "val_loss": val_loss,
+                        "train_acc": correct / max(count, 1), "val_acc": val_acc,
                         "lr": optimizer.param_groups[0]["lr"], "seconds": seconds, "data_wait_share": wait / seconds})
         if val_loss < best_loss:
             best_loss, best_epoch, stale = val_loss, epoch + 1, 0
@@ -198,18 +201,27 @@ def fit(model: nn.Module, loss_fn: nn.Module, train: Dataset, val: Dataset, cfg:
     return TrainResult(pd.DataFrame(history), best_epoch, best_loss, elapsed, best_path, str(device), amp)
 
 
+def _correct(output: torch.Tensor, target: torch.Tensor) -> int:
+    """Correct predictions in a batch: argmax for class scores, logit > 0 for a single logit."""
+    pred = output.argmax(dim=1) if output.ndim == 2 else (output > 0).long()
+    return int((pred == target.long()).sum())
+
+
 @torch.no_grad()
 def evaluate_loss(model: nn.Module, loss_fn: nn.Module, loader: DataLoader, device: torch.device,
-                  amp: bool = False) -> float:
+                  amp: bool = False) -> tuple[float, float]:
+    """Mean loss and accuracy over a loader."""
     model.eval()
-    total, count = 0.0, 0
+    total, count, correct = 0.0, 0, 0
     for batch in loader:
         batch = _batch_to(batch, device)
         with torch.autocast(device.type, enabled=amp):
-            loss = loss_fn(_forward(model, batch), batch["target"])
+            output = _forward(model, batch)
+            loss = loss_fn(output, batch["target"])
         total += float(loss) * len(batch["target"])
         count += len(batch["target"])
-    return total / max(count, 1)
+        correct += _correct(output.float(), batch["target"])
+    return total / max(count, 1), correct / max(count, 1)
 
 
 @torch.no_grad()

@@ -53,7 +53,7 @@ from derm_nb.artifacts import notebook_dir, read_json, run_dir_for
 from derm_nb.data.prepared import load_prepared
 from derm_nb.data.splits import small_dataset
 from derm_nb.datasets import CachedImages, eval_transform, load_split_images
-from derm_nb.experiments import results_table, run_binary_variant, write_model_artifacts
+from derm_nb.experiments import results_table, run_binary_variant, weights_label, write_model_artifacts
 from derm_nb.losses import BCE
 from derm_nb.models.fusion import brightness_gate, build_fusion, encode_tabular, sex_gate
 from derm_nb.plots import confusion_matrices, loss_curves, roc_curves
@@ -112,7 +112,8 @@ columns = {"threshold": "Threshold", "f1": "F1-Score", "roc_auc": "ROC-AUC", "ro
            "roc_auc_ci_high": "AUC CI high", "recall": "Recall", "train_seconds": "train time (s)",
            "n_params": "parameters"}
 ours = results_table(variants, columns)
-base_rows = pd.DataFrame({name: {title: m.get(key) for key, title in columns.items()}
+base_rows = pd.DataFrame({name: {**{title: m.get(key) for key, title in columns.items()},
+                                 "weights": weights_label(m["weights"])}
                           for name, m in base_metrics.items() if name in ("Base All", "Base Small")}).T
 display(pd.concat([base_rows, ours]).style.format(precision=3))
 display(Markdown(f"Published: {STUDY000_EXPERTS}"))

@@ -61,3 +61,24 @@ def test_failure_names_notebook_cell_and_error(root, tmp_path):
     message = str(err.value)
     assert "notebook 00_data failed at cell" in message and "DataError" in message
     assert "/nonexistent/folder" in message
+
+
+MODEL_NOTEBOOKS = ["02_baseline", "03_experts", "06_architectures"]
+
+
+@pytest.mark.parametrize("stem", MODEL_NOTEBOOKS)
+def test_model_artifacts_follow_the_contract(smoke_run, stem):
+    run_dir, _ = smoke_run
+    metrics = read_json(run_dir / stem / "metrics.json")["variants"]
+    predictions = pd.read_parquet(run_dir / stem / "predictions.parquet")
+    assert {"image_id", "split", "model", "label", "prob", "pred"} <= set(predictions.columns)
+    assert set(predictions["model"]) == set(metrics)
+    for name, m in metrics.items():
+        assert 0 <= m["roc_auc"] <= 1, name
+        assert {"backbone", "weights", "source", "sha256", "substituted_for"} <= set(m["weights"])
+        assert m["train_seconds"] > 0 and m["n_params"] > 0
+        rows = predictions[predictions["model"] == name]
+        assert rows["image_id"].is_unique and len(rows) == m["n_eval"]
+    substituted = [m["weights"] for m in metrics.values() if m["weights"]["substituted_for"]]
+    for record in substituted:  # offline: the packaged Lite0 weights, with their file hash
+        assert record["backbone"] == "efficientnet_lite0" and len(record["sha256"]) == 64

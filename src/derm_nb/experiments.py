@@ -102,7 +102,14 @@ def write_model_artifacts(out: Path, variants: list[Variant], meta: dict | None 
     write_parquet(out / "history.parquet", pd.concat([v.history for v in variants], ignore_index=True))
 
 
+def weights_label(provenance: dict) -> str:
+    """Short text of the weights a model started from, for results tables."""
+    text = f"{provenance['backbone']}: {provenance['weights']} ({provenance['source']})"
+    return text + (f", for {provenance['substituted_for']}" if provenance.get("substituted_for") else "")
+
+
 def results_table(variants: list[Variant], columns: dict[str, str]) -> pd.DataFrame:
-    """A results table with the given metric -> column-title mapping, one row per variant."""
-    rows = {v.name: {title: v.metrics.get(key) for key, title in columns.items()} for v in variants}
+    """A results table with the given metric -> column-title mapping, one row per variant, and its weights."""
+    rows = {v.name: {**{title: v.metrics.get(key) for key, title in columns.items()},
+                     "weights": weights_label(v.provenance)} for v in variants}
     return pd.DataFrame(rows).T

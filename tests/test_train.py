@@ -157,3 +157,11 @@ def test_fusion_and_experts_shapes_and_gates():
     experts = GatedExperts([backbone, nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())],
                            4, tab.shape[1]).eval()
     assert experts(torch.zeros(3, 3, 8, 8), torch.as_tensor(tab), torch.as_tensor(gate)).shape == (3, 1)
+
+
+def test_mixup_training_runs_and_resumes_exactly(tmp_path):
+    a = fit(Tiny(), BCE(), data(), data(seed=1), cfg(epochs=2, mixup_alpha=0.2), tmp_path / "a")
+    b = fit(Tiny(), BCE(), data(), data(seed=1), cfg(epochs=2, mixup_alpha=0.2), tmp_path / "b")
+    np.testing.assert_allclose(a.history["train_loss"], b.history["train_loss"])
+    plain = fit(Tiny(), BCE(), data(), data(seed=1), cfg(epochs=2), tmp_path / "c")
+    assert not np.allclose(a.history["train_loss"], plain.history["train_loss"])

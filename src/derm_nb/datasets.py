@@ -92,3 +92,23 @@ class CachedImages(Dataset):
 def load_split_images(cache_dir, frame: pd.DataFrame) -> torch.Tensor:
     """The cached images of `frame`'s rows as one uint8 tensor (N, 3, S, S)."""
     return to_tensor_images(load_images(frame, cache_dir))
+
+
+def study001_transform(size: int, train: bool, shades_of_grey: bool = False) -> v2.Compose:
+    """Study 001: train-only augmentation (random resized crop 0.9-1.0, h/v flips, rotation ±15°, colour
+    jitter 0.1, zoom), optional Shades-of-Grey colour constancy, then per-image standardisation.
+
+    Centre-crop to square already happened in the cache.
+    """
+    from derm_nb.transforms import PerImageStandardize, ShadesOfGrey
+
+    steps: list = [v2.Resize(size, antialias=True)]
+    if train:
+        steps += [v2.RandomResizedCrop(size, scale=(0.9, 1.0), antialias=True), v2.RandomHorizontalFlip(),
+                  v2.RandomVerticalFlip(), v2.RandomRotation(15), v2.ColorJitter(0.1, 0.1, 0.1, 0.1),
+                  v2.RandomAffine(degrees=0, scale=(1.0, 1.1))]
+    steps.append(v2.ToDtype(torch.float32, scale=True))
+    if shades_of_grey:
+        steps.append(ShadesOfGrey())
+    steps.append(PerImageStandardize())
+    return v2.Compose(steps)

@@ -57,14 +57,29 @@ def _train_and_predict(name: str, model: nn.Module, loss_fn: nn.Module, train: D
 def run_binary_variant(name: str, model: nn.Module, provenance: Provenance, loss_fn: nn.Module,
                        train: Dataset, evaluation: Dataset, eval_frame: pd.DataFrame, cfg: TrainConfig,
                        checkpoint_dir: Path, split: str = "val", threshold_rule: str = "max_f1",
-                       train_targets: np.ndarray | None = None) -> Variant:
-    """Train `model`, predict `evaluation` with the best epoch, score it at the chosen threshold."""
+                       train_targets: np.ndarray | None = None,
+                       test: tuple[Dataset, pd.DataFrame] | None = None) -> Variant:
+    """Train `model`, predict `evaluation` with the best epoch, score it at the chosen threshold.
+
+    With `test=(dataset, frame)`, the threshold is chosen on `evaluation` (validation) and the
+    scores are those of the test split; predictions of both splits are kept.
+    """
     result, prob, record = _train_and_predict(name, model, loss_fn, train, evaluation, cfg, checkpoint_dir,
                                               torch.sigmoid, train_targets)
     label = eval_frame["target"].to_numpy()
     scores = {**evaluate_binary(label, prob, threshold_rule, seed=cfg.seed), **record}
-    predictions = pd.DataFrame({"image_id": eval_frame["image_id"].to_numpy(), "split": split, "model": name,
-                                "label": label, "prob": prob, "pred": (prob >= scores["threshold"]).astype(int)})
+    frames = [pd.DataFrame({"image_id": eval_frame["image_id"].to_numpy(), "split": split, "model": name,
+                            "label": label, "prob": prob})]
+    if test is not None:
+        test_set, test_frame = test
+        test_prob = predict(model, test_set, batch_size=cfg.batch_size * 2, device=cfg.device)
+        test_label = test_frame["target"].to_numpy()
+        scores = {**evaluate_binary(test_label, test_prob, threshold_rule, seed=cfg.seed,
+                                    threshold_from=(label, prob)), **record, "n_eval": len(test_set)}
+        frames.append(pd.DataFrame({"image_id": test_frame["image_id"].to_numpy(), "split": "test", "model": name,
+                                    "label": test_label, "prob": test_prob}))
+    predictions = pd.concat(frames, ignore_index=True)
+    predictions["pred"] = (predictions["prob"] >= scores["threshold"]).astype(int)
     return Variant(name, result.history.assign(model=name), predictions, scores, result.seconds,
                    provenance.as_dict(), record["n_params"])
 

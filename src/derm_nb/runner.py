@@ -36,6 +36,7 @@ NOTEBOOKS: tuple[NotebookSpec, ...] = (
     NotebookSpec("01_eda", ("00_data",)),
     NotebookSpec("02_baseline", ("00_data",)),
     NotebookSpec("03_experts", ("00_data", "01_eda", "02_baseline")),
+    NotebookSpec("04_efficientnet", ("00_data",)),
     NotebookSpec("06_architectures", ("00_data",)),
 )
 

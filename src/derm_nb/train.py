@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 from tqdm.auto import tqdm
 
 from derm_nb.artifacts import write_atomic
+from derm_nb.transforms import mixup
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 
@@ -38,6 +39,7 @@ class TrainConfig:
     amp: bool = True                 # mixed precision, used on CUDA only
     grad_accum: int = 1
     sampler_pos_share: float = 0.0   # >0: class-balanced sampling with this share of positives
+    mixup_alpha: float = 0.0         # >0: mixup with lam ~ Beta(alpha, alpha) (binary targets become soft)
     device: str = "auto"
     seed: int = 0
     num_workers: int = 0
@@ -158,6 +160,7 @@ def fit(model: nn.Module, loss_fn: nn.Module, train: Dataset, val: Dataset, cfg:
         tic = time.perf_counter()
         torch.manual_seed(cfg.seed + epoch)
         generator.manual_seed(cfg.seed + epoch)
+        mix_rng = np.random.default_rng([cfg.seed, epoch])
         _set_backbone_frozen(model, epoch < cfg.freeze_backbone_epochs)
         model.train()
         total, count, correct, wait = 0.0, 0, 0, 0.0
@@ -167,9 +170,12 @@ def fit(model: nn.Module, loss_fn: nn.Module, train: Dataset, val: Dataset, cfg:
         for step, batch in enumerate(bar):
             wait += time.perf_counter() - fetched
             batch = _batch_to(batch, device)
+            target = batch["target"]
+            if cfg.mixup_alpha > 0:
+                batch["image"], target = mixup(batch["image"], target, cfg.mixup_alpha, mix_rng)
             with torch.autocast(device.type, enabled=amp):
                 output = _forward(model, batch)
-                loss = loss_fn(output, batch["target"])
+                loss = loss_fn(output, target)
             correct += _correct(output.detach(), batch["target"])
             scaler.scale(loss / cfg.grad_accum).backward()
             if (step + 1) % cfg.grad_accum == 0 or step + 1 == len(train_loader):

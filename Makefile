@@ -6,7 +6,7 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 RUN := $(UV) run --frozen --no-sync
 
-.PHONY: setup book notebooks test test-slow bench clean
+.PHONY: setup chromium book notebooks test test-slow bench clean
 
 $(CURDIR)/.tools/bin/uv:
 	python3 -m venv .tools
@@ -16,7 +16,16 @@ $(CURDIR)/.tools/bin/uv:
 	$(UV) sync --frozen
 	@touch $@
 
-setup: .venv/.derm-nb-synced ## create .venv from uv.lock
+# Headless Chromium for the book's browser test (Debian's package; needs root or sudo).
+CHROMIUM := $(shell command -v chromium 2>/dev/null)
+chromium:
+ifeq ($(CHROMIUM),)
+	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; \
+	else echo "warning: install Debian's chromium package for the browser test"; fi
+endif
+
+setup: .venv/.derm-nb-synced chromium ## create .venv from uv.lock (and install chromium for the browser test)
 
 book: setup ## execute every notebook under $(PROFILE) (default) and build the HTML book
 	$(RUN) derm-nb run --profile $(PROFILE)

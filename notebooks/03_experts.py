@@ -50,7 +50,7 @@ from IPython.display import Markdown, display
 from sklearn.metrics import roc_auc_score
 
 from derm_nb.artifacts import notebook_dir, read_json, run_dir_for
-from derm_nb.data.prepared import load_prepared
+from derm_nb.data.prepared import load_prepared, oracle_auc
 from derm_nb.data.splits import small_dataset
 from derm_nb.datasets import CachedImages, eval_transform, load_split_images
 from derm_nb.experiments import results_table, run_binary_variant, weights_label, write_model_artifacts
@@ -147,6 +147,7 @@ plt.show()
 
 # %%
 write_model_artifacts(out, variants, {"study": "000", "evaluation": "study000 common validation set",
+                                      "oracle_auc": oracle_auc(data, val),
                                       "brightness_split": split_point, "unknown_sex_rule": "gate (0.5, 0.5)"})
 best_base = max(base_metrics[k]["roc_auc"] for k in ("Base All", "Base Small"))
 best = max(variants, key=lambda v: v.metrics["roc_auc"])

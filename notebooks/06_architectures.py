@@ -51,7 +51,7 @@ from IPython.display import Markdown, display
 from torch import nn
 
 from derm_nb.artifacts import notebook_dir, run_dir_for
-from derm_nb.data.prepared import load_prepared
+from derm_nb.data.prepared import load_prepared, oracle_auc
 from derm_nb.datasets import CachedImages, eval_transform, load_split_images, minority_augment
 from derm_nb.experiments import results_table, run_multiclass_variant, write_model_artifacts
 from derm_nb.models.cnn import build_architecture
@@ -130,6 +130,7 @@ plt.show()
 
 # %%
 write_model_artifacts(out, variants, {"study": "003", "evaluation": "study003 test split",
+                                      "oracle_auc": oracle_auc(data, frames["test"]),
                                       "classes": classes, "data": data.summary["source"]})
 best = max(variants, key=lambda v: v.metrics["f1_weighted"])
 display(Markdown(

@@ -17,3 +17,21 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT
+
+
+@pytest.fixture(scope="session")
+def smoke_run(root, tmp_path_factory):
+    """Every notebook under the smoke profile, once per test session, through the real runner."""
+    from derm_nb.runner import run_notebooks
+
+    run_dir = tmp_path_factory.mktemp("runs") / "smoke"
+    timings = run_notebooks(root, "smoke", run_dir=run_dir)
+    return run_dir, timings
+
+
+@pytest.fixture(scope="session")
+def smoke_book(root, smoke_run):
+    """The HTML book built from the smoke run: the path of its index.html."""
+    from derm_nb.runner import build_book
+
+    return build_book(root, "smoke", run_dir=smoke_run[0])

@@ -11,13 +11,6 @@ from derm_nb.data.splits import SPLIT_SCHEMES, assert_no_leakage, split_column
 from derm_nb.runner import NOTEBOOKS, NotebookFailed, build_book, run_notebooks
 
 
-@pytest.fixture(scope="session")
-def smoke_run(root, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("runs") / "smoke"
-    timings = run_notebooks(root, "smoke", run_dir=run_dir)
-    return run_dir, timings
-
-
 def test_every_notebook_ran(smoke_run):
     run_dir, timings = smoke_run
     assert list(timings) == [nb.stem for nb in NOTEBOOKS]
@@ -43,10 +36,8 @@ def test_data_artifacts(smoke_run):
     assert 0.5 < overall["oracle_auc_study000_val"]["binary"] <= 1
 
 
-def test_book_builds_from_executed_notebooks(root, smoke_run):
-    run_dir, _ = smoke_run
-    index = build_book(root, "smoke", run_dir=run_dir)
-    html = index.parent
+def test_book_builds_from_executed_notebooks(smoke_book):
+    html = smoke_book.parent
     for nb in NOTEBOOKS:
         page = html / "notebooks" / f"{nb.stem}.html"
         assert page.is_file(), page
@@ -63,7 +54,7 @@ def test_failure_names_notebook_cell_and_error(root, tmp_path):
     assert "/nonexistent/folder" in message
 
 
-MODEL_NOTEBOOKS = ["02_baseline", "03_experts", "06_architectures"]
+MODEL_NOTEBOOKS = ["02_baseline", "03_experts", "04_efficientnet", "06_architectures"]
 
 
 @pytest.mark.parametrize("stem", MODEL_NOTEBOOKS)

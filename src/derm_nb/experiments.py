@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import balanced_accuracy_score
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -96,11 +96,17 @@ def run_multiclass_variant(name: str, model: nn.Module, provenance: Provenance, 
     pred = prob.argmax(axis=1)
     report = multiclass_report(label, pred, classes)
     target = (label == target_class).astype(int)
-    scores = {"accuracy": float((pred == label).mean()), "f1_weighted": float(report.loc["weighted avg", "f1-score"]),
+    one_vs_rest = evaluate_binary(target, prob[:, target_class], "youden", seed=cfg.seed) \
+        if target.min() != target.max() else {}
+    scores = {**{k: one_vs_rest[k] for k in ("roc_auc", "roc_auc_ci_low", "roc_auc_ci_high", "pauc_80",
+                                             "sens_at_spec90") if k in one_vs_rest},
+              "accuracy": float((pred == label).mean()),
+              "balanced_accuracy": float(balanced_accuracy_score(label, pred)),
+              "f1_weighted": float(report.loc["weighted avg", "f1-score"]),
               "precision_weighted": float(report.loc["weighted avg", "precision"]),
               "recall_weighted": float(report.loc["weighted avg", "recall"]),
-              "roc_auc": float(roc_auc_score(target, prob[:, target_class])) if target.min() != target.max()
-              else float("nan"), "per_class": report.drop(index="weighted avg").to_dict("index"), **record}
+              "target_class": classes[target_class],
+              "per_class": report.drop(index="weighted avg").to_dict("index"), **record}
     predictions = pd.DataFrame({"image_id": eval_frame["image_id"].to_numpy(), "split": split, "model": name,
                                 "label": label, "prob": prob[:, target_class], "pred": pred,
                                 **{f"prob_{c}": prob[:, k] for k, c in enumerate(classes)}})

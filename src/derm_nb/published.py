@@ -34,3 +34,16 @@ STUDY001_RESULTS = pd.DataFrame(
     index=["Recipe (20 epochs)", "300 px (15 epochs)", "Mixup 0.2 (15 epochs)", "Shades of Grey (15 epochs)"])
 STUDY001_DATA = ("ISIC 2018 Task 3 dermoscopy (18.63 % malignant), patient-wise 70/15/15 split, test set, "
                  "EfficientNet-B0 ImageNet at 224 px, Youden threshold; F1 is macro-F1 for the recipe row.")
+
+HEADLINES = pd.DataFrame([
+    {"study": "000", "model": "ResNet-18 + metadata, small set", "metric": "ROC-AUC (validation)", "value": 0.868,
+     "data": "SIIM-ISIC 2020, 85:15 patient split"},
+    {"study": "000", "model": "ResNet-18 + metadata, all images", "metric": "ROC-AUC (validation)", "value": 0.900,
+     "data": "SIIM-ISIC 2020, 85:15 patient split"},
+    {"study": "001", "model": "EfficientNet-B0 recipe", "metric": "AUROC (test)", "value": 0.909,
+     "data": "ISIC 2018 Task 3, 70/15/15 patient split"},
+    {"study": "003", "model": "ResNet-101 pretrained", "metric": "weighted F1 (test)", "value": 0.87,
+     "data": "BUSI ultrasound, 3 classes, 117 test images"},
+    {"study": "003", "model": "Simple CNN", "metric": "weighted F1 (test)", "value": 0.68,
+     "data": "BUSI ultrasound, 3 classes, 117 test images"},
+])

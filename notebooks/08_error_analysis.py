@@ -1,0 +1,156 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Where the binary models fail
+#
+# Study 000 looked at its base model's true positives and false negatives (its Figs. 11-12) and
+# suggested that small melanomas are missed. Here we test that with the lesion masks, and ask
+# for every binary model: which subgroups (sex, age, site, brightness, hair) does it serve
+# worse, and are its probabilities calibrated? Everything is read from the predictions the
+# model chapters wrote; nothing is retrained.
+
+# %% tags=["parameters"]
+profile = "default"
+run_dir = ""
+seed = 0
+gallery_model = "Base Small"   # the study's Figs. 11-12 used the base model trained on the small set
+gallery_size = 6
+n_boot = 500
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from IPython.display import Markdown, display
+
+from derm_nb.analysis import age_band, calibration, load_model_runs, subgroup_auc
+from derm_nb.artifacts import notebook_dir, read_json, run_dir_for, write_parquet
+from derm_nb.data.prepared import load_prepared
+from derm_nb.eda import compare_distributions
+from derm_nb.plots import image_grid
+
+runs = run_dir_for(profile, run_dir)
+out = notebook_dir(runs, "08_error_analysis")
+data = load_prepared(runs / "00_data" / "binary")
+metrics, predictions = load_model_runs(runs, ("02_baseline", "03_experts", "04_efficientnet"))
+stats = pd.read_parquet(runs / "01_eda" / "image_stats.parquet")
+split_point = read_json(runs / "01_eda" / "brightness_split.json")["brightness_split"]
+attributes = data.manifest[["image_id", "sex", "age", "site"]].merge(stats, on="image_id")
+attributes = attributes.assign(age_band=age_band(attributes["age"]),
+                               brightness_band=np.where(attributes["brightness"] <= split_point, "dark", "light"),
+                               hair=np.where(attributes["has_hair"], "hair", "no hair"))
+# Each model is judged on the split its chapter scored: validation for study 000, test for study 001.
+scored = predictions[(predictions["chapter"] != "04_efficientnet") | (predictions["split"] == "test")]
+display(Markdown(f"{scored['model'].nunique()} binary models, {len(scored):,} scored predictions."))
+
+# %% [markdown]
+# ## True positives and false negatives (study 000's Figs. 11-12)
+
+# %%
+chosen = scored[scored["model"] == gallery_model]
+if chosen.empty:
+    chosen = scored[scored["model"] == scored["model"].iloc[0]]
+caught = chosen[(chosen["label"] == 1) & (chosen["pred"] == 1)]
+missed = chosen[(chosen["label"] == 1) & (chosen["pred"] == 0)]
+for title, rows in (("True positives", caught), ("False negatives", missed)):
+    rows = rows.sample(min(gallery_size, len(rows)), random_state=seed)
+    if len(rows):
+        frame = data.manifest.set_index("image_id").loc[rows["image_id"]].reset_index()
+        paths = data.image_paths(frame)
+        image_grid(paths, titles=[f"p={p:.2f}" for p in rows["prob"]],
+                   masks=[p.with_name(p.stem + "_mask.png") for p in paths], ncols=gallery_size,
+                   suptitle=f"{title} of {chosen['model'].iloc[0]} (lesion mask in yellow)")
+        plt.show()
+    else:
+        display(Markdown(f"No {title.lower()} for {chosen['model'].iloc[0]}."))
+
+# %% [markdown]
+# ## Are missed melanomas smaller?
+#
+# Lesion size is the share of the image inside the lesion mask. For every model: the median size
+# of the melanomas it caught and of those it missed, and a Mann-Whitney test of the difference.
+
+# %%
+melanomas = scored[scored["label"] == 1].merge(attributes[["image_id", "lesion_area"]], on="image_id")
+rows = []
+for model, part in melanomas.groupby("model", sort=False):
+    hit, miss = part.loc[part["pred"] == 1, "lesion_area"], part.loc[part["pred"] == 0, "lesion_area"]
+    if len(hit) and len(miss):
+        test = compare_distributions(miss, hit)
+        rows.append({"model": model, "caught": len(hit), "missed": len(miss), "median area caught": hit.median(),
+                     "median area missed": miss.median(), "p (Mann-Whitney)": test["p_value"],
+                     "P(missed larger)": test["p_a_greater"]})
+size_table = pd.DataFrame(rows)
+display(size_table.style.format(precision=3) if len(size_table) else Markdown("Every model caught or missed all."))
+fig, ax = plt.subplots(figsize=(10, 3.8))
+sns.boxplot(data=melanomas.assign(outcome=np.where(melanomas["pred"] == 1, "caught", "missed")),
+            x="model", y="lesion_area", hue="outcome", ax=ax)
+ax.set(title="Lesion size of melanomas, caught vs missed", xlabel="", ylabel="lesion share of the image")
+ax.tick_params(axis="x", rotation=20)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## Performance by subgroup
+#
+# ROC-AUC with bootstrap 95 % intervals per subgroup (subgroups with at least two melanomas).
+
+# %%
+groups = subgroup_auc(scored, attributes, ["sex", "age_band", "site", "brightness_band", "hair"], n_boot=n_boot,
+                      seed=seed)
+write_parquet(out / "subgroup_auc.parquet", groups)
+if len(groups):
+    g = sns.catplot(data=groups, kind="point", x="roc_auc", y="subgroup", hue="model", col="attribute",
+                    col_wrap=3, sharey=False, linestyle="none", height=2.8, aspect=1.4, dodge=0.5)
+    for ax, (attribute, part) in zip(g.axes.flat, groups.groupby("attribute", sort=False)):
+        ax.axvline(0.5, color="grey", linestyle=":")
+    g.set_axis_labels("ROC-AUC", "")
+    g.figure.suptitle("ROC-AUC by subgroup (points; intervals in the table below)", y=1.02)
+    plt.show()
+groups.round(3)
+
+# %% [markdown]
+# ## Calibration
+#
+# A model whose probabilities are calibrated lies on the diagonal of the reliability diagram;
+# the Brier score is the mean squared error of the probability (lower is better).
+
+# %%
+scores, curves = calibration(scored)
+fig, ax = plt.subplots(figsize=(5.5, 5))
+for model, part in curves.groupby("model", sort=False):
+    ax.plot(part["predicted"], part["observed"], marker="o", label=model)
+ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect calibration")
+ax.set(title="Reliability diagram (quantile bins)", xlabel="mean predicted probability",
+       ylabel="observed melanoma share")
+ax.legend(fontsize=7)
+fig.tight_layout()
+plt.show()
+write_parquet(out / "calibration.parquet", scores)
+scores.round(4)
+
+# %%
+worst = groups.sort_values("roc_auc").head(1)
+display(Markdown(
+    "## What we learned\n\n"
+    + (f"* Missed melanomas were smaller than caught ones for {int((size_table['median area missed'] < size_table['median area caught']).sum())} "
+       f"of {len(size_table)} models; significant (p < 0.05) for "
+       f"{int((size_table['p (Mann-Whitney)'] < 0.05).sum())}.\n" if len(size_table) else "")
+    + (f"* Weakest subgroup: {worst['model'].iloc[0]} on {worst['attribute'].iloc[0]} = {worst['subgroup'].iloc[0]}, "
+       f"AUC {worst['roc_auc'].iloc[0]:.3f} (CI {worst['ci_low'].iloc[0]:.3f}-{worst['ci_high'].iloc[0]:.3f}).\n"
+       if len(worst) else "")
+    + f"* Brier scores range from {scores['brier'].min():.4f} to {scores['brier'].max():.4f}; models trained with a "
+    "balanced sampler or focal loss over-predict melanoma by design (compare mean probability with prevalence)."))

@@ -1,0 +1,136 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Summary: every model on one page
+#
+# One table of every model family and variant, built from the `metrics.json` each chapter wrote
+# in this run: ROC-AUC with its bootstrap 95 % interval, the ISIC partial AUC above 80 %
+# sensitivity, balanced accuracy, sensitivity at 90 % specificity, training time, parameter
+# count and the weights each model started from. On synthetic data the oracle AUC, the AUC of
+# the true probability, is the ceiling.
+
+# %% tags=["parameters"]
+profile = "default"
+run_dir = ""
+seed = 0
+
+# %%
+import matplotlib.pyplot as plt
+import pandas as pd
+from IPython.display import Markdown, display
+from myst_nb import glue
+
+from derm_nb.analysis import load_model_runs
+from derm_nb.artifacts import notebook_dir, read_json, run_dir_for, write_csv
+from derm_nb.experiments import weights_label
+from derm_nb.published import HEADLINES
+
+runs = run_dir_for(profile, run_dir)
+out = notebook_dir(runs, "09_summary")
+metrics, _ = load_model_runs(runs)
+data_summary = read_json(runs / "00_data" / "summary.json")
+table = pd.DataFrame({
+    "study": metrics["study"], "model": metrics["variant"], "evaluated on": metrics["evaluation"],
+    "ROC-AUC": metrics["roc_auc"], "CI low": metrics["roc_auc_ci_low"], "CI high": metrics["roc_auc_ci_high"],
+    "pAUC (TPR≥0.8)": metrics["pauc_80"], "balanced acc.": metrics["balanced_accuracy"],
+    "sens. @ 90 % spec.": metrics["sens_at_spec90"], "oracle AUC": metrics["oracle_auc"],
+    "train time (s)": metrics["train_seconds"], "parameters": metrics["n_params"],
+    "weights": metrics["weights"].map(weights_label)})
+write_csv(out / "benchmark.csv", table)
+display(table.style.format(precision=3, na_rep="-").format({"parameters": "{:,.0f}", "train time (s)": "{:.0f}"}))
+
+# %%
+best = table.loc[table["ROC-AUC"].idxmax()]
+binary = table[table["study"].isin(["000", "001"])]
+ceiling = binary["oracle AUC"].dropna()
+glue("n_models", len(table), display=False)
+glue("best_model", f"{best['model']} (study {best['study']})", display=False)
+glue("best_auc", float(best["ROC-AUC"]), display=False)
+glue("best_ci", f"{best['CI low']:.3f}-{best['CI high']:.3f}", display=False)
+glue("oracle_auc", float(ceiling.max()) if len(ceiling) else float("nan"), display=False)
+glue("source", data_summary["binary"]["source"], display=False)
+
+fig, ax = plt.subplots(figsize=(8, 0.35 * len(table) + 1.2))
+order = table.sort_values("ROC-AUC")
+ax.errorbar(order["ROC-AUC"], range(len(order)), xerr=[order["ROC-AUC"] - order["CI low"],
+                                                       order["CI high"] - order["ROC-AUC"]], fmt="o", capsize=3)
+ax.set_yticks(range(len(order)), [f"{m} ({s})" for m, s in zip(order["model"], order["study"])])
+if len(ceiling):
+    ax.axvline(ceiling.max(), color="black", linestyle="--", label="oracle AUC (binary set)")
+ax.axvline(0.5, color="grey", linestyle=":", label="chance")
+ax.set(title="ROC-AUC with bootstrap 95 % intervals", xlabel="ROC-AUC (melanoma vs rest)")
+ax.legend(loc="lower right", fontsize=8)
+fig.tight_layout()
+glue("auc_figure", fig, display=False)
+plt.close(fig)
+
+# %% [markdown]
+# ## The headline
+#
+# Of {glue:text}`n_models` models trained on **{glue:text}`source`** data, the highest ROC-AUC
+# was reached by {glue:text}`best_model`: {glue:text}`best_auc:.3f` (95 % CI
+# {glue:text}`best_ci`), against an oracle ceiling of {glue:text}`oracle_auc:.3f` for the binary
+# set.
+#
+# ```{glue:figure} auc_figure
+# :name: fig-auc-summary
+#
+# Every model's ROC-AUC with its bootstrap 95 % interval; the dashed line is the best any model
+# could do on the synthetic data.
+# ```
+
+# %% [markdown]
+# ## The studies' own figures
+#
+# Quoted from the papers, with the data they were measured on. They are not comparable to ours
+# number for number: different data, image sizes and training budgets.
+
+# %%
+HEADLINES
+
+# %% [markdown]
+# ## What reproduced, what did not, and why
+
+# %%
+def verdict(study: str) -> str:
+    rows = table[table["study"] == study].set_index("model")
+    if rows.empty:
+        return f"* **Study {study}**: not run in this book yet."
+    if study == "000":
+        small, every = rows.get("ROC-AUC", {}).get("Base Small"), rows.get("ROC-AUC", {}).get("Base All")
+        experts = rows[rows.index.str.contains("experts")]
+        text = (f"* **Study 000**: small set {small:.3f} vs all images {every:.3f} "
+                f"(study: 0.868 vs 0.900); the small set "
+                + ("held up" if small >= every - 0.05 else "fell behind") + " here.")
+        if len(experts):
+            text += (f" Best expert model {experts['ROC-AUC'].max():.3f} vs best base "
+                     f"{rows.loc[~rows.index.str.contains('experts'), 'ROC-AUC'].max():.3f}.")
+        return text
+    if study == "001":
+        recipe = rows["ROC-AUC"].get("Recipe")
+        others = rows.drop(index="Recipe", errors="ignore")["ROC-AUC"]
+        better = [m for m, v in others.items() if v > rows.loc["Recipe", "CI high"]] if recipe is not None else []
+        return (f"* **Study 001**: recipe AUROC {recipe:.3f} (study: 0.909 on ISIC 2018). Variants beyond the "
+                f"recipe's interval: {', '.join(better) if better else 'none'}; the study also found no ablation "
+                "better than its recipe.")
+    if study == "003":
+        return ("* **Study 003**: " + "; ".join(f"{m} melanoma AUC {v:.3f}" for m, v in rows["ROC-AUC"].items())
+                + ". The study found its pretrained ResNet-101 clearly ahead on BUSI; see the chapter's Table I.")
+    return f"* **Study {study}**: see its chapter."
+
+
+display(Markdown("\n".join(verdict(s) for s in ("000", "001", "003")) + "\n\n"
+                 "On the synthetic data every gap to the oracle ceiling is the models' (and the CPU budget's): "
+                 "the labels are a known function of what the images show. On real data, read the tables above."))

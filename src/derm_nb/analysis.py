@@ -1,0 +1,66 @@
+"""Cross-chapter analysis: collect every model chapter's artifacts, subgroup AUCs, calibration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import brier_score_loss, roc_auc_score
+
+from derm_nb.artifacts import read_json
+from derm_nb.metrics import bootstrap_auc_ci
+
+MODEL_CHAPTERS = ("02_baseline", "03_experts", "04_efficientnet", "06_architectures")
+
+
+def load_model_runs(run_dir: str | Path, chapters: tuple[str, ...] = MODEL_CHAPTERS) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(one row of metrics per chapter x variant, all predictions) from the chapters that have run."""
+    rows, predictions = [], []
+    for chapter in chapters:
+        folder = Path(run_dir) / chapter
+        if not (folder / "metrics.json").is_file():
+            continue
+        record = read_json(folder / "metrics.json")
+        for variant, metrics in record["variants"].items():
+            rows.append({"chapter": chapter, "study": record.get("study"), "variant": variant,
+                         "evaluation": record.get("evaluation"), "oracle_auc": record.get("oracle_auc"),
+                         **{k: v for k, v in metrics.items() if not isinstance(v, dict)},
+                         "weights": metrics["weights"]})
+        predictions.append(pd.read_parquet(folder / "predictions.parquet").assign(chapter=chapter))
+    return pd.DataFrame(rows), (pd.concat(predictions, ignore_index=True) if predictions else pd.DataFrame())
+
+
+def age_band(age: pd.Series) -> pd.Series:
+    return pd.cut(age, [-np.inf, 40, 60, np.inf], labels=["<40", "40-60", ">60"]).astype(str)
+
+
+def subgroup_auc(predictions: pd.DataFrame, attributes: pd.DataFrame, columns: list[str], n_boot: int = 500,
+                 seed: int = 0, min_positives: int = 2) -> pd.DataFrame:
+    """ROC-AUC with a bootstrap 95 % CI per model and subgroup (binary `label`); skips groups lacking a class."""
+    merged = predictions.merge(attributes, on="image_id", how="left")
+    rows = []
+    for model, part in merged.groupby("model", sort=False):
+        for column in columns:
+            for level, sub in part.groupby(column, dropna=False):
+                positives = int(sub["label"].sum())
+                if positives < min_positives or positives == len(sub):
+                    continue
+                lo, hi = bootstrap_auc_ci(sub["label"], sub["prob"], n_boot=n_boot, seed=seed)
+                rows.append({"model": model, "attribute": column, "subgroup": str(level), "n": len(sub),
+                             "positives": positives, "roc_auc": roc_auc_score(sub["label"], sub["prob"]),
+                             "ci_low": lo, "ci_high": hi})
+    return pd.DataFrame(rows, columns=["model", "attribute", "subgroup", "n", "positives", "roc_auc", "ci_low",
+                                       "ci_high"])
+
+
+def calibration(predictions: pd.DataFrame, n_bins: int = 10) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(Brier score per model, reliability-curve points per model) for binary probabilities."""
+    scores, curves = [], []
+    for model, part in predictions.groupby("model", sort=False):
+        scores.append({"model": model, "brier": brier_score_loss(part["label"], part["prob"]),
+                       "mean_prob": part["prob"].mean(), "prevalence": part["label"].mean(), "n": len(part)})
+        observed, predicted = calibration_curve(part["label"], part["prob"], n_bins=n_bins, strategy="quantile")
+        curves.append(pd.DataFrame({"model": model, "predicted": predicted, "observed": observed}))
+    return pd.DataFrame(scores), pd.concat(curves, ignore_index=True)

@@ -69,7 +69,9 @@ def test_model_artifacts_follow_the_contract(smoke_run, stem):
         assert {"backbone", "weights", "source", "sha256", "substituted_for"} <= set(m["weights"])
         assert m["train_seconds"] > 0 and m["n_params"] > 0
         rows = predictions[predictions["model"] == name]
-        assert rows["image_id"].is_unique and len(rows) == m["n_eval"]
+        per_split = rows.groupby("split")["image_id"]
+        assert per_split.apply(lambda ids: ids.is_unique).all(), name  # one row per image, split and variant
+        assert m["n_eval"] in set(per_split.size()), name               # the scored split is all there
     substituted = [m["weights"] for m in metrics.values() if m["weights"]["substituted_for"]]
     for record in substituted:  # offline: the packaged Lite0 weights, with their file hash
         assert record["backbone"] == "efficientnet_lite0" and len(record["sha256"]) == 64

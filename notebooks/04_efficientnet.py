@@ -218,4 +218,6 @@ display(Markdown(
     "(within the confidence intervals shown).\n"
     + "".join(f"* Grad-CAM, {g} predictions: median {r['lesion_mass']:.0%} of the mass on the lesion "
               f"({r['lesion_area']:.0%} of the area) and {r['corner_mass']:.0%} in the corners "
-              f"({r['corner_area']:.0%} of the area).\n" for g, r in summary.iterrows())))
+              f"({r['corner_area']:.0%} of the area).\n" if pd.notna(r["lesion_mass"]) else
+              f"* Grad-CAM, {g} predictions: every heat map was empty, so no share can be measured.\n"
+              for g, r in summary.iterrows())))

@@ -42,14 +42,18 @@ out = notebook_dir(runs, "09_summary")
 metrics, _ = load_model_runs(runs)
 data_summary = read_json(runs / "00_data" / "summary.json")
 table = pd.DataFrame({
-    "study": metrics["study"], "model": metrics["variant"], "evaluated on": metrics["evaluation"],
+    "study": metrics["study"], "model": metrics["variant"],
+    "split": metrics["evaluation"].str.extract(r"(study\d+ \w+)", expand=False),
     "ROC-AUC": metrics["roc_auc"], "CI low": metrics["roc_auc_ci_low"], "CI high": metrics["roc_auc_ci_high"],
     "pAUC (TPR≥0.8)": metrics["pauc_80"], "balanced acc.": metrics["balanced_accuracy"],
     "sens. @ 90 % spec.": metrics["sens_at_spec90"], "oracle AUC": metrics["oracle_auc"],
     "train time (s)": metrics["train_seconds"], "parameters": metrics["n_params"],
     "weights": metrics["weights"].map(weights_label)})
+numeric = table.columns.difference(["study", "model", "split", "weights"])
+table[numeric] = table[numeric].apply(pd.to_numeric, errors="coerce")
 write_csv(out / "benchmark.csv", table)
-display(table.style.format(precision=3, na_rep="-").format({"parameters": "{:,.0f}", "train time (s)": "{:.0f}"}))
+display(table.style.hide(axis="index").format(precision=3, na_rep="-")
+        .format({"parameters": "{:,.0f}", "train time (s)": "{:.0f}"}))
 
 # %%
 best = table.loc[table["ROC-AUC"].idxmax()]

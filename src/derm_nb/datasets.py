@@ -54,9 +54,10 @@ class CachedImages(Dataset):
                  tabular: np.ndarray | None = None, copies: int = 0, augment: Callable | None = None,
                  seed: int = 0, extra: np.ndarray | None = None, augment_classes: tuple[int, ...] = ()):
         self.images = images
-        self.targets = torch.as_tensor(np.asarray(targets))
-        self.tabular = None if tabular is None else torch.as_tensor(np.asarray(tabular), dtype=torch.float32)
-        self.extra = None if extra is None else torch.as_tensor(np.asarray(extra), dtype=torch.float32)
+        # np.array copies: pandas' Arrow-backed columns give read-only arrays that torch warns about.
+        self.targets = torch.as_tensor(np.array(targets))
+        self.tabular = None if tabular is None else torch.as_tensor(np.array(tabular), dtype=torch.float32)
+        self.extra = None if extra is None else torch.as_tensor(np.array(extra), dtype=torch.float32)
         self.transform, self.augment = transform, augment
         self.copies, self.seed = copies, seed
         self.augment_classes = set(augment_classes)

@@ -28,10 +28,8 @@ brightness_sample = 2500   # images in the random-sample brightness matrix (the 
 hair_threshold = 0.08      # share of black-hat pixels above which an image counts as 'with hair'
 
 # %%
-import json
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display

@@ -115,7 +115,7 @@ write_parquet(out / "subgroup_auc.parquet", groups)
 if len(groups):
     g = sns.catplot(data=groups, kind="point", x="roc_auc", y="subgroup", hue="model", col="attribute",
                     col_wrap=3, sharey=False, linestyle="none", height=2.8, aspect=1.4, dodge=0.5)
-    for ax, (attribute, part) in zip(g.axes.flat, groups.groupby("attribute", sort=False)):
+    for ax in g.axes.flat:
         ax.axvline(0.5, color="grey", linestyle=":")
     g.set_axis_labels("ROC-AUC", "")
     g.figure.suptitle("ROC-AUC by subgroup (points; intervals in the table below)", y=1.02)

@@ -8,7 +8,7 @@ import pytest
 from derm_nb.artifacts import read_json
 from derm_nb.data.manifest import validate_manifest
 from derm_nb.data.splits import SPLIT_SCHEMES, assert_no_leakage, split_column
-from derm_nb.runner import NOTEBOOKS, NotebookFailed, build_book, run_notebooks
+from derm_nb.runner import NOTEBOOKS, NotebookFailed, run_notebooks
 
 
 def test_every_notebook_ran(smoke_run):

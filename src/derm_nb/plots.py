@@ -41,7 +41,6 @@ def image_grid(images: Sequence[str | Path | np.ndarray], titles: Sequence[str] 
 
 def loss_curves(history, title: str = "Training and validation loss", ncols: int = 4) -> Figure:
     """One panel per model: train and validation loss by epoch, the best epoch marked."""
-    import pandas as pd
 
     models = list(dict.fromkeys(history["model"]))
     ncols = min(ncols, len(models))

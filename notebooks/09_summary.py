@@ -52,8 +52,9 @@ table = pd.DataFrame({
 numeric = table.columns.difference(["study", "model", "split", "weights"])
 table[numeric] = table[numeric].apply(pd.to_numeric, errors="coerce")
 write_csv(out / "benchmark.csv", table)
-display(table.style.hide(axis="index").format(precision=3, na_rep="-")
-        .format({"parameters": "{:,.0f}", "train time (s)": "{:.0f}"}))
+# One format call: a second .format() would reset every other column to the default precision.
+display(table.style.hide(axis="index").format({"parameters": "{:,.0f}", "train time (s)": "{:.0f}"},
+                                              precision=3, na_rep="-"))
 
 # %%
 best = table.loc[table["ROC-AUC"].idxmax()]

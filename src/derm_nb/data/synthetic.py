@@ -217,8 +217,9 @@ def _write_image(job: tuple) -> None:
     if Path(image_path).exists() and Path(mask_path).exists():
         return
     rgb, mask = render(attrs, cls, seed, h, w)
-    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
-    write_atomic(mask_path, lambda p: cv2.imwrite(str(p) + ".png", mask) and os.replace(str(p) + ".png", p))
+    _, jpeg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
+    _, png = cv2.imencode(".png", mask)
+    write_atomic(mask_path, lambda p: p.write_bytes(png.tobytes()))
     write_atomic(image_path, lambda p: p.write_bytes(jpeg.tobytes()))
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2
@@ -10,7 +9,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 from scipy import stats
-from tqdm.auto import tqdm
+
+from derm_nb.parallel import parallel_map
 
 LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601 weights for perceived brightness
 
@@ -55,14 +55,7 @@ def image_stats(frame: pd.DataFrame, image_paths: list[Path], hair_threshold: fl
                 workers: int = 0) -> pd.DataFrame:
     """Per image: mean colour, brightness, hair coverage, `has_hair`, and lesion area share from the mask."""
     jobs = [(str(p), str(p.with_name(p.stem + "_mask.png"))) for p in image_paths]
-    workers = workers or min(4, os.cpu_count() or 1)
-    if workers > 1 and len(jobs) > 200:
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(workers) as pool:
-            rows = list(tqdm(pool.map(_stats_one, jobs, chunksize=32), total=len(jobs), desc="image stats"))
-    else:
-        rows = [_stats_one(j) for j in tqdm(jobs, desc="image stats")]
+    rows = parallel_map(_stats_one, jobs, workers, "image stats", chunksize=32, min_items=200)
     out = pd.DataFrame(rows, columns=["mean_r", "mean_g", "mean_b", "brightness", "hair_coverage", "lesion_area"],
                        index=frame.index)
     out["has_hair"] = out["hair_coverage"] > hair_threshold

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from PIL import Image
-from tqdm.auto import tqdm
 
 from derm_nb.artifacts import write_atomic
+from derm_nb.parallel import parallel_map
 
 
 def center_crop_square(im: Image.Image) -> Image.Image:
@@ -64,14 +63,8 @@ def build_cache(manifest: pd.DataFrame, cache_dir: str | os.PathLike[str], size:
     """
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    workers = workers or min(4, os.cpu_count() or 1)
     jobs = [(r.image_id, r.path, r.mask_path, str(cache_dir), size) for r in manifest.itertuples()]
-    if workers > 1 and len(jobs) > 32:
-        with ProcessPoolExecutor(workers) as pool:
-            status = list(tqdm(pool.map(_cache_one, jobs, chunksize=16), total=len(jobs),
-                               desc=f"cache {size}px", unit="img"))
-    else:
-        status = [_cache_one(j) for j in tqdm(jobs, desc=f"cache {size}px", unit="img")]
+    status = parallel_map(_cache_one, jobs, workers, f"cache {size}px")
     out = pd.DataFrame({"image_id": manifest["image_id"].to_numpy(), "status": status})
     out["cache_path"] = [str(cache_paths(cache_dir, i)[0]) for i in out["image_id"]]
     out["cache_mask_path"] = [str(cache_paths(cache_dir, i)[1]) for i in out["image_id"]]

@@ -22,17 +22,16 @@ import hashlib
 import os
 import re
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from PIL import Image
-from tqdm.auto import tqdm
 
 from derm_nb.data.errors import DataError
 from derm_nb.data.manifest import require_columns, to_manifest
 from derm_nb.data.quality import QualityReport
+from derm_nb.parallel import parallel_map
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 ISIC2019_CLASSES = ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK"]
@@ -282,14 +281,8 @@ def inspect_image(path: str) -> tuple[str | None, str | None, tuple[int, int] | 
 
 def check_images(frame: pd.DataFrame, report: QualityReport, workers: int = 0) -> pd.DataFrame:
     """Exclude missing, unreadable and byte-duplicate images; drop mask paths whose files are missing."""
-    workers = workers or min(4, os.cpu_count() or 1)
-    paths = frame["path"].tolist()
-    if workers > 1 and len(paths) > 64:
-        with ProcessPoolExecutor(workers) as pool:
-            results = list(tqdm(pool.map(inspect_image, paths, chunksize=32), total=len(paths),
-                                desc="checking images", unit="img"))
-    else:
-        results = [inspect_image(p) for p in tqdm(paths, desc="checking images", unit="img")]
+    results = parallel_map(inspect_image, frame["path"].tolist(), workers, "checking images", chunksize=32,
+                           min_items=64)
     frame = frame.copy()
     frame["_md5"] = [r[0] for r in results]
     errors = pd.Series([r[1] for r in results], index=frame.index)

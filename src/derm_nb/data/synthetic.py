@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -20,9 +19,9 @@ import cv2
 import numpy as np
 import pandas as pd
 from scipy.special import expit, softmax
-from tqdm.auto import tqdm
 
 from derm_nb.artifacts import write_atomic, write_csv, write_json
+from derm_nb.parallel import parallel_map
 
 Preset = Literal["isic2020", "isic2017"]
 
@@ -223,16 +222,6 @@ def _write_image(job: tuple) -> None:
     write_atomic(image_path, lambda p: p.write_bytes(jpeg.tobytes()))
 
 
-def _run_jobs(jobs: list[tuple], workers: int, desc: str) -> None:
-    workers = workers or min(4, os.cpu_count() or 1)
-    if workers <= 1:
-        for job in tqdm(jobs, desc=desc, unit="img"):
-            _write_image(job)
-        return
-    with ProcessPoolExecutor(workers) as pool:
-        list(tqdm(pool.map(_write_image, jobs, chunksize=16), total=len(jobs), desc=desc, unit="img"))
-
-
 def oracle_path(out: Path) -> Path:
     """The oracle file for a dataset folder: a sibling, never inside the folder training reads."""
     return out.parent / f"{out.name}.oracle.csv"
@@ -264,7 +253,7 @@ def generate(cfg: SynthConfig, out: str | os.PathLike[str]) -> Path:
     masks.mkdir(parents=True, exist_ok=True)
     jobs = [(rec, cls, (cfg.seed, i), cfg.height, cfg.width, images / f"{name}.jpg",
              masks / f"{name}_segmentation.png") for i, (rec, cls, name) in enumerate(zip(records, classes, meta["image"]))]
-    _run_jobs(jobs, cfg.workers, f"synth {cfg.preset}")
+    parallel_map(_write_image, jobs, cfg.workers, f"synth {cfg.preset}", min_items=0)
 
     # Exact duplicates: byte-identical copies under a new name, same patient and label (as in ISIC 2020).
     n_dup = int(round(cfg.duplicate_fraction * n))

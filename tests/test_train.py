@@ -165,3 +165,12 @@ def test_mixup_training_runs_and_resumes_exactly(tmp_path):
     np.testing.assert_allclose(a.history["train_loss"], b.history["train_loss"])
     plain = fit(Tiny(), BCE(), data(), data(seed=1), cfg(epochs=2), tmp_path / "c")
     assert not np.allclose(a.history["train_loss"], plain.history["train_loss"])
+
+
+def test_checkpoint_of_another_configuration_is_not_resumed(tmp_path, capsys):
+    fit(Tiny(), BCE(), data(), data(seed=1), cfg(epochs=2, patience=99), tmp_path)
+    changed = fit(Tiny(), BCE(), data(), data(seed=1), cfg(epochs=2, patience=99, lr=0.5), tmp_path)
+    assert "starting over" in capsys.readouterr().out
+    assert changed.history["epoch"].tolist() == [1, 2]
+    again = fit(Tiny(), BCE(), data(), data(seed=1), cfg(epochs=2, patience=99, lr=0.5), tmp_path)
+    pd.testing.assert_frame_equal(again.history, changed.history)  # same configuration: resumed, not retrained

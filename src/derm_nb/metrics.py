@@ -81,16 +81,25 @@ def sensitivity_at_specificity(y: np.ndarray, p: np.ndarray, specificity: float 
 
 def bootstrap_auc_ci(y: np.ndarray, p: np.ndarray, n_boot: int = 1000, seed: int = 0,
                      level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap CI of the ROC-AUC, resampling positives and negatives separately."""
+    """Percentile bootstrap CI of the ROC-AUC, resampling positives and negatives separately.
+
+    Each resample's AUC is the Mann-Whitney statistic from average ranks (ties count one half, as in
+    scikit-learn's AUC), computed for a block of resamples at once.
+    """
+    from scipy.stats import rankdata
+
     y, p = np.asarray(y).astype(int), np.asarray(p, dtype=float)
     pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
     if len(pos) == 0 or len(neg) == 0:
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
     aucs = np.empty(n_boot)
-    for b in range(n_boot):
-        idx = np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])
-        aucs[b] = skm.roc_auc_score(y[idx], p[idx])
+    block = max(1, 4_000_000 // len(y))
+    for start in range(0, n_boot, block):
+        b = min(block, n_boot - start)
+        idx = np.concatenate([rng.choice(pos, (b, len(pos))), rng.choice(neg, (b, len(neg)))], axis=1)
+        ranks = rankdata(p[idx], axis=1)
+        aucs[start:start + b] = (ranks[:, :len(pos)].sum(axis=1) - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
     alpha = (1 - level) / 2
     return float(np.quantile(aucs, alpha)), float(np.quantile(aucs, 1 - alpha))
 
@@ -123,3 +132,29 @@ def multiclass_report(y: np.ndarray, pred: np.ndarray, classes: list[str]) -> pd
     frame = pd.DataFrame(rows).T[["precision", "recall", "f1-score", "support"]]
     frame["support"] = frame["support"].astype(int)
     return frame
+
+
+def class_weighted_metrics(y: np.ndarray, p: np.ndarray, threshold: float = 0.5, seed: int = 0) -> dict[str, float]:
+    """Study 002's table form: recall, precision, specificity and F1 averaged over both classes weighted
+    by support (scikit-learn's `average="weighted"`), accuracy and AUC (with its bootstrap CI).
+
+    Class-weighted recall equals accuracy, which is why the study's Recall and Accuracy columns agree.
+    A class's specificity is the other class's recall, so weighted specificity weights the swapped recalls.
+    """
+    y = np.asarray(y).astype(int)
+    pred = (np.asarray(p) >= threshold).astype(int)
+    precision, recall, f1, _ = skm.precision_recall_fscore_support(y, pred, labels=[0, 1], average="weighted",
+                                                                   zero_division=0)
+    per_class_recall = skm.recall_score(y, pred, labels=[0, 1], average=None, zero_division=0)
+    support = np.bincount(y, minlength=2) / len(y)
+    both = len(np.unique(y)) == 2
+    low, high = bootstrap_auc_ci(y, p, seed=seed)
+    return {"recall": float(recall), "precision": float(precision),
+            "specificity": float(support[0] * per_class_recall[1] + support[1] * per_class_recall[0]),
+            "accuracy": float(skm.accuracy_score(y, pred)), "f1_weighted": float(f1),
+            "roc_auc": float(skm.roc_auc_score(y, p)) if both else float("nan"),
+            "roc_auc_ci_low": low, "roc_auc_ci_high": high, "threshold": float(threshold),
+            "pauc_80": partial_auc_above_tpr(y, p) if both else float("nan"),
+            "sens_at_spec90": sensitivity_at_specificity(y, p, 0.9) if both else float("nan"),
+            "balanced_accuracy": float(skm.balanced_accuracy_score(y, pred)) if both else float("nan"),
+            "melanoma_recall": float(per_class_recall[1]), "n_eval": int(len(y)), "positives": int(y.sum())}

@@ -1,0 +1,105 @@
+"""What a model trains on: images (the whole backbone trains) or features of a frozen backbone.
+
+Study 002 fine-tunes the whole backbone (`finetune="all"`). On a CPU that costs too much for the
+dozens of variants the study compares, so the CPU profiles can instead freeze the pretrained
+backbone and train only the new layers on its pooled features (`finetune="head"`), computed once
+per image (and once per augmented copy). The chapter states which one ran.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from derm_nb.clustering import Embedder, FeatureSet
+from derm_nb.datasets import CachedImages, eval_transform, study002_augment
+from derm_nb.models.backbones import Provenance, create_backbone
+from derm_nb.models.cnn import BackboneClassifier
+from derm_nb.train import predict, seed_everything
+
+FINETUNE = ("all", "head")
+
+
+@torch.no_grad()
+def backbone_features(backbone: nn.Module, dataset: Dataset, batch_size: int = 128, device: str = "auto") -> np.ndarray:
+    """Pooled features of every item of `dataset`, in order (eval mode)."""
+    return predict(backbone, dataset, batch_size=batch_size, device=device, activation=None)
+
+
+class ModelInputs:
+    """One backbone's inputs for every split, and fresh models that train on them.
+
+    `images` and `targets` are per split (`train`, `val`, `test`); `aug_views` augmented copies of
+    each training image (study 002's shifts, flips, rotations and zoom) are fixed by `seed`.
+    """
+
+    def __init__(self, finetune: str, backbone: str, weights: str, fallback: str, images: dict[str, torch.Tensor],
+                 targets: dict[str, np.ndarray], size: int, aug_views: int = 2, seed: int = 0,
+                 device: str = "auto", batch_size: int = 128):
+        if finetune not in FINETUNE:
+            raise KeyError(f"unknown finetune '{finetune}' (known: {', '.join(FINETUNE)})")
+        self.finetune, self.name, self.weights, self.fallback = finetune, backbone, weights, fallback
+        self.images, self.targets, self.size = images, {k: np.asarray(v) for k, v in targets.items()}, size
+        self.aug_views, self.seed, self.device, self.batch_size = aug_views, seed, device, batch_size
+        self._module, self.width, self.provenance = create_backbone(backbone, weights, fallback)
+        self._features: dict[tuple[str, bool], np.ndarray] = {}
+
+    def _images(self, split: str, augment: bool, rows: np.ndarray | None = None) -> CachedImages:
+        rows = np.arange(len(self.targets[split])) if rows is None else np.asarray(rows)
+        copies = self.aug_views if augment else 0
+        return CachedImages(self.images[split][rows], self.targets[split][rows], eval_transform(self.size),
+                            copies=copies, augment=study002_augment(self.size) if augment else None, seed=self.seed)
+
+    def features(self, split: str, augment: bool = False) -> np.ndarray:
+        """Frozen-backbone features: (N, D), or (1 + aug_views, N, D) with augmented copies (head mode)."""
+        if (split, augment) not in self._features:
+            flat = backbone_features(self._module, self._images(split, augment), self.batch_size, self.device)
+            n = len(self.targets[split])
+            self._features[(split, augment)] = (flat.reshape(n, self.aug_views + 1, -1).transpose(1, 0, 2)
+                                                if augment else flat)
+        return self._features[(split, augment)]
+
+    def dataset(self, split: str, augment: bool = False, rows: np.ndarray | None = None) -> Dataset:
+        """The split (optionally only `rows`, optionally with augmentation) as a training/eval dataset."""
+        if self.finetune == "all":
+            if augment:
+                rows_ = np.arange(len(self.targets[split])) if rows is None else np.asarray(rows)
+                return CachedImages(self.images[split][rows_], self.targets[split][rows_], study002_augment(self.size),
+                                    seed=self.seed)
+            return self._images(split, False, rows)
+        feats = self.features(split, augment)
+        rows_ = slice(None) if rows is None else np.asarray(rows)
+        return FeatureSet(feats[..., rows_, :] if feats.ndim == 3 else feats[rows_], self.targets[split][rows_])
+
+    def _trainable_backbone(self) -> nn.Module | None:
+        if self.finetune == "head":
+            return None
+        return copy.deepcopy(self._module)
+
+    def embedder(self, dim: int, seed: int | None = None) -> Embedder:
+        """A fresh embedding model (backbone -> dropout 0.3 -> embedding layer), seeded."""
+        seed_everything(self.seed if seed is None else seed)
+        return Embedder(self._trainable_backbone(), self.width, dim)
+
+    def classifier(self, seed: int | None = None) -> nn.Module:
+        """A fresh direct classifier: backbone -> dropout 0.3 -> one logit (sigmoid BCE = two-way softmax)."""
+        seed_everything(self.seed if seed is None else seed)
+        backbone = self._trainable_backbone()
+        if backbone is None:
+            return nn.Sequential(nn.Dropout(0.3), nn.Linear(self.width, 1))
+        model = BackboneClassifier(backbone, self.width, 1)
+        model.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(self.width, 1))
+        return model
+
+    def describe(self) -> str:
+        prov = self.provenance
+        what = (f"**{prov.backbone}** ({prov.weights}, {prov.source})"
+                + (f", standing in for {prov.substituted_for}" if prov.substituted_for else ""))
+        how = ("the whole backbone is trained" if self.finetune == "all" else
+               "the backbone is frozen and only the new layers train, on its pooled features")
+        return f"{what}; {how}"
+

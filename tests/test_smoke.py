@@ -54,7 +54,8 @@ def test_failure_names_notebook_cell_and_error(root, tmp_path):
     assert "/nonexistent/folder" in message
 
 
-MODEL_NOTEBOOKS = ["02_baseline", "03_experts", "04_efficientnet", "06_architectures"]
+MODEL_NOTEBOOKS = ["02_baseline", "03_experts", "04_efficientnet", "05_deep_clustering", "06_architectures",
+                   "07_gcn_mil"]
 
 
 @pytest.mark.parametrize("stem", MODEL_NOTEBOOKS)
@@ -67,7 +68,7 @@ def test_model_artifacts_follow_the_contract(smoke_run, stem):
     for name, m in metrics.items():
         assert 0 <= m["roc_auc"] <= 1, name
         assert {"backbone", "weights", "source", "sha256", "substituted_for"} <= set(m["weights"])
-        assert m["train_seconds"] > 0 and m["n_params"] > 0
+        assert m["train_seconds"] >= 0 and m["n_params"] >= 0  # 0 for study 002's scikit-learn baselines
         rows = predictions[predictions["model"] == name]
         per_split = rows.groupby("split")["image_id"]
         assert per_split.apply(lambda ids: ids.is_unique).all(), name  # one row per image, split and variant

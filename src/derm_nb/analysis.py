@@ -12,7 +12,8 @@ from sklearn.metrics import brier_score_loss, roc_auc_score
 from derm_nb.artifacts import read_json
 from derm_nb.metrics import bootstrap_auc_ci
 
-MODEL_CHAPTERS = ("02_baseline", "03_experts", "04_efficientnet", "06_architectures")
+MODEL_CHAPTERS = ("02_baseline", "03_experts", "04_efficientnet", "05_deep_clustering", "06_architectures",
+                  "07_gcn_mil")
 
 
 def load_model_runs(run_dir: str | Path, chapters: tuple[str, ...] = MODEL_CHAPTERS) -> tuple[pd.DataFrame, pd.DataFrame]:

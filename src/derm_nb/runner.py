@@ -37,9 +37,12 @@ NOTEBOOKS: tuple[NotebookSpec, ...] = (
     NotebookSpec("02_baseline", ("00_data",)),
     NotebookSpec("03_experts", ("00_data", "01_eda", "02_baseline")),
     NotebookSpec("04_efficientnet", ("00_data",)),
+    NotebookSpec("05_deep_clustering", ("00_data",)),
     NotebookSpec("06_architectures", ("00_data",)),
+    NotebookSpec("07_gcn_mil", ("00_data",)),
     NotebookSpec("08_error_analysis", ("00_data", "01_eda", "02_baseline", "03_experts", "04_efficientnet")),
-    NotebookSpec("09_summary", ("00_data", "02_baseline", "03_experts", "04_efficientnet", "06_architectures")),
+    NotebookSpec("09_summary", ("00_data", "02_baseline", "03_experts", "04_efficientnet", "05_deep_clustering",
+                                "06_architectures", "07_gcn_mil")),
 )
 
 

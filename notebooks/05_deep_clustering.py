@@ -57,7 +57,6 @@ sweep_repeats = 1                      # subsets drawn per ratio (different seed
 
 # %%
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display

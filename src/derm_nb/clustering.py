@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,7 @@ from torch.utils.data import Dataset, default_collate
 from tqdm.auto import tqdm
 
 from derm_nb.artifacts import write_atomic
-from derm_nb.train import load_resumable, pick_device, run_signature, seed_everything
+from derm_nb.train import pick_device, seed_everything, start_run
 
 
 def cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -284,18 +284,12 @@ def train_clustering(model: nn.Module, train: Dataset, val: Dataset, cfg: Cluste
     chapters keep their best validation epoch. UDC never sees training labels; validation labels only
     pick the epoch. `last.pt` (rewritten atomically each epoch) lets an interrupted run resume.
     """
-    seed_everything(cfg.seed)
-    device = pick_device(cfg.device)
-    model.to(device)
-    ckpt = Path(checkpoint_dir)
-    ckpt.mkdir(parents=True, exist_ok=True)
-    last_path, best_path = ckpt / "last.pt", ckpt / "best.pt"
+    run = start_run(model, cfg, checkpoint_dir)
+    device, last_path, best_path, signature, state = run.device, run.last_path, run.best_path, run.signature, run.state
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
     labels = train.all_targets if cfg.mode == "supervised" else None
     prototypes = Prototypes()
     history, best_auc, best_epoch, elapsed, start = [], -math.inf, -1, 0.0, 0
-    signature = run_signature(model, {k: v for k, v in asdict(cfg).items() if k not in ("resume", "desc")})
-    state = load_resumable(last_path, signature, device) if cfg.resume else None
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])

@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from derm_nb.clustering import Embedder, FeatureSet
 from derm_nb.datasets import CachedImages, eval_transform, study002_augment
-from derm_nb.models.backbones import Provenance, create_backbone
+from derm_nb.models.backbones import create_backbone
 from derm_nb.models.cnn import BackboneClassifier
 from derm_nb.train import predict, seed_everything
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,7 @@ from torch_geometric.utils import softmax as segment_softmax
 from tqdm.auto import tqdm
 
 from derm_nb.artifacts import write_atomic
-from derm_nb.train import load_resumable, pick_device, run_signature, seed_everything
+from derm_nb.train import pick_device, start_run
 
 STUDY_STRIDES = ((1000, 50), (2000, 120), (math.inf, 200))  # Eq. 4: (height below, stride) at 224 px blocks
 
@@ -133,15 +133,9 @@ def train_mil(model: nn.Module, train: list[Data], val: list[Data], cfg: MILConf
 
     Checkpoints are written atomically; `last.pt` resumes an interrupted run of the same configuration.
     """
-    seed_everything(cfg.seed)
-    device = pick_device(cfg.device)
-    model.to(device)
-    ckpt = Path(checkpoint_dir)
-    ckpt.mkdir(parents=True, exist_ok=True)
-    last_path, best_path = ckpt / "last.pt", ckpt / "best.pt"
+    run = start_run(model, cfg, checkpoint_dir)
+    device, last_path, best_path, signature, state = run.device, run.last_path, run.best_path, run.signature, run.state
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
-    signature = run_signature(model, {k: v for k, v in asdict(cfg).items() if k != "resume"})
-    state = load_resumable(last_path, signature, device) if cfg.resume else None
     history, best_loss, best_epoch, stale, start = [], math.inf, -1, 0, 0
     if state is not None:
         model.load_state_dict(state["model"])

@@ -124,6 +124,34 @@ def load_resumable(last_path: Path, signature: dict, device: torch.device) -> di
     return None
 
 
+@dataclass
+class RunStart:
+    """What every train loop sets up first: the device, its checkpoint files, the run's signature
+    and, when `last.pt` of the same run exists, the state to resume from."""
+
+    device: torch.device
+    last_path: Path
+    best_path: Path
+    signature: dict
+    state: dict | None
+
+
+def start_run(model: nn.Module, cfg, checkpoint_dir: str | Path) -> RunStart:
+    """Seed, move `model` to `cfg.device`, create `checkpoint_dir` and find a resumable `last.pt`.
+
+    `cfg` is the loop's configuration dataclass (with `seed`, `device` and `resume`); every field but
+    `resume` and `desc` is part of the signature a checkpoint must match.
+    """
+    seed_everything(cfg.seed)
+    device = pick_device(cfg.device)
+    model.to(device)
+    folder = Path(checkpoint_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    signature = run_signature(model, {k: v for k, v in asdict(cfg).items() if k not in ("resume", "desc")})
+    state = load_resumable(folder / "last.pt", signature, device) if cfg.resume else None
+    return RunStart(device, folder / "last.pt", folder / "best.pt", signature, state)
+
+
 def fit(model: nn.Module, loss_fn: nn.Module, train: Dataset, val: Dataset, cfg: TrainConfig,
         checkpoint_dir: str | Path, train_targets: np.ndarray | None = None) -> TrainResult:
     """Train with best-epoch checkpointing on validation loss, early stopping, and resume.
@@ -132,13 +160,9 @@ def fit(model: nn.Module, loss_fn: nn.Module, train: Dataset, val: Dataset, cfg:
     every epoch) and `best.pt` (the best model's weights). With `cfg.resume`, a run whose
     `last.pt` exists continues after its last finished epoch.
     """
-    seed_everything(cfg.seed)
-    device = pick_device(cfg.device)
+    run = start_run(model, cfg, checkpoint_dir)
+    device, last_path, best_path, signature, state = run.device, run.last_path, run.best_path, run.signature, run.state
     amp = cfg.amp and device.type == "cuda"
-    model.to(device)
-    checkpoint_dir = Path(checkpoint_dir)
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    last_path, best_path = checkpoint_dir / "last.pt", checkpoint_dir / "best.pt"
 
     optimizer = OPTIMIZERS[cfg.optimizer](model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.scheduler == "cosine":
@@ -151,8 +175,6 @@ def fit(model: nn.Module, loss_fn: nn.Module, train: Dataset, val: Dataset, cfg:
 
     history: list[dict] = []
     start_epoch, best_loss, best_epoch, stale, elapsed = 0, float("inf"), -1, 0, 0.0
-    signature = run_signature(model, {k: v for k, v in asdict(cfg).items() if k not in ("resume", "desc")})
-    state = load_resumable(last_path, signature, device) if cfg.resume else None
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -207,13 +229,15 @@ def fit(model: nn.Module, loss_fn: nn.Module, train: Dataset, val: Dataset, cfg:
             count += len(batch["target"])
             bar.set_postfix(loss=f"{total / count:.4f}")
             fetched = time.perf_counter()
+        loop_seconds = time.perf_counter() - tic
         scheduler.step()
         val_loss, val_acc = evaluate_loss(model, loss_fn, val_loader, device, amp)
         seconds = time.perf_counter() - tic
         elapsed += seconds
         history.append({"epoch": epoch + 1, "train_loss": total / max(count, 1), "val_loss": val_loss,
                         "train_acc": correct / max(count, 1), "val_acc": val_acc,
-                        "lr": optimizer.param_groups[0]["lr"], "seconds": seconds, "data_wait_share": wait / seconds})
+                        "lr": optimizer.param_groups[0]["lr"], "seconds": seconds,
+                        "data_wait_share": wait / max(loop_seconds, 1e-9)})  # of the training steps' time
         if val_loss < best_loss:
             best_loss, best_epoch, stale = val_loss, epoch + 1, 0
             _save(best_path, {"model": model.state_dict(), "epoch": epoch + 1, "val_loss": val_loss})

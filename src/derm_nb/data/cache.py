@@ -21,15 +21,21 @@ def center_crop_square(im: Image.Image) -> Image.Image:
     return im.crop((left, top, left + side, top + side))
 
 
-def load_mask(mask_paths: str, size: tuple[int, int]) -> Image.Image:
-    """The union of one or more mask files (';'-separated), as an 'L' image of `size`; empty if none."""
-    union = np.zeros((size[1], size[0]), dtype=bool)
+def square_mask(mask_paths: str, original: tuple[int, int], size: int) -> Image.Image:
+    """The union of one or more mask files (';'-separated) for an image of `original` (w, h) px,
+    centre-cropped like the image and resized to `size` px; an 'L' image of 0/255, empty if none.
+
+    Each mask is cropped and nearest-resized before it is thresholded at 127, so the work after
+    decoding is done at the cache size; nearest resizing picks source pixels, so this equals
+    thresholding at full size first.
+    """
+    union = np.zeros((size, size), dtype=bool)
     for path in filter(None, mask_paths.split(";")):
         with Image.open(path) as m:
-            m = m.convert("L")
-            if m.size != size:
-                m = m.resize(size, Image.NEAREST)
-            union |= np.asarray(m) > 127
+            m = m if m.mode == "L" else m.convert("L")
+            if m.size != original:
+                m = m.resize(original, Image.NEAREST)
+            union |= np.asarray(center_crop_square(m).resize((size, size), Image.NEAREST)) > 127
     return Image.fromarray((union * 255).astype(np.uint8))
 
 
@@ -48,8 +54,8 @@ def _cache_one(job: tuple[str, str, str, str, int]) -> str:
         original = im.size
         square = center_crop_square(im).resize((size, size), Image.BILINEAR, reducing_gap=2.0)
     # Masks are cropped in the original image's coordinates, so they stay aligned with the image.
-    mask = center_crop_square(load_mask(mask_paths, original)).resize((size, size), Image.NEAREST)
-    write_atomic(mask_out, lambda p: mask.save(p, format="PNG"))
+    mask = square_mask(mask_paths, original, size)
+    write_atomic(mask_out, lambda p: mask.save(p, format="PNG", compress_level=1))
     write_atomic(image_out, lambda p: square.save(p, format="JPEG", quality=95))
     return "written"
 
@@ -72,12 +78,19 @@ def build_cache(manifest: pd.DataFrame, cache_dir: str | os.PathLike[str], size:
 
 
 def naive_cache(manifest: pd.DataFrame, cache_dir: str | os.PathLike[str], size: int = 256) -> None:
-    """The baseline the benchmark compares against: one process, full decode, no draft mode."""
+    """The baseline the benchmark compares against: the same image and mask files, written the
+    straightforward way (one process, full-resolution decode, thresholding at full size)."""
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     for r in manifest.itertuples():
+        image_out, mask_out = cache_paths(cache_dir, str(r.image_id))
         im = Image.open(r.path).convert("RGB")
-        center_crop_square(im).resize((size, size), Image.BILINEAR).save(cache_dir / f"{r.image_id}.jpg", quality=95)
+        center_crop_square(im).resize((size, size), Image.BILINEAR).save(image_out, quality=95)
+        union = np.zeros((im.size[1], im.size[0]), dtype=bool)
+        for path in filter(None, r.mask_path.split(";")):
+            union |= np.asarray(Image.open(path).convert("L").resize(im.size, Image.NEAREST)) > 127
+        mask = Image.fromarray((union * 255).astype(np.uint8))
+        center_crop_square(mask).resize((size, size), Image.NEAREST).save(mask_out)
 
 
 def load_images(manifest: pd.DataFrame, cache_dir: str | os.PathLike[str], masks: bool = False) -> np.ndarray:

@@ -174,3 +174,24 @@ def test_checkpoint_of_another_configuration_is_not_resumed(tmp_path, capsys):
     assert changed.history["epoch"].tolist() == [1, 2]
     again = fit(Tiny(), BCE(), data(), data(seed=1), cfg(epochs=2, patience=99, lr=0.5), tmp_path)
     pd.testing.assert_frame_equal(again.history, changed.history)  # same configuration: resumed, not retrained
+
+
+def test_augmented_copies_are_fixed_and_computed_once():
+    from derm_nb.datasets import study000_augment
+
+    images = torch.randint(0, 256, (3, 3, 16, 16), dtype=torch.uint8)
+    calls = {"n": 0}
+    augment = study000_augment(16)
+
+    def counting(x):
+        calls["n"] += 1
+        return augment(x)
+
+    ds = CachedImages(images, np.zeros(3), transform=lambda x: x.float(), copies=2, augment=counting, seed=3)
+    first = [ds[i]["image"] for i in range(len(ds))]
+    assert calls["n"] == 6  # two copies of three images
+    second = [ds[i]["image"] for i in range(len(ds))]
+    assert calls["n"] == 6 and all(torch.equal(a, b) for a, b in zip(first, second))
+    fresh = CachedImages(images, np.zeros(3), transform=lambda x: x.float(), copies=2, augment=augment, seed=3)
+    assert all(torch.equal(first[i], fresh[i]["image"]) for i in range(len(ds)))  # the same copies in a new run
+    assert not torch.equal(first[1], first[2])  # copies differ from each other

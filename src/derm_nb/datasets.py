@@ -48,7 +48,12 @@ class CachedImages(Dataset):
     every epoch and every run, like augmentations written to disk once. `augment_classes` instead
     applies `augment` on the fly, only to items of those classes (study 003's minority-class
     augmentation).
+
+    Because a fixed copy is the same in every epoch, it is computed once and kept in memory (up to
+    `copy_cache_bytes`), so later epochs do not wait for the augmentation again.
     """
+
+    copy_cache_bytes = 2 * 1024**3
 
     def __init__(self, images: torch.Tensor, targets: np.ndarray, transform: Callable,
                  tabular: np.ndarray | None = None, copies: int = 0, augment: Callable | None = None,
@@ -61,6 +66,8 @@ class CachedImages(Dataset):
         self.transform, self.augment = transform, augment
         self.copies, self.seed = copies, seed
         self.augment_classes = set(augment_classes)
+        self._copies: dict[int, torch.Tensor] = {}
+        self._copy_budget = self.copy_cache_bytes
 
     def __len__(self) -> int:
         return len(self.images) * (self.copies + 1)
@@ -74,10 +81,15 @@ class CachedImages(Dataset):
             image = self.augment(self.images[i])
         elif k == 0 or self.augment is None:
             image = self.transform(self.images[i])
+        elif index in self._copies:
+            image = self._copies[index]
         else:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(hash((self.seed, i, k)) % (2**31))
                 image = self.augment(self.images[i])
+            size = image.element_size() * image.nelement()
+            if size <= self._copy_budget:
+                self._copies[index], self._copy_budget = image, self._copy_budget - size
         item = {"image": image, "target": self.targets[i], "index": torch.tensor(i)}
         if self.tabular is not None:
             item["tabular"] = self.tabular[i]

@@ -40,5 +40,8 @@ test: setup ## the test suite, with the smoke-profile notebook run
 test-slow: setup ## the slow tests too (default-profile notebook run)
 	$(RUN) pytest -m "slow or not slow" $(PYTEST_ARGS)
 
+bench: setup ## the speed benchmark: the smoke book's notebooks, cache, loader, models, data wait (runs/benchmarks/bench.json)
+	$(RUN) derm-nb bench --run-profile smoke
+
 clean:
 	rm -rf runs _build

@@ -49,7 +49,7 @@ patience = 5
 variants = ["recipe", "300px", "mixup", "shades_of_grey", "no_focal", "no_sampler"]
 gradcam_images = 8                 # per group (correct / incorrect) in the gallery
 gradcam_min_size = 7               # Grad-CAM layer: the last convolution with maps at least this wide
-num_workers = 0
+num_workers = 2                       # worker processes preparing augmented batches while the model trains
 
 # %%
 import matplotlib.pyplot as plt

@@ -54,6 +54,15 @@ def _cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from derm_nb.bench import report, run_benchmark, save
+
+    result = run_benchmark(project_root(), args.run_profile, args.quick, args.device)
+    print(report(result))
+    print(f"\nwritten to {save(result, args.out)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="derm-nb", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -87,6 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--size", type=int, default=256, help="cache image size in px")
     data.add_argument("--workers", type=int, default=0)
     data.set_defaults(func=_cmd_data)
+
+    bench = sub.add_parser("bench", help="measure cache, loader and model speed, data wait and notebook times")
+    bench.add_argument("--run-profile", metavar="PROFILE", help="first execute this profile's notebooks (e.g. smoke)")
+    bench.add_argument("--quick", action="store_true", help="fewer images and steps, 128 px models only")
+    bench.add_argument("--device", default="auto", help="auto (CUDA when available, CPU too), cpu or cuda")
+    bench.add_argument("--out", type=Path, default=Path("runs/benchmarks/bench.json"))
+    bench.set_defaults(func=_cmd_bench)
     return parser
 
 

@@ -43,6 +43,7 @@ NOTEBOOKS: tuple[NotebookSpec, ...] = (
     NotebookSpec("08_error_analysis", ("00_data", "01_eda", "02_baseline", "03_experts", "04_efficientnet")),
     NotebookSpec("09_summary", ("00_data", "02_baseline", "03_experts", "04_efficientnet", "05_deep_clustering",
                                 "06_architectures", "07_gcn_mil")),
+    NotebookSpec("10_speed", ()),
 )
 
 

@@ -26,6 +26,7 @@
 # %% tags=["parameters"]
 profile = "default"
 run_dir = ""
+seed = 0
 benchmark_json = ""
 
 # %%

@@ -144,14 +144,14 @@ def scored_variant(name: str, frames: dict[str, pd.DataFrame], scores: dict[str,
     from derm_nb.metrics import class_weighted_metrics
 
     test = frames["test"]["target"].to_numpy()
-    metrics = {**class_weighted_metrics(test, scores["test"], threshold, seed=seed), **(record or {}),
-               "train_seconds": round(seconds, 1)}
+    metrics = {**class_weighted_metrics(test, scores["test"], threshold, seed=seed), "n_params": 0,
+               **(record or {}), "train_seconds": round(seconds, 1)}  # n_params 0: no network (scikit-learn)
     predictions = pd.concat([pd.DataFrame({"image_id": frames[s]["image_id"].to_numpy(), "split": s, "model": name,
                                            "label": frames[s]["target"].to_numpy(), "prob": np.asarray(p, float)})
                              for s, p in scores.items()], ignore_index=True)
     predictions["pred"] = (predictions["prob"] >= threshold).astype(int)
     history = pd.DataFrame() if history is None else history.assign(model=name)
-    return Variant(name, history, predictions, metrics, seconds, provenance, int((record or {}).get("n_params", 0)))
+    return Variant(name, history, predictions, metrics, seconds, provenance, int(metrics["n_params"]))
 
 
 def run_clustering_variant(name: str, inputs, cfg, frames: dict[str, pd.DataFrame], checkpoint_dir: Path,

@@ -38,7 +38,7 @@ import seaborn as sns
 from IPython.display import Markdown, display
 
 from derm_nb.artifacts import project_root, read_json, run_dir_for
-from derm_nb.bench import check_targets, notebook_times
+from derm_nb.bench import notebook_times, target_table
 
 root = project_root()
 candidates = [benchmark_json] if benchmark_json else [root / "runs/benchmarks/bench.json", root / "benchmarks/reference.json"]
@@ -55,8 +55,7 @@ display(Markdown(f"Benchmark file `{shown}`, measured {m['date']} on {m['platfor
 # ## Targets
 
 # %%
-checks = check_targets(result)
-checks["met"] = checks["met"].apply(lambda met: "–" if met is None else "yes" if met else "no")
+checks = target_table(result)
 display(checks.style.hide(axis="index"))
 
 # %% [markdown]

@@ -228,6 +228,13 @@ def check_targets(result: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def target_table(result: dict) -> pd.DataFrame:
+    """`check_targets` for reading: met as yes / no, or – where the figure was not measured."""
+    checks = check_targets(result)
+    checks["met"] = checks["met"].apply(lambda met: "–" if met is None else "yes" if met else "no")
+    return checks
+
+
 def run_benchmark(root: Path, run_profile: str | None = None, quick: bool = False, device: str = "auto") -> dict:
     """Everything, in one run: optionally execute a profile's notebooks, then the micro-benchmarks."""
     from derm_nb.artifacts import run_dir_for
@@ -279,9 +286,7 @@ def report(result: dict) -> str:
             frame = pd.DataFrame(rows)
             lines += ["", f"Notebooks, {profile} profile (total {frame['seconds'].sum() / 60:.1f} min):",
                       frame.to_string(index=False, float_format="%.3f")]
-    checks = pd.DataFrame(result["checks"])
-    checks["met"] = checks["met"].apply(lambda met: "-" if met is None else "yes" if met else "NO")
-    lines += ["", "Targets:", checks.to_string(index=False)]
+    lines += ["", "Targets:", target_table(result).to_string(index=False)]
     return "\n".join(lines)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.metrics import balanced_accuracy_score
+from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -170,8 +170,6 @@ def run_clustering_variant(name: str, inputs, cfg, frames: dict[str, pd.DataFram
     embeddings = {s: embed(model, inputs.dataset(s), device=cfg.device) for s in ("val", "test")}
     scores = {s: malignancy_score(e, protos, keep) for s, e in embeddings.items()}
     all_features = malignancy_score(embeddings["test"], protos)
-    from sklearn.metrics import roc_auc_score
-
     test_y = frames["test"]["target"].to_numpy()
     record = {"best_epoch": result.best_epoch, "epochs_run": len(result.history), "device": result.device,
               "n_params": count_parameters(model), "prototype_updates": protos.updates,
@@ -192,12 +190,11 @@ def run_direct_classifier(name: str, inputs, cfg: TrainConfig, frames: dict[str,
     train = inputs.dataset("train", augment, train_rows)
     targets = np.asarray(train.targets)
     pos_weight = (targets == 0).sum() / max(1, (targets == 1).sum()) if loss_weighting else None
-    cfg.desc = name
     model = inputs.classifier()
-    result, _, record = _train_and_predict(name, model, BCE(pos_weight), train, inputs.dataset("val"), cfg,
-                                           checkpoint_dir, torch.sigmoid, None)
-    scores = {s: predict(model, inputs.dataset(s), batch_size=cfg.batch_size * 2, device=cfg.device)
-              for s in ("val", "test")}
+    result, val_prob, record = _train_and_predict(name, model, BCE(pos_weight), train, inputs.dataset("val"), cfg,
+                                                  checkpoint_dir, torch.sigmoid, None)
+    scores = {"val": val_prob,
+              "test": predict(model, inputs.dataset("test"), batch_size=cfg.batch_size * 2, device=cfg.device)}
     record = {**record, "n_train": len(train), "pos_weight": pos_weight}
     return scored_variant(name, frames, scores, inputs.provenance.as_dict(), result.seconds, result.history,
                           record, seed=cfg.seed)

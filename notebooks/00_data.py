@@ -52,11 +52,14 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import display
 
-from derm_nb.artifacts import notebook_dir, run_dir_for, write_json
+from derm_nb.artifacts import write_json
+from derm_nb.chapters import chapter
 from derm_nb.data.prepared import oracle_auc, prepare, resolve_source, split_summary
 from derm_nb.plots import image_grid
+from derm_nb.studies import split_schemes
 
-out = notebook_dir(run_dir_for(profile, run_dir), "00_data")
+out = chapter("00_data", profile, run_dir).out
+schemes = split_schemes()  # every study's own split, e.g. study 000's 85:15
 synth = dict(seed=seed, height=synth_height, width=synth_width, workers=workers)
 
 # %% [markdown]
@@ -70,13 +73,13 @@ synth = dict(seed=seed, height=synth_height, width=synth_width, workers=workers)
 binary_source, binary_root, binary_oracle = resolve_source(
     data_source, data_root, "isic2020", out / "raw",
     n_patients=synth_n_patients, prevalence=synth_prevalence, **synth)
-binary = prepare(binary_source, binary_root, out / "binary", seed=seed, cache_size=cache_size,
+binary = prepare(binary_source, binary_root, out / "binary", schemes, seed=seed, cache_size=cache_size,
                  workers=workers, oracle_file=binary_oracle)
 
 multi_source, multi_root, multi_oracle = resolve_source(
     multiclass_source, multiclass_root, "isic2017", out / "raw",
     n_patients=synth_multiclass_patients, **synth)
-multiclass = prepare(multi_source, multi_root, out / "multiclass", seed=seed, cache_size=cache_size,
+multiclass = prepare(multi_source, multi_root, out / "multiclass", schemes, seed=seed, cache_size=cache_size,
                      workers=workers, oracle_file=multi_oracle)
 
 overview = pd.DataFrame({

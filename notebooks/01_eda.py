@@ -33,16 +33,16 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
+from myst_nb import glue
 from scipy.stats import chi2_contingency
 
-from derm_nb.artifacts import notebook_dir, run_dir_for, write_json, write_parquet
-from derm_nb.data.prepared import load_prepared
+from derm_nb.artifacts import write_json, write_parquet
+from derm_nb.chapters import chapter
 from derm_nb.eda import colour_matrix, compare_distributions, extremes, image_stats
 from derm_nb.plots import image_grid
 
-runs = run_dir_for(profile, run_dir)
-out = notebook_dir(runs, "01_eda")
-data = load_prepared(runs / "00_data" / "binary")
+ctx = chapter("01_eda", profile, run_dir)
+out, data = ctx.out, ctx.data
 m = data.manifest.assign(melanoma=lambda d: d["target"].map({0: "benign", 1: "melanoma"}))
 sns.set_theme(style="whitegrid", context="notebook")
 display(Markdown(f"Data: **{data.summary['source']}** ({len(m):,} images, {m['group_id'].nunique():,} "
@@ -188,23 +188,28 @@ write_json(out / "tests.json", {"brightness_melanoma_vs_benign": test,
 display(Markdown(f"Brightness split point: **{split_point:.1f}** (from {len(train_mel)} training melanomas); "
                  f"{(stats['brightness'] <= split_point).mean():.0%} of all images fall at or below it."))
 
+# %%
+shares = hair_by_sex["share with hair"]
+glue("brightness_direction", "darker" if test["median_a"] < test["median_b"] else "lighter", display=False)
+glue("brightness_gap", float(abs(test["median_a"] - test["median_b"])), display=False)
+glue("brightness_p", float(test["p_value"]), display=False)
+glue("brightness_reading", "a real difference in this data" if test["p_value"] < 0.05
+     else "not distinguishable from chance here", display=False)
+glue("hair_male", float(shares.get("male", float("nan"))), display=False)
+glue("hair_female", float(shares.get("female", float("nan"))), display=False)
+glue("hair_reading", "a significant difference by sex" if p_hair < 0.05 else "no significant difference",
+     display=False)
+glue("split_point", float(split_point), display=False)
+
 # %% [markdown]
 # ## What we learned
-
-# %%
-def verdict(p, yes, no):
-    return yes if p < 0.05 else no
-
-
-shares = hair_by_sex["share with hair"]
-display(Markdown("\n".join([
-    f"* Melanoma images are {'darker' if test['median_a'] < test['median_b'] else 'lighter'} than benign ones "
-    f"by {abs(test['median_a'] - test['median_b']):.1f} brightness units "
-    + verdict(test["p_value"], f"(p = {test['p_value']:.2g}: a real difference in this data).",
-              f"(p = {test['p_value']:.2g}: not distinguishable from chance here)."),
-    f"* {shares.get('male', float('nan')):.0%} of male and {shares.get('female', float('nan')):.0%} of female "
-    f"images show hair " + verdict(p_hair, "(a significant difference by sex).", "(no significant difference)."),
-    f"* The brightness experts will split at {split_point:.1f}.",
-    "* On the synthetic default these follow from how the generator works (malignant lesions are larger and "
-    "more variegated; men get hair more often). On real data they are findings about that dataset.",
-])))
+#
+# Melanoma images are {glue:text}`brightness_direction` than benign ones by
+# {glue:text}`brightness_gap:.1f` brightness units (p = {glue:text}`brightness_p:.2g`:
+# {glue:text}`brightness_reading`). {glue:text}`hair_male:.0%` of male and
+# {glue:text}`hair_female:.0%` of female images show hair ({glue:text}`hair_reading`). The
+# brightness experts will split at {glue:text}`split_point:.1f`.
+#
+# On the synthetic default these follow from how the generator works (malignant lesions are
+# larger and more variegated; men get hair more often). On real data they are findings about
+# that dataset.

@@ -47,22 +47,20 @@ num_workers = 0
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
+from myst_nb import glue
 
-from derm_nb.artifacts import notebook_dir, run_dir_for
-from derm_nb.data.prepared import load_prepared, oracle_auc
-from derm_nb.data.splits import small_dataset
-from derm_nb.datasets import CachedImages, eval_transform, load_split_images, study000_augment
-from derm_nb.experiments import results_table, run_binary_variant, write_model_artifacts
+from derm_nb.chapters import chapter
+from derm_nb.datasets import CachedImages
 from derm_nb.losses import BCE
-from derm_nb.models.fusion import build_fusion, encode_tabular
 from derm_nb.plots import confusion_matrices, loss_curves, roc_curves
-from derm_nb.published import STUDY000_DATA, STUDY000_TABLE1, quote
-from derm_nb.train import TrainConfig
+from derm_nb.results import results_table, run_binary_variant, write_model_artifacts
+from derm_nb.studies import study000
+from derm_nb.studies.study000 import CARD, build_fusion, encode_tabular
+from derm_nb.train import TrainConfig, seed_everything
+from derm_nb.transforms import eval_transform
 
-runs = run_dir_for(profile, run_dir)
-out = notebook_dir(runs, "02_baseline")
-data = load_prepared(runs / "00_data" / "binary")
-train_all, val = data.split("study000", "train"), data.split("study000", "val")
+ctx = chapter("02_baseline", profile, run_dir)
+train_all, val = ctx.split("train"), ctx.split("val")
 
 # %% [markdown]
 # ## Four training sets, one validation set
@@ -72,37 +70,25 @@ train_all, val = data.split("study000", "train"), data.split("study000", "val")
 # training (the study had to, because it re-split its small set separately).
 
 # %%
-small = small_dataset(train_all, per_group=small_per_patient, seed=seed)
-sets = {"Base All": (train_all, 0), "Base Small": (small, 0),
-        **{f"Base Small {k}aug": (small, k) for k in aug_copies}}
-used = set().union(*(set(f["image_id"]) for f, _ in sets.values()))
-common_val = val[~val["image_id"].isin(used)]
+sets = study000.training_sets(train_all, aug_copies, per_group=small_per_patient, seed=seed)
+common_val = study000.common_validation(val, sets)
 display(Markdown(f"Common validation set: {len(common_val)} images ({int(common_val['target'].sum())} melanomas); "
                  f"{len(val) - len(common_val)} validation rows removed because a training set used them."))
-pd.DataFrame({name: {"images": len(f) * (k + 1), "distinct images": len(f), "melanomas": int(f["target"].sum()),
-                     "patients": f["group_id"].nunique()} for name, (f, k) in sets.items()}).T
+study000.set_summary(sets)
 
 # %%
 tab_all, tab_val = encode_tabular(train_all, common_val)
-val_images = load_split_images(data.cache_dir, common_val)
-val_ds = CachedImages(val_images, common_val["target"], eval_transform(image_size), tab_val)
-all_images = load_split_images(data.cache_dir, train_all)
-position = {image_id: k for k, image_id in enumerate(train_all["image_id"])}
-
-
-def training_set(frame: pd.DataFrame, copies: int) -> CachedImages:
-    rows = [position[i] for i in frame["image_id"]]
-    return CachedImages(all_images[rows], frame["target"], eval_transform(image_size), tab_all[rows],
-                        copies=copies, augment=study000_augment(image_size), seed=seed)
-
-
+val_ds = CachedImages(ctx.images(common_val), common_val["target"], eval_transform(image_size), tab_val)
+all_images = ctx.images(train_all)
 config = dict(epochs=epochs, batch_size=batch_size, lr=lr, optimizer="adam", scheduler="cosine",
               patience=patience, device=device, seed=seed, num_workers=num_workers)
+seed_everything(seed)  # the first model's initial weights; torch otherwise starts from a random seed
 variants = []
 for name, (frame, copies) in sets.items():
     model, provenance = build_fusion(backbone, weights, weights_fallback, tab_all.shape[1])
-    variants.append(run_binary_variant(name, model, provenance, BCE(), training_set(frame, copies), val_ds,
-                                       common_val, TrainConfig(**config), out / "checkpoints" / name))
+    train_ds = study000.training_dataset(train_all, all_images, tab_all, frame, image_size, copies, seed)
+    variants.append(run_binary_variant(name, model, provenance, BCE(), train_ds, val_ds, common_val,
+                                       TrainConfig(**config), ctx.out / "checkpoints" / name))
 provenance = variants[0].provenance
 display(Markdown(f"Image branch: **{provenance['backbone']}**, weights: {provenance['weights']} "
                  f"({provenance['source']})" + (f". **Substitute**: the study used {provenance['substituted_for']}, "
@@ -119,18 +105,18 @@ table = results_table(variants, {"threshold": "Threshold", "f1": "F1-Score", "ro
                                  "roc_auc_ci_low": "AUC 95% CI low", "roc_auc_ci_high": "AUC 95% CI high",
                                  "recall": "Recall", "precision": "Precision", "pauc_80": "pAUC (TPR≥0.8)",
                                  "best_epoch": "best epoch", "train_seconds": "train time (s)"})
-ceiling = oracle_auc(data, common_val)
+ceiling = ctx.oracle_auc(common_val)
 display(Markdown("**Ours** (computed in this run" + (f"; oracle AUC on this validation set: {ceiling:.3f}" if ceiling
                                                     else "") + "):"))
 display(table.style.format(precision=3))
-display(quote(STUDY000_TABLE1, STUDY000_DATA))
+display(CARD.quote("Table 1"))
 
 # %%
 history = pd.concat([v.history for v in variants])
 loss_curves(history, "Study 000 base model: loss by epoch")
 plt.show()
 predictions = pd.concat([v.predictions for v in variants])
-merged = common_val[["image_id", "target"]].merge(data.oracle(), on="image_id") if ceiling else None
+merged = common_val[["image_id", "target"]].merge(ctx.data.oracle(), on="image_id") if ceiling else None
 roc_curves(predictions, "Base model on the common validation set",
            oracle=(merged["target"], merged["p_true"]) if merged is not None else None)
 plt.show()
@@ -138,15 +124,35 @@ confusion_matrices(predictions, ["benign", "melanoma"], "At the optimised thresh
 plt.show()
 
 # %%
-write_model_artifacts(out, variants, {"study": "000", "evaluation": "study000 val (common validation set)",
-                                      "oracle_auc": ceiling, "image_size": image_size})
+write_model_artifacts(ctx.out, variants, {"study": "000", "evaluation": "study000 val (common validation set)",
+                                          "oracle_auc": ceiling, "image_size": image_size})
 best = max(variants, key=lambda v: v.metrics["roc_auc"])
 all_v, small_v = variants[0], variants[1]
-display(Markdown(
-    f"## What we learned\n\n"
-    f"* Best ROC-AUC: **{best.name}**, {best.metrics['roc_auc']:.3f} "
-    f"(95 % CI {best.metrics['roc_auc_ci_low']:.3f}-{best.metrics['roc_auc_ci_high']:.3f})"
-    + (f", against an oracle ceiling of {ceiling:.3f}." if ceiling else ".") + "\n"
-    f"* Small vs all: ROC-AUC {small_v.metrics['roc_auc']:.3f} vs {all_v.metrics['roc_auc']:.3f}, trained in "
-    f"{small_v.seconds:.0f} s vs {all_v.seconds:.0f} s. The study saw 0.868 vs 0.900 at a sixth of the time.\n"
-    "* Overlapping confidence intervals mean a difference is not established on this validation set."))
+published = CARD.tables["Table 1"]["ROC-AUC"]
+overlap = (small_v.metrics["roc_auc_ci_low"] <= all_v.metrics["roc_auc_ci_high"]
+           and all_v.metrics["roc_auc_ci_low"] <= small_v.metrics["roc_auc_ci_high"])
+glue("best_model", best.name, display=False)
+glue("best_auc", best.metrics["roc_auc"], display=False)
+glue("best_ci_low", best.metrics["roc_auc_ci_low"], display=False)
+glue("best_ci_high", best.metrics["roc_auc_ci_high"], display=False)
+glue("ceiling_note", f"against an oracle ceiling of {ceiling:.3f} on this validation set" if ceiling
+     else "with no oracle ceiling on real data", display=False)
+glue("small_auc", small_v.metrics["roc_auc"], display=False)
+glue("all_auc", all_v.metrics["roc_auc"], display=False)
+glue("small_seconds", small_v.seconds, display=False)
+glue("all_seconds", all_v.seconds, display=False)
+glue("published_small_auc", float(published["Base Small"]), display=False)
+glue("published_all_auc", float(published["Base All"]), display=False)
+glue("ci_overlap", "overlap, so a difference between them is not established on this validation set" if overlap
+     else "do not overlap, so the difference between them is unlikely to be chance alone", display=False)
+
+# %% [markdown]
+# ## What we learned
+#
+# The best ROC-AUC was reached by **{glue:text}`best_model`**: {glue:text}`best_auc:.3f` (95 % CI
+# {glue:text}`best_ci_low:.3f`-{glue:text}`best_ci_high:.3f`), {glue:text}`ceiling_note`.
+#
+# The small set reached a ROC-AUC of {glue:text}`small_auc:.3f` against {glue:text}`all_auc:.3f`
+# for all images, trained in {glue:text}`small_seconds:.0f` s against {glue:text}`all_seconds:.0f` s;
+# the study saw {glue:text}`published_small_auc:.3f` against {glue:text}`published_all_auc:.3f`.
+# The two models' confidence intervals {glue:text}`ci_overlap`.

@@ -60,28 +60,35 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
+from myst_nb import glue
 
-from derm_nb.artifacts import notebook_dir, run_dir_for, write_parquet
-from derm_nb.clustering import (UNSUPERVISED_BASELINES, ClusterConfig, ConvAutoencoder, cae_scores,
-                                train_autoencoder, unsupervised_baseline)
-from derm_nb.data.prepared import load_prepared, oracle_auc
-from derm_nb.data.splits import imbalance_ratios, imbalance_subset
-from derm_nb.datasets import CachedImages, eval_transform, load_split_images
-from derm_nb.experiments import (run_clustering_variant, run_direct_classifier, scored_variant, study002_table,
-                                 write_model_artifacts)
-from derm_nb.features import ModelInputs
-from derm_nb.published import STUDY002_DATA, STUDY002_SUPERVISED, STUDY002_SWEEP, STUDY002_UNSUPERVISED, quote
+from derm_nb.artifacts import write_parquet
+from derm_nb.chapters import chapter
+from derm_nb.results import write_model_artifacts
+from derm_nb.studies.study002 import CARD
+from derm_nb.studies.study002.baselines import CAEConfig
+from derm_nb.studies.study002.experiments import (
+    cae_variant,
+    findings,
+    imbalance_ratios,
+    imbalance_sweep,
+    run_clustering_variant,
+    run_direct_classifier,
+    sdc_by_backbone,
+    shallow_variants,
+    split_table,
+    sweep_summary,
+    table,
+)
+from derm_nb.studies.study002.inputs import ModelInputs
+from derm_nb.studies.study002.training import ClusterConfig
 from derm_nb.train import TrainConfig
 
-runs = run_dir_for(profile, run_dir)
-out = notebook_dir(runs, "05_deep_clustering")
-data = load_prepared(runs / "00_data" / "binary")
-frames = {s: data.split("study002", s).reset_index(drop=True) for s in ("train", "val", "test")}
-images = {s: load_split_images(data.cache_dir, f) for s, f in frames.items()}
+ctx = chapter("05_deep_clustering", profile, run_dir)
+frames = ctx.splits()
+images = {s: ctx.images(f) for s, f in frames.items()}
 targets = {s: f["target"].to_numpy() for s, f in frames.items()}
-display(pd.DataFrame({s: {"images": len(f), "melanomas": int(f["target"].sum()),
-                          "melanoma share": f["target"].mean(), "patients": f["group_id"].nunique()}
-                      for s, f in frames.items()}).T.style.format(precision=3))
+display(split_table(frames).style.format(precision=3))
 
 
 def inputs_for(name: str, weights_: str = weights) -> ModelInputs:
@@ -89,6 +96,7 @@ def inputs_for(name: str, weights_: str = weights) -> ModelInputs:
 
 
 main = inputs_for(backbone)
+checkpoints = ctx.out / "checkpoints"
 cluster_cfg = dict(epochs=epochs, batch_size=batch_size, lr=lr, device=device, seed=seed)
 classifier_cfg = dict(epochs=epochs, batch_size=batch_size, lr=classifier_lr, optimizer="adam", scheduler="none",
                       patience=epochs, device=device, seed=seed)
@@ -102,31 +110,23 @@ display(Markdown(f"Main backbone: {main.describe()}."))
 # Each run keeps the epoch (model and prototypes) with the best validation AUC.
 
 # %%
-sdc = []
-backbone_inputs = {backbone: main}
-for name in backbones:
-    inputs = backbone_inputs.get(name) or inputs_for(name)
-    if name != backbone and inputs.provenance == main.provenance:
-        display(Markdown(f"`{name}`: its ImageNet weights are not available here and its stand-in is the main "
-                         "backbone's, so its row would repeat the main one; skipped."))
-        continue
-    backbone_inputs[name] = inputs
-    sdc.append(run_clustering_variant(f"SDC {inputs.provenance.backbone}", inputs, ClusterConfig(**cluster_cfg),
-                                      frames, out / "checkpoints" / f"sdc_{name}", embedding_dim,
-                                      feature_selection=feature_selection))
+sdc, backbone_inputs, skipped = sdc_by_backbone(backbones, backbone, main, inputs_for, cluster_cfg, frames, checkpoints,
+                                                embedding_dim, feature_selection)
+for name in skipped:
+    display(Markdown(f"`{name}`: its ImageNet weights are not available here and its stand-in is the main "
+                     "backbone's, so its row would repeat the main one; skipped."))
 sdc_main = sdc[0]
 for margin in margins:
     sdc.append(run_clustering_variant(f"SDC triplet α={margin}", main,
                                       ClusterConfig(loss="triplet", margin=margin, **cluster_cfg), frames,
-                                      out / "checkpoints" / f"sdc_margin_{margin}", embedding_dim,
+                                      checkpoints / f"sdc_margin_{margin}", embedding_dim,
                                       feature_selection=feature_selection))
 scratch = inputs_for(main.provenance.backbone, "none")  # the architecture TL really used, from random weights
-sdc.append(run_clustering_variant("SDC NP", scratch, ClusterConfig(**cluster_cfg), frames,
-                                  out / "checkpoints" / "sdc_np", embedding_dim, feature_selection=feature_selection))
-sdc.append(run_clustering_variant("SDC TL+DA", main, ClusterConfig(**cluster_cfg), frames,
-                                  out / "checkpoints" / "sdc_tlda", embedding_dim, augment=True,
-                                  feature_selection=feature_selection))
-display(study002_table(sdc))
+sdc.append(run_clustering_variant("SDC NP", scratch, ClusterConfig(**cluster_cfg), frames, checkpoints / "sdc_np",
+                                  embedding_dim, feature_selection=feature_selection))
+sdc.append(run_clustering_variant("SDC TL+DA", main, ClusterConfig(**cluster_cfg), frames, checkpoints / "sdc_tlda",
+                                  embedding_dim, augment=True, feature_selection=feature_selection))
+display(table(sdc))
 
 # %% [markdown]
 # ## SDC against direct classifiers (Table III)
@@ -137,19 +137,19 @@ display(study002_table(sdc))
 
 # %%
 direct = [run_direct_classifier(f"Classifier {inputs.provenance.backbone}", inputs, TrainConfig(**classifier_cfg),
-                                frames, out / "checkpoints" / f"clf_{name}") for name, inputs in backbone_inputs.items()]
+                                frames, checkpoints / f"clf_{name}") for name, inputs in backbone_inputs.items()]
 direct += [
-    run_direct_classifier("Classifier NP", scratch, TrainConfig(**classifier_cfg), frames, out / "checkpoints" / "clf_np"),
-    run_direct_classifier("Classifier TL+DA", main, TrainConfig(**classifier_cfg), frames,
-                          out / "checkpoints" / "clf_tlda", augment=True),
-    run_direct_classifier("Classifier TL+LW", main, TrainConfig(**classifier_cfg), frames,
-                          out / "checkpoints" / "clf_tllw", loss_weighting=True),
+    run_direct_classifier("Classifier NP", scratch, TrainConfig(**classifier_cfg), frames, checkpoints / "clf_np"),
+    run_direct_classifier("Classifier TL+DA", main, TrainConfig(**classifier_cfg), frames, checkpoints / "clf_tlda",
+                          augment=True),
+    run_direct_classifier("Classifier TL+LW", main, TrainConfig(**classifier_cfg), frames, checkpoints / "clf_tllw",
+                          loss_weighting=True),
 ]
 supervised = direct + [v for v in sdc if v.name.startswith("SDC triplet α=0.2")] + [sdc_main]
-ceiling = oracle_auc(data, frames["test"])
+ceiling = ctx.oracle_auc(frames["test"])
 display(Markdown("**Ours** (test split)" + (f"; the generator's oracle AUC on it is {ceiling:.3f}" if ceiling else "")))
-display(study002_table(supervised))
-display(quote(STUDY002_SUPERVISED, STUDY002_DATA, 2))
+display(table(supervised))
+display(CARD.quote("Supervised", 2))
 
 # %% [markdown]
 # ## Unsupervised deep clustering (UDC) and the unsupervised baselines (Tables IV-VI)
@@ -162,24 +162,16 @@ display(quote(STUDY002_SUPERVISED, STUDY002_DATA, 2))
 
 # %%
 udc = [run_clustering_variant("UDC COM-Triplet", main, ClusterConfig(mode="unsupervised", **cluster_cfg), frames,
-                              out / "checkpoints" / "udc", embedding_dim, feature_selection=feature_selection),
+                              checkpoints / "udc", embedding_dim, feature_selection=feature_selection),
        run_clustering_variant("UDC triplet α=0.2", main,
                               ClusterConfig(mode="unsupervised", loss="triplet", margin=0.2, **cluster_cfg), frames,
-                              out / "checkpoints" / "udc_triplet", embedding_dim, feature_selection=feature_selection)]
-frozen = {s: main.features(s) for s in ("train", "val", "test")}
-shallow = [scored_variant(name, frames, {s: unsupervised_baseline(name, frozen["train"], frozen[s], seed)
-                                         for s in ("val", "test")}, main.provenance.as_dict(), seed=seed)
-           for name in UNSUPERVISED_BASELINES]
-image_sets = {s: CachedImages(images[s], targets[s], eval_transform(image_size)) for s in frames}
-cae = ConvAutoencoder()
-cae_history = train_autoencoder(cae, image_sets["train"], cae_epochs, cae_batch_size, 1e-3, seed, device)
-shallow.append(scored_variant("CAE", frames, {s: cae_scores(cae, image_sets["train"], image_sets[s], seed, device)
-                                              for s in ("val", "test")},
-                              {"backbone": "conv autoencoder", "weights": "none", "source": "random init",
-                               "sha256": None, "substituted_for": None}, history=cae_history))
+                              checkpoints / "udc_triplet", embedding_dim, feature_selection=feature_selection)]
+shallow = shallow_variants(main, frames, seed)
+shallow.append(cae_variant(main, frames, CAEConfig(epochs=cae_epochs, batch_size=cae_batch_size, lr=1e-3,
+                                                   device=device, seed=seed), checkpoints / "cae"))
 unsupervised = shallow + udc
-display(study002_table(unsupervised))
-display(quote(STUDY002_UNSUPERVISED, STUDY002_DATA, 2))
+display(table(unsupervised))
+display(CARD.quote("Unsupervised", 2))
 
 # %%
 history = pd.concat([v.history for v in sdc + udc], ignore_index=True)
@@ -198,62 +190,49 @@ plt.show()
 #
 # The study kept 4,500 nevi and shrank the melanomas from 4,500 to 75 (ISIC 2019), training SDC
 # and the direct classifier on each subset with the same backbone. We draw the subsets from this
-# chapter's training split (the built-in data, or the ISIC data `00_data` prepared) at `sweep_scale` times the study's counts, `sweep_repeats` times each, and score
-# every model on the same test split.
+# chapter's training split (the built-in data, or the ISIC data `00_data` prepared) at
+# `sweep_scale` times the study's counts, `sweep_repeats` times each, and score every model on
+# the same test split.
 
 # %%
 pairs = imbalance_ratios(sweep_majority, sweep_minorities, sweep_scale, frames["train"])
-rows = []
-for maj, mino in pairs:
-    for rep in range(sweep_repeats):
-        subset = imbalance_subset(frames["train"], maj, mino, seed + rep)
-        positions = subset.index.to_numpy()
-        tag = f"{maj}_{mino}_{rep}"
-        for method, variant in (
-            ("SDC COM-Triplet", run_clustering_variant(
-                f"sweep SDC {tag}", main, ClusterConfig(**{**cluster_cfg, "seed": seed + rep}), frames,
-                out / "checkpoints" / f"sweep_sdc_{tag}", embedding_dim, feature_selection=feature_selection,
-                train_rows=positions)),
-            ("Classifier", run_direct_classifier(
-                f"sweep classifier {tag}", main, TrainConfig(**{**classifier_cfg, "seed": seed + rep}), frames,
-                out / "checkpoints" / f"sweep_clf_{tag}", train_rows=positions))):
-            rows.append({"method": method, "majority": maj, "minority": mino, "repeat": rep,
-                         "ratio": f"{maj}:{mino}", "roc_auc": variant.metrics["roc_auc"]})
-sweep = pd.DataFrame(rows)
-write_parquet(out / "imbalance_sweep.parquet", sweep)
+sweep = imbalance_sweep(main, frames, pairs, sweep_repeats, cluster_cfg, classifier_cfg, checkpoints, embedding_dim,
+                        feature_selection)
+write_parquet(ctx.out / "imbalance_sweep.parquet", sweep)
 fig, ax = plt.subplots(figsize=(7, 4))
 sns.pointplot(data=sweep, x="ratio", y="roc_auc", hue="method", errorbar="sd", dodge=0.2, ax=ax)
 ax.axhline(0.5, color="grey", linestyle=":")
 ax.set(title="Test AUC as the melanomas shrink (majority:minority)", xlabel="benign:melanoma training images",
        ylabel="test AUC")
 plt.show()
-summary = sweep.pivot_table(index="ratio", columns="method", values="roc_auc", aggfunc="mean", sort=False)
-summary["SDC - Classifier"] = summary["SDC COM-Triplet"] - summary["Classifier"]
+summary = sweep_summary(sweep)
 display(summary.style.format(precision=3))
-display(quote(STUDY002_SWEEP, "ISIC 2019 melanoma vs nevus, VGG16, 4,500 nevi; read off the study's text "
-                              "(Fig. 4 itself is a plot)"))
+display(CARD.quote("Sweep", data=CARD.notes["sweep"]))
 
 # %%
 variants = sdc + direct + udc + shallow
-write_model_artifacts(out, variants, {
+write_model_artifacts(ctx.out, variants, {
     "study": "002", "evaluation": "study002 test split; nearest prototype (clustering) or 0.5 (classifiers)",
     "oracle_auc": ceiling, "finetune": finetune,
     "sweep": summary.reset_index().to_dict("records")})
-best_direct = max(direct, key=lambda v: v.metrics["roc_auc"])
-extreme = summary.iloc[-1]
-display(Markdown(
-    "## What we learned\n\n"
-    f"* SDC with the COM-Triplet loss reached a test AUC of {sdc_main.metrics['roc_auc']:.3f} "
-    f"(CI {sdc_main.metrics['roc_auc_ci_low']:.3f}-{sdc_main.metrics['roc_auc_ci_high']:.3f}); the best direct "
-    f"classifier ({best_direct.name}) {best_direct.metrics['roc_auc']:.3f} "
-    f"(CI {best_direct.metrics['roc_auc_ci_low']:.3f}-{best_direct.metrics['roc_auc_ci_high']:.3f})"
-    + (f"; the oracle ceiling is {ceiling:.3f}" if ceiling else "") + ".\n"
-    f"* Unsupervised: UDC COM-Triplet {udc[0].metrics['roc_auc']:.3f}, UDC triplet {udc[1].metrics['roc_auc']:.3f}; "
-    "the shallow baselines range " + f"{min(v.metrics['roc_auc'] for v in shallow):.3f}-"
-    f"{max(v.metrics['roc_auc'] for v in shallow):.3f}. An AUC below 0.5 means the smaller cluster was not the "
-    "melanomas: without labels, that rule is all that names the clusters.\n"
-    f"* At the most imbalanced ratio ({summary.index[-1]}), SDC minus classifier is "
-    f"{extreme['SDC - Classifier']:+.3f} AUC (the study: +0.092 at 4500:75). With the few test melanomas of "
-    "the built-in data, differences inside the CIs above are not evidence either way.\n"
-    f"* Class-weighted recall equals accuracy by construction, and with few melanomas both are dominated by the "
-    "benign class, as in the study's tables: AUC and the melanoma recall column are the numbers to read."))
+for key, value in findings(sdc_main, direct, udc, shallow, summary, ceiling).items():
+    glue(key, value, display=False)
+
+# %% [markdown]
+# ## What we learned
+#
+# * SDC with the COM-Triplet loss reached a test AUC of {glue:text}`sdc_auc:.3f` (CI
+#   {glue:text}`sdc_ci_low:.3f`-{glue:text}`sdc_ci_high:.3f`); the best direct classifier
+#   ({glue:text}`best_direct`) {glue:text}`best_direct_auc:.3f` (CI
+#   {glue:text}`best_direct_ci_low:.3f`-{glue:text}`best_direct_ci_high:.3f`){glue:text}`oracle_clause`.
+# * Unsupervised: UDC COM-Triplet {glue:text}`udc_auc:.3f`, UDC triplet {glue:text}`udc_triplet_auc:.3f`;
+#   the shallow baselines range {glue:text}`shallow_min_auc:.3f`-{glue:text}`shallow_max_auc:.3f`. An
+#   AUC below 0.5 means the smaller cluster was not the melanomas: without labels, that rule is all
+#   that names the clusters.
+# * At the most imbalanced ratio ({glue:text}`extreme_ratio`), SDC minus classifier is
+#   {glue:text}`extreme_gap:+.3f` AUC (the study: {glue:text}`paper_gap:+.3f` at
+#   {glue:text}`paper_ratio`). With the few test melanomas of the built-in data, differences inside
+#   the CIs above are not evidence either way.
+# * Class-weighted recall equals accuracy by construction, and with few melanomas both are
+#   dominated by the benign class, as in the study's tables: AUC and the melanoma recall column are
+#   the numbers to read.

@@ -48,71 +48,50 @@ num_workers = 2                       # worker processes preparing augmented bat
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
+from myst_nb import glue
 from torch import nn
 
-from derm_nb.artifacts import notebook_dir, run_dir_for
-from derm_nb.data.prepared import load_prepared, oracle_auc
-from derm_nb.datasets import CachedImages, eval_transform, load_split_images, minority_augment
-from derm_nb.experiments import results_table, run_multiclass_variant, write_model_artifacts
-from derm_nb.models.cnn import build_architecture
+from derm_nb.chapters import chapter
 from derm_nb.plots import confusion_matrices, training_curves
-from derm_nb.published import STUDY003_DATA, STUDY003_TABLE1, quote
-from derm_nb.train import TrainConfig
+from derm_nb.results import results_table, run_multiclass_variant, write_model_artifacts
+from derm_nb.studies import study003
+from derm_nb.train import TrainConfig, seed_everything
 
-runs = run_dir_for(profile, run_dir)
-out = notebook_dir(runs, "06_architectures")
-data = load_prepared(runs / "00_data" / "multiclass")
-classes = data.classes
-target_class = classes.index("melanoma") if "melanoma" in classes else classes.index("malignant")
-frames = {s: data.split("study003", s) for s in ("train", "val", "test")}
-counts = pd.DataFrame({s: f["label_name"].value_counts() for s, f in frames.items()}).fillna(0).astype(int)
-majority = int(frames["train"]["label"].value_counts().idxmax())
-minority = tuple(k for k in range(len(classes)) if k != majority)
-display(Markdown(f"Data: **{data.summary['source']}**, classes {classes}; minority classes augmented: "
+ctx = chapter("06_architectures", profile, run_dir)
+classes = ctx.data.classes
+target_class = study003.target_class(classes)
+frames = ctx.splits()
+minority = study003.minority_classes(frames["train"]["label"], len(classes))
+display(Markdown(f"Data: **{ctx.data.summary['source']}**, classes {classes}; minority classes augmented: "
                  f"{[classes[k] for k in minority]}."))
-counts
+pd.DataFrame({s: f["label_name"].value_counts() for s, f in frames.items()}).fillna(0).astype(int)
 
 # %%
-images = {s: load_split_images(data.cache_dir, f) for s, f in frames.items()}
-train_ds = CachedImages(images["train"], frames["train"]["label"], eval_transform(image_size),
-                        augment=minority_augment(image_size), augment_classes=minority, seed=seed)
-val_ds = CachedImages(images["val"], frames["val"]["label"], eval_transform(image_size))
-test_ds = CachedImages(images["test"], frames["test"]["label"], eval_transform(image_size))
-titles = {"simple_cnn": "Simple CNN", "mobilenet": "MobileNet", "pretrained": "Pretrained"}
+images = {s: ctx.images(f) for s, f in frames.items()}
+sets = study003.datasets(images, frames, image_size, minority, seed)
 
+seed_everything(seed)  # the first model's initial weights; torch otherwise starts from a random seed
 variants = []
 for arch in architectures:
-    model, provenance = build_architecture(pretrained_backbone if arch == "pretrained" else arch, len(classes),
-                                           image_size, weights, weights_fallback)
-    name = titles[arch] if arch != "pretrained" else f"Pretrained {provenance.backbone}" + (
-        f" (for {provenance.substituted_for})" if provenance.substituted_for else "")
+    model, provenance, name = study003.build_architecture(arch, len(classes), image_size, pretrained_backbone,
+                                                          weights, weights_fallback)
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr_pretrained if arch == "pretrained" else lr_scratch,
                       optimizer="adam", scheduler="step", step_size=7, gamma=0.1, patience=patience,
                       min_epochs=min_epochs, device=device, seed=seed, num_workers=num_workers)
     # Validation drives early stopping and the best checkpoint; the held-out test split is what we score.
-    variants.append(run_multiclass_variant(name, model, provenance, nn.CrossEntropyLoss(), train_ds, val_ds,
-                                           frames["test"], cfg, out / "checkpoints" / arch, classes, target_class,
-                                           split="test", score_on=test_ds))
-for v in variants:
-    if v.provenance["substituted_for"]:
-        display(Markdown(f"**Substitute backbone**: {v.name} uses {v.provenance['backbone']} with "
-                         f"{v.provenance['weights']} weights ({v.provenance['source']}) because ImageNet weights "
-                         f"for {v.provenance['substituted_for']} are not available here."))
+    variants.append(run_multiclass_variant(name, model, provenance, nn.CrossEntropyLoss(), sets["train"], sets["val"],
+                                           frames["test"], cfg, ctx.out / "checkpoints" / arch, classes, target_class,
+                                           split="test", score_on=sets["test"]))
+for note in filter(None, map(study003.substitution_note, variants)):
+    display(Markdown(note))
 
 # %% [markdown]
 # ## Results in the study's Table I layout (held-out test split)
 
 # %%
-rows = {}
-for v in variants:
-    report = v.extra["report"]
-    for metric, column in (("Precision", "precision"), ("Recall", "recall"), ("F1-score", "f1-score")):
-        for cls in [*classes, "weighted avg"]:
-            rows.setdefault((metric, cls), {})[v.name] = report.loc[cls, column]
-table = pd.DataFrame(rows).T
 display(Markdown("**Ours** (computed on the test split of this run):"))
-display(table.style.format(precision=2))
-display(quote(STUDY003_TABLE1, STUDY003_DATA))
+display(study003.table_one(variants, classes).style.format(precision=2))
+display(study003.CARD.quote("Table I"))
 
 # %%
 summary = results_table(variants, {"accuracy": "accuracy", "f1_weighted": "weighted F1",
@@ -129,15 +108,26 @@ training_curves(pd.concat([v.history for v in variants]), title="Loss and accura
 plt.show()
 
 # %%
-write_model_artifacts(out, variants, {"study": "003", "evaluation": "study003 test split",
-                                      "oracle_auc": oracle_auc(data, frames["test"]),
-                                      "classes": classes, "data": data.summary["source"]})
+write_model_artifacts(ctx.out, variants, {"study": "003", "evaluation": "study003 test split",
+                                          "oracle_auc": ctx.oracle_auc(frames["test"]),
+                                          "classes": classes, "data": ctx.data.summary["source"]})
 best = max(variants, key=lambda v: v.metrics["f1_weighted"])
-display(Markdown(
-    "## What we learned\n\n"
-    f"* Highest weighted F1 on the test split: **{best.name}** ({best.metrics['f1_weighted']:.2f}); the study "
-    "found ResNet-101 ahead (0.87) of the simple CNN (0.68) and MobileNet (0.62) on BUSI.\n"
-    + "".join(f"* {v.name}: {v.n_params:,} parameters, {v.seconds:.0f} s of training, "
-              f"{v.metrics['epochs_run']} epochs.\n" for v in variants)
-    + f"* Data: {data.summary['source']} ({len(frames['test'])} test images); compare per-class recall above to "
-    "see which model, if any, is biased towards the majority class."))
+glue("best_model", best.name, display=False)
+glue("best_f1", float(best.metrics["f1_weighted"]), display=False)
+glue("published_resnet_f1", study003.published_weighted_f1("ResNet101"), display=False)
+glue("published_cnn_f1", study003.published_weighted_f1("Simple CNN"), display=False)
+glue("published_mobilenet_f1", study003.published_weighted_f1("MobileNet"), display=False)
+glue("model_facts", study003.model_facts(variants), display=False)
+glue("data_source", ctx.data.summary["source"], display=False)
+glue("n_test", len(frames["test"]), display=False)
+
+# %% [markdown]
+# ## What we learned
+#
+# * The highest weighted F1 on the test split was reached by **{glue:text}`best_model`**
+#   ({glue:text}`best_f1:.2f`); the study found its ResNet-101 ahead
+#   ({glue:text}`published_resnet_f1:.2f`) of the simple CNN ({glue:text}`published_cnn_f1:.2f`)
+#   and MobileNet ({glue:text}`published_mobilenet_f1:.2f`) on BUSI.
+# * What each model cost: {glue:text}`model_facts`.
+# * Data: {glue:text}`data_source` ({glue:text}`n_test` test images). Compare the per-class recall
+#   in the Table I layout above to see which model, if any, is biased towards the majority class.

@@ -35,19 +35,19 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
+from myst_nb import glue
 
 from derm_nb.analysis import age_band, calibration, load_model_runs, subgroup_auc
-from derm_nb.artifacts import notebook_dir, read_json, run_dir_for, write_parquet
-from derm_nb.data.prepared import load_prepared
+from derm_nb.artifacts import write_parquet
+from derm_nb.chapters import chapter
 from derm_nb.eda import compare_distributions
 from derm_nb.plots import image_grid
 
-runs = run_dir_for(profile, run_dir)
-out = notebook_dir(runs, "08_error_analysis")
-data = load_prepared(runs / "00_data" / "binary")
-metrics, predictions = load_model_runs(runs, ("02_baseline", "03_experts", "04_efficientnet"))
-stats = pd.read_parquet(runs / "01_eda" / "image_stats.parquet")
-split_point = read_json(runs / "01_eda" / "brightness_split.json")["brightness_split"]
+ctx = chapter("08_error_analysis", profile, run_dir)
+out, data = ctx.out, ctx.data
+metrics, predictions = load_model_runs(ctx.run_dir, ("02_baseline", "03_experts", "04_efficientnet"))
+stats = ctx.read("image_stats")
+split_point = ctx.read("brightness_split")["brightness_split"]
 attributes = data.manifest[["image_id", "sex", "age", "site"]].merge(stats, on="image_id")
 attributes = attributes.assign(age_band=age_band(attributes["age"]),
                                brightness_band=np.where(attributes["brightness"] <= split_point, "dark", "light"),
@@ -144,13 +144,20 @@ scores.round(4)
 
 # %%
 worst = groups.sort_values("roc_auc").head(1)
-display(Markdown(
-    "## What we learned\n\n"
-    + (f"* Missed melanomas were smaller than caught ones for {int((size_table['median area missed'] < size_table['median area caught']).sum())} "
-       f"of {len(size_table)} models; significant (p < 0.05) for "
-       f"{int((size_table['p (Mann-Whitney)'] < 0.05).sum())}.\n" if len(size_table) else "")
-    + (f"* Weakest subgroup: {worst['model'].iloc[0]} on {worst['attribute'].iloc[0]} = {worst['subgroup'].iloc[0]}, "
-       f"AUC {worst['roc_auc'].iloc[0]:.3f} (CI {worst['ci_low'].iloc[0]:.3f}-{worst['ci_high'].iloc[0]:.3f}).\n"
-       if len(worst) else "")
-    + f"* Brier scores range from {scores['brier'].min():.4f} to {scores['brier'].max():.4f}; models trained with a "
-    "balanced sampler or focal loss over-predict melanoma by design (compare mean probability with prevalence)."))
+smaller = int((size_table["median area missed"] < size_table["median area caught"]).sum()) if len(size_table) else 0
+glue("size_finding", (f"Missed melanomas were smaller than caught ones for {smaller} of {len(size_table)} models; "
+                      f"significant (p < 0.05) for {int((size_table['p (Mann-Whitney)'] < 0.05).sum())}.")
+     if len(size_table) else "No model both caught and missed melanomas, so size could not be compared.", display=False)
+glue("worst_subgroup", (f"{worst['model'].iloc[0]} on {worst['attribute'].iloc[0]} = {worst['subgroup'].iloc[0]}, "
+                        f"AUC {worst['roc_auc'].iloc[0]:.3f} (CI {worst['ci_low'].iloc[0]:.3f}-"
+                        f"{worst['ci_high'].iloc[0]:.3f})") if len(worst) else "none with both classes", display=False)
+glue("brier_min", float(scores["brier"].min()), display=False)
+glue("brier_max", float(scores["brier"].max()), display=False)
+
+# %% [markdown]
+# ## What we learned
+#
+# {glue:text}`size_finding` The weakest subgroup: {glue:text}`worst_subgroup`. Brier scores range
+# from {glue:text}`brier_min:.4f` to {glue:text}`brier_max:.4f`; models trained with a balanced
+# sampler or focal loss over-predict melanoma by design (compare the mean probability with the
+# prevalence above).

@@ -32,15 +32,16 @@ import pandas as pd
 from IPython.display import Markdown, display
 from myst_nb import glue
 
+from derm_nb import studies
 from derm_nb.analysis import load_model_runs
-from derm_nb.artifacts import notebook_dir, read_json, run_dir_for, write_csv
-from derm_nb.experiments import weights_label
-from derm_nb.published import HEADLINES
+from derm_nb.artifacts import write_csv
+from derm_nb.cards import headline_table
+from derm_nb.chapters import chapter
+from derm_nb.results import weights_label
 
-runs = run_dir_for(profile, run_dir)
-out = notebook_dir(runs, "09_summary")
-metrics, _ = load_model_runs(runs)
-data_summary = read_json(runs / "00_data" / "summary.json")
+ctx = chapter("09_summary", profile, run_dir)
+metrics, _ = load_model_runs(ctx.run_dir)
+data_summary = ctx.read("data_summary")
 table = pd.DataFrame({
     "study": metrics["study"], "model": metrics["variant"],
     "split": metrics["evaluation"].str.extract(r"(study\d+ \w+)", expand=False),
@@ -51,7 +52,7 @@ table = pd.DataFrame({
     "weights": metrics["weights"].map(weights_label)})
 numeric = table.columns.difference(["study", "model", "split", "weights"])
 table[numeric] = table[numeric].apply(pd.to_numeric, errors="coerce")
-write_csv(out / "benchmark.csv", table)
+write_csv(ctx.out / "benchmark.csv", table)
 # One format call: a second .format() would reset every other column to the default precision.
 display(table.style.hide(axis="index").format({"parameters": "{:,.0f}", "train time (s)": "{:.0f}"},
                                               precision=3, na_rep="-"))
@@ -103,50 +104,17 @@ plt.close(fig)
 # number for number: different data, image sizes and training budgets.
 
 # %%
-HEADLINES
+headline_table(studies.cards())
 
 # %% [markdown]
 # ## What reproduced, what did not, and why
 
 # %%
-def verdict(study: str) -> str:
-    rows = table[table["study"] == study].set_index("model")
-    if rows.empty:
-        return f"* **Study {study}**: not run in this book yet."
-    if study == "000":
-        small, every = rows.get("ROC-AUC", {}).get("Base Small"), rows.get("ROC-AUC", {}).get("Base All")
-        experts = rows[rows.index.str.contains("experts")]
-        text = (f"* **Study 000**: small set {small:.3f} vs all images {every:.3f} "
-                f"(study: 0.868 vs 0.900); the small set "
-                + ("held up" if small >= every - 0.05 else "fell behind") + " here.")
-        if len(experts):
-            text += (f" Best expert model {experts['ROC-AUC'].max():.3f} vs best base "
-                     f"{rows.loc[~rows.index.str.contains('experts'), 'ROC-AUC'].max():.3f}.")
-        return text
-    if study == "001":
-        recipe = rows["ROC-AUC"].get("Recipe")
-        others = rows.drop(index="Recipe", errors="ignore")["ROC-AUC"]
-        better = [m for m, v in others.items() if v > rows.loc["Recipe", "CI high"]] if recipe is not None else []
-        return (f"* **Study 001**: recipe AUROC {recipe:.3f} (study: 0.909 on ISIC 2018). Variants beyond the "
-                f"recipe's interval: {', '.join(better) if better else 'none'}; the study also found no ablation "
-                "better than its recipe.")
-    if study == "002":
-        sdc, clf = rows.filter(regex="^SDC", axis=0)["ROC-AUC"], rows.filter(regex="^Classifier", axis=0)["ROC-AUC"]
-        udc = rows.filter(regex="^UDC", axis=0)["ROC-AUC"]
-        return (f"* **Study 002**: best SDC {sdc.max():.3f} vs best direct classifier {clf.max():.3f} (study: "
-                f"88.81 vs 84.23 on ISIC 2020); best UDC {udc.max():.3f} (study: 70.85). The imbalance sweep is in "
-                "the chapter.")
-    if study == "004":
-        record = read_json(runs / "07_gcn_mil" / "metrics.json")["variants"]["GCN-MIL"]
-        return (f"* **Study 004**: GCN-based MIL melanoma AUC {record['roc_auc']:.3f}, seborrheic keratosis AUC "
-                f"{record['sk_roc_auc']:.3f}, Jaccard {record['jaccard']:.3f} from attention alone (study: 0.930, "
-                "0.988, 0.699 on ISIC 2017).")
-    if study == "003":
-        return ("* **Study 003**: " + "; ".join(f"{m} melanoma AUC {v:.3f}" for m, v in rows["ROC-AUC"].items())
-                + ". The study found its pretrained ResNet-101 clearly ahead on BUSI; see the chapter's Table I.")
-    return f"* **Study {study}**: see its chapter."
+verdicts = {sid: studies.study(sid).verdict(metrics[metrics["study"] == sid].set_index("variant"))
+            if (metrics["study"] == sid).any() else f"* **Study {sid}**: not run in this book yet."
+            for sid in studies.STUDIES}
+display(Markdown("\n".join(verdicts.values())))
 
-
-display(Markdown("\n".join(verdict(s) for s in ("000", "001", "002", "003", "004")) + "\n\n"
-                 "On the synthetic data every gap to the oracle ceiling is the models' (and the CPU budget's): "
-                 "the labels are a known function of what the images show. On real data, read the tables above."))
+# %% [markdown]
+# On the synthetic data every gap to the oracle ceiling is the models' (and the CPU budget's): the
+# labels are a known function of what the images show. On real data, read the tables above.

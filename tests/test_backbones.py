@@ -8,8 +8,15 @@ import torch
 from PIL import Image
 from skimage import data
 
-from derm_nb.models.backbones import (IMAGENET_MEAN, IMAGENET_STD, WeightsUnavailable, create_backbone,
-                                      imagenet_classifier_lite0, lite0_package_file, sha256_of)
+from derm_nb.models.backbones import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    WeightsUnavailable,
+    create_backbone,
+    imagenet_classifier_lite0,
+    lite0_package_file,
+    sha256_of,
+)
 
 
 def preprocess(image: np.ndarray) -> torch.Tensor:

@@ -13,7 +13,7 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
-from derm_nb.runner import NOTEBOOKS
+from derm_nb.chapters import CHAPTERS
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars"]
@@ -54,7 +54,7 @@ def local_target(page: Path, ref: str) -> Path | None:
     return (page.parent / unquote(url.path)).resolve()
 
 
-@pytest.mark.parametrize("stem", [nb.stem for nb in NOTEBOOKS])
+@pytest.mark.parametrize("stem", [nb.stem for nb in CHAPTERS])
 def test_chapter_loads_with_no_broken_links_or_images(smoke_book, stem):
     page = smoke_book.parent / "notebooks" / f"{stem}.html"
     result = run_chromium("--dump-dom", page.as_uri())

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import formats
 import numpy as np
 from PIL import Image
 
-import formats
 from derm_nb.data.cache import build_cache, center_crop_square, load_images, naive_cache
 from derm_nb.data.sources import load_source
 

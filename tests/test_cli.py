@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import formats
 import pandas as pd
 
-import formats
 from derm_nb.cli import main
 
 

@@ -7,12 +7,28 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score, roc_auc_score
 
-from derm_nb.clustering import (
-    UNSUPERVISED_BASELINES, ClusterConfig, ConvAutoencoder, Embedder, FeatureSet, Prototypes, batch_centres,
-    cae_scores, centre_loss, com_triplet_loss, corrupt, cosine_distance, gmm_pseudo_labels, malignancy_score,
-    sample_triplets, select_features, train_autoencoder, train_clustering, triplet_loss, unsupervised_baseline,
-)
 from derm_nb.metrics import class_weighted_metrics
+from derm_nb.studies.study002.baselines import (
+    UNSUPERVISED_BASELINES,
+    CAEConfig,
+    ConvAutoencoder,
+    cae_scores,
+    corrupt,
+    train_autoencoder,
+    unsupervised_baseline,
+)
+from derm_nb.studies.study002.inputs import Embedder, FeatureSet
+from derm_nb.studies.study002.losses import (
+    Prototypes,
+    batch_centres,
+    centre_loss,
+    com_triplet_loss,
+    cosine_distance,
+    malignancy_score,
+    select_features,
+    triplet_loss,
+)
+from derm_nb.studies.study002.training import ClusterConfig, gmm_pseudo_labels, sample_triplets, train_clustering
 
 
 def t(*rows):
@@ -144,7 +160,7 @@ def test_training_learns_separable_blobs_and_resumes(tmp_path, mode, loss):
     model = Embedder(None, 8, dim=4)
     result = train_clustering(model, FeatureSet(x, y), FeatureSet(xv, yv), cfg, tmp_path / "run")
     assert len(result.history) == 4 and result.prototypes.updates >= 1
-    from derm_nb.clustering import embed
+    from derm_nb.studies.study002.training import embed
     auc = roc_auc_score(yv, malignancy_score(embed(model, FeatureSet(xv, yv)), result.prototypes))
     assert auc > 0.8, auc
     # A finished run resumes from last.pt without training again and gives the same prototypes.
@@ -187,14 +203,14 @@ def test_unknown_baseline():
         unsupervised_baseline("PCB", np.zeros((4, 2)), np.zeros((2, 2)))
 
 
-def test_autoencoder_learns_and_scores():
+def test_autoencoder_learns_and_scores(tmp_path):
     from derm_nb.datasets import CachedImages
 
     gen = torch.Generator().manual_seed(0)
     images = torch.randint(0, 255, (24, 3, 16, 16), dtype=torch.uint8, generator=gen)
     data = CachedImages(images, np.r_[np.zeros(20), np.ones(4)].astype(int), lambda im: im.float() / 255)
     model = ConvAutoencoder((4, 8, 8))
-    history = train_autoencoder(model, data, epochs=3, batch_size=8, lr=1e-2, device="cpu")
+    history = train_autoencoder(model, data, CAEConfig(epochs=3, batch_size=8, lr=1e-2, device="cpu"), tmp_path)
     assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
     scores = cae_scores(model, data, data, device="cpu")
     assert scores.shape == (24,) and ((scores >= 0) & (scores <= 1)).all()

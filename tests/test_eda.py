@@ -7,8 +7,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from derm_nb.eda import (brightness, colour_matrix, compare_distributions, extremes, hair_coverage, hair_mask,
-                         image_stats, mean_colour)
+from derm_nb.eda import (
+    brightness,
+    colour_matrix,
+    compare_distributions,
+    extremes,
+    hair_coverage,
+    hair_mask,
+    image_stats,
+    mean_colour,
+)
 
 
 def skin(colour=(200, 160, 140), size=128) -> np.ndarray:

@@ -6,8 +6,16 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from derm_nb.metrics import (binary_metrics, bootstrap_auc_ci, evaluate_binary, multiclass_report,
-                             partial_auc_above_tpr, sensitivity_at_specificity, threshold_max_f1, threshold_youden)
+from derm_nb.metrics import (
+    binary_metrics,
+    bootstrap_auc_ci,
+    evaluate_binary,
+    multiclass_report,
+    partial_auc_above_tpr,
+    sensitivity_at_specificity,
+    threshold_max_f1,
+    threshold_youden,
+)
 
 
 @pytest.fixture

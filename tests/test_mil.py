@@ -6,8 +6,19 @@ import numpy as np
 import pytest
 import torch
 
-from derm_nb.mil import (GCNMIL, MILConfig, block_adjacency, block_grid, extract_blocks, init_ones, jaccard,
-                         make_bag, pixel_scores, predict_bags, stride_for_height, sweep_eta, train_mil)
+from derm_nb.studies.study004.mil import (
+    GCNMIL,
+    MILConfig,
+    block_adjacency,
+    block_grid,
+    extract_blocks,
+    init_ones,
+    make_bag,
+    predict_bags,
+    stride_for_height,
+    train_mil,
+)
+from derm_nb.studies.study004.segmentation import jaccard, pixel_scores, sweep_eta
 
 
 def test_stride_bands_eq4():
@@ -126,7 +137,7 @@ def test_jaccard_edge_cases():
 
 
 def test_standardise_bags_uses_training_statistics():
-    from derm_nb.mil import standardise_bags
+    from derm_nb.studies.study004.mil import standardise_bags
 
     bags = {"train": [bag(0), bag(1, seed=1)], "test": [bag(2, seed=2)]}
     raw_test = bags["test"][0].x.clone()

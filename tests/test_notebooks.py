@@ -10,9 +10,9 @@ import nbformat
 import pytest
 import yaml
 
-from derm_nb.runner import NOTEBOOKS
+from derm_nb.chapters import CHAPTERS
 
-STEMS = [nb.stem for nb in NOTEBOOKS]
+STEMS = [nb.stem for nb in CHAPTERS]
 
 
 def cells(nb):
@@ -65,7 +65,7 @@ def test_registry_files_and_toc_agree(root):
     toc = yaml.safe_load((root / "_toc.yml").read_text())
     chapters = [c["file"] for part in toc.get("parts", [toc]) for c in part["chapters"]]
     assert chapters == [f"notebooks/{s}" for s in STEMS]
-    for nb in NOTEBOOKS:
+    for nb in CHAPTERS:
         assert all(STEMS.index(need) < STEMS.index(nb.stem) for need in nb.needs)
 
 

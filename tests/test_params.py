@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from derm_nb.chapters import CHAPTERS
 from derm_nb.params import PROFILES, Declared, ParameterError, load_profile
-from derm_nb.runner import NOTEBOOKS, declared_parameters, prepare_inputs
+from derm_nb.runner import declared_parameters, prepare_inputs
 
 DECLARED = {
     "00_data": {"seed": Declared("seed", 0), "data_source": Declared("data_source", "synthetic"),
@@ -72,14 +73,14 @@ def test_user_file_and_overrides_layer_with_the_same_validation(tmp_path):
 
 @pytest.fixture(scope="module")
 def real_declared(root, tmp_path_factory):
-    inputs = prepare_inputs(root, tmp_path_factory.mktemp("inputs"), [nb.stem for nb in NOTEBOOKS])
+    inputs = prepare_inputs(root, tmp_path_factory.mktemp("inputs"), [nb.stem for nb in CHAPTERS])
     return declared_parameters(inputs)
 
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_shipped_profiles_validate_against_the_notebooks(root, real_declared, profile):
     loaded = load_profile(root, profile, real_declared)
-    for nb in NOTEBOOKS:
+    for nb in CHAPTERS:
         values = loaded.for_notebook(nb.stem, real_declared[nb.stem])
         assert set(values) <= set(real_declared[nb.stem])
 

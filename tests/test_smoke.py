@@ -6,16 +6,17 @@ import pandas as pd
 import pytest
 
 from derm_nb.artifacts import read_json
+from derm_nb.chapters import CHAPTERS, MODEL_CHAPTERS
 from derm_nb.data.manifest import validate_manifest
-from derm_nb.data.splits import SPLIT_SCHEMES, assert_no_leakage, split_column
-from derm_nb.runner import NOTEBOOKS, NotebookFailed, run_notebooks
+from derm_nb.data.splits import assert_no_leakage, split_column, split_schemes
+from derm_nb.runner import NotebookFailed, run_notebooks
 
 
 def test_every_notebook_ran(smoke_run):
     run_dir, timings = smoke_run
-    assert list(timings) == [nb.stem for nb in NOTEBOOKS]
+    assert list(timings) == [nb.stem for nb in CHAPTERS]
     log = read_json(run_dir / "run_log.json")
-    for nb in NOTEBOOKS:
+    for nb in CHAPTERS:
         assert (run_dir / "notebooks" / f"{nb.stem}.ipynb").is_file()
         assert log[nb.stem]["parameters"]["profile"] == "smoke"
 
@@ -26,7 +27,7 @@ def test_data_artifacts(smoke_run):
         folder = run_dir / "00_data" / name
         manifest = pd.read_parquet(folder / "manifest.parquet")
         validate_manifest(manifest.drop(columns=[c for c in manifest if c.startswith("split_")]))
-        for scheme in SPLIT_SCHEMES:
+        for scheme in split_schemes(manifest):
             assert_no_leakage(manifest, split_column(scheme))
         summary = read_json(folder / "summary.json")
         assert summary["n_images"] == len(manifest) > 50
@@ -38,7 +39,7 @@ def test_data_artifacts(smoke_run):
 
 def test_book_builds_from_executed_notebooks(smoke_book):
     html = smoke_book.parent
-    for nb in NOTEBOOKS:
+    for nb in CHAPTERS:
         page = html / "notebooks" / f"{nb.stem}.html"
         assert page.is_file(), page
         assert "<img" in page.read_text()
@@ -54,11 +55,7 @@ def test_failure_names_notebook_cell_and_error(root, tmp_path):
     assert "/nonexistent/folder" in message
 
 
-MODEL_NOTEBOOKS = ["02_baseline", "03_experts", "04_efficientnet", "05_deep_clustering", "06_architectures",
-                   "07_gcn_mil"]
-
-
-@pytest.mark.parametrize("stem", MODEL_NOTEBOOKS)
+@pytest.mark.parametrize("stem", MODEL_CHAPTERS)
 def test_model_artifacts_follow_the_contract(smoke_run, stem):
     run_dir, _ = smoke_run
     metrics = read_json(run_dir / stem / "metrics.json")["variants"]

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import formats
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
-import formats
 from derm_nb.data.cache import build_cache
 from derm_nb.data.errors import DataError, MissingColumnError
 from derm_nb.data.manifest import MANIFEST_SCHEMA, validate_manifest

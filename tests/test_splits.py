@@ -7,8 +7,12 @@ import pandas as pd
 import pytest
 
 from derm_nb.data.errors import DataError, LeakageError
-from derm_nb.data.splits import (SPLIT_SCHEMES, add_study_splits, assert_no_leakage, group_split,
-                                 imbalance_ratios, imbalance_subset, small_dataset, split_column)
+from derm_nb.data.splits import add_study_splits, assert_no_leakage, group_split, split_column
+from derm_nb.studies import split_schemes
+from derm_nb.studies.study000 import small_dataset
+from derm_nb.studies.study002.experiments import imbalance_ratios, imbalance_subset
+
+SPLIT_SCHEMES = split_schemes()
 
 
 def frame(n_groups: int = 300, seed: int = 1) -> pd.DataFrame:
@@ -42,7 +46,7 @@ def test_split_is_deterministic_by_seed():
 
 
 def test_add_study_splits_adds_one_column_per_scheme():
-    df = add_study_splits(frame(), seed=0)
+    df = add_study_splits(frame(), SPLIT_SCHEMES, seed=0)
     for scheme in SPLIT_SCHEMES:
         assert_no_leakage(df, split_column(scheme))
 

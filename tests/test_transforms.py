@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from derm_nb.transforms import PerImageStandardize, ShadesOfGrey, mixup
+from derm_nb.studies.study001 import PerImageStandardize, ShadesOfGrey
+from derm_nb.transforms import mixup
 
 
 def test_shades_of_grey_removes_a_known_colour_cast():

@@ -10,10 +10,8 @@ from sklearn.calibration import calibration_curve
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from derm_nb.artifacts import read_json
+from derm_nb.chapters import MODEL_CHAPTERS
 from derm_nb.metrics import bootstrap_auc_ci
-
-MODEL_CHAPTERS = ("02_baseline", "03_experts", "04_efficientnet", "05_deep_clustering", "06_architectures",
-                  "07_gcn_mil")
 
 
 def load_model_runs(run_dir: str | Path, chapters: tuple[str, ...] = MODEL_CHAPTERS) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -34,6 +32,7 @@ def load_model_runs(run_dir: str | Path, chapters: tuple[str, ...] = MODEL_CHAPT
 
 
 def age_band(age: pd.Series) -> pd.Series:
+    """Age in three bands: <40, 40-60, >60."""
     return pd.cut(age, [-np.inf, 40, 60, np.inf], labels=["<40", "40-60", ">60"]).astype(str)
 
 

@@ -11,7 +11,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -28,11 +28,15 @@ TARGETS = {"smoke_book_seconds": 300.0, "default_book_seconds": 1800.0, "data_wa
 MODEL_GRID = (("resnet18", 128), ("resnet18", 224), ("efficientnet_b0", 128), ("efficientnet_b0", 224))
 
 
+# The heaviest augmentation in the book (study 000's flip, shift-scale-rotate and brightness).
+HEAVY_AUGMENT = {"degrees": 45, "translate": 0.0625, "scale": (0.9, 1.1), "jitter": (0.2, 0, 0)}
+
+
 def machine() -> dict:
     """What the figures were measured on."""
     info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
             "cpu_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            "date": datetime.now(UTC).isoformat(timespec="seconds")}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
@@ -76,12 +80,13 @@ def cache_speed(patients: int = 50, width: int = 1024, height: int = 768, size: 
 def loader_speed(n_images: int = 512, size: int = 128, batch_size: int = 64, workers: tuple[int, ...] = (0, 2)) -> list[dict]:
     """Images/s the training DataLoader delivers from the in-memory cache, with study 000's
     augmentation (affine + colour jitter, the heaviest in the book) and with the plain eval transform."""
-    from derm_nb.datasets import CachedImages, eval_transform, study000_augment
+    from derm_nb.datasets import CachedImages
+    from derm_nb.transforms import augment_transform, eval_transform
 
     images = torch.randint(0, 256, (n_images, 3, size, size), dtype=torch.uint8)
     targets = np.zeros(n_images, dtype=int)
     rows = []
-    for name, transform in (("augmented", study000_augment(size)), ("eval", eval_transform(size))):
+    for name, transform in (("augmented", augment_transform(size, **HEAVY_AUGMENT)), ("eval", eval_transform(size))):
         dataset = CachedImages(images, targets, transform)
         for w in workers:
             loader = DataLoader(dataset, batch_size, shuffle=True, num_workers=w)
@@ -136,12 +141,13 @@ def data_wait_in_training(n_images: int = 256, size: int = 64, batch_size: int =
     `fit` loop (ResNet-18 at the chapters' image size, study 000's augmentation, one epoch)."""
     import torchvision
 
-    from derm_nb.datasets import CachedImages, eval_transform, study000_augment
+    from derm_nb.datasets import CachedImages
     from derm_nb.train import TrainConfig, fit
+    from derm_nb.transforms import augment_transform, eval_transform
 
     images = torch.randint(0, 256, (n_images, 3, size, size), dtype=torch.uint8)
     targets = (np.arange(n_images) % 2).astype(np.float32)
-    train = CachedImages(images, targets, study000_augment(size))
+    train = CachedImages(images, targets, augment_transform(size, **HEAVY_AUGMENT))
     val = CachedImages(images[:batch_size], targets[:batch_size], eval_transform(size))
     rows = []
     for w in workers:

@@ -45,8 +45,10 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 def _cmd_data(args: argparse.Namespace) -> int:
     from derm_nb.data.prepared import prepare
+    from derm_nb.studies import split_schemes
 
-    prepared = prepare(args.source, args.root, args.out, seed=args.seed, cache_size=args.size, workers=args.workers)
+    prepared = prepare(args.source, args.root, args.out, split_schemes(), seed=args.seed, cache_size=args.size,
+                       workers=args.workers)
     print(prepared.manifest.groupby("label_name").size().rename("images").to_string())
     summary = prepared.quality.groupby(["check", "action"]).size() if len(prepared.quality) else "no problems found"
     print(f"quality report ({prepared.folder / 'quality_report.csv'}):\n{summary}")

@@ -1,4 +1,4 @@
-"""In-memory datasets over the image cache, with torchvision transforms v2."""
+"""In-memory datasets over the image cache: uint8 images, targets, tabular features and a transform."""
 
 from __future__ import annotations
 
@@ -8,36 +8,13 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset
-from torchvision.transforms import v2
 
 from derm_nb.data.cache import load_images
-from derm_nb.models.backbones import IMAGENET_MEAN, IMAGENET_STD
 
 
 def to_tensor_images(array: np.ndarray) -> torch.Tensor:
     """(N, H, W, 3) uint8 -> (N, 3, H, W) uint8 tensor."""
     return torch.from_numpy(np.ascontiguousarray(array)).permute(0, 3, 1, 2).contiguous()
-
-
-def eval_transform(size: int) -> v2.Compose:
-    """Resize to `size`, scale to [0, 1], ImageNet normalisation."""
-    return v2.Compose([v2.Resize(size, antialias=True), v2.ToDtype(torch.float32, scale=True),
-                       v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
-
-
-def minority_augment(size: int) -> v2.Compose:
-    """Study 003's minority-class augmentation: horizontal flip (p 0.9), rotation ±15°, colour jitter."""
-    return v2.Compose([v2.Resize(size, antialias=True), v2.RandomHorizontalFlip(p=0.9), v2.RandomRotation(15),
-                       v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2),
-                       v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
-
-
-def study000_augment(size: int) -> v2.Compose:
-    """Study 000's albumentations recipe in v2: flip, shift-scale-rotate, brightness."""
-    return v2.Compose([v2.Resize(size, antialias=True), v2.RandomHorizontalFlip(),
-                       v2.RandomAffine(degrees=45, translate=(0.0625, 0.0625), scale=(0.9, 1.1)),
-                       v2.ColorJitter(brightness=0.2), v2.ToDtype(torch.float32, scale=True),
-                       v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 
 class CachedImages(Dataset):
@@ -72,9 +49,6 @@ class CachedImages(Dataset):
     def __len__(self) -> int:
         return len(self.images) * (self.copies + 1)
 
-    def base_index(self, index: int) -> int:
-        return index // (self.copies + 1)
-
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         i, k = divmod(index, self.copies + 1)
         if self.augment is not None and int(self.targets[i]) in self.augment_classes:
@@ -105,31 +79,3 @@ class CachedImages(Dataset):
 def load_split_images(cache_dir, frame: pd.DataFrame) -> torch.Tensor:
     """The cached images of `frame`'s rows as one uint8 tensor (N, 3, S, S)."""
     return to_tensor_images(load_images(frame, cache_dir))
-
-
-def study001_transform(size: int, train: bool, shades_of_grey: bool = False) -> v2.Compose:
-    """Study 001: train-only augmentation (random resized crop 0.9-1.0, h/v flips, rotation ±15°, colour
-    jitter 0.1, zoom), optional Shades-of-Grey colour constancy, then per-image standardisation.
-
-    Centre-crop to square already happened in the cache.
-    """
-    from derm_nb.transforms import PerImageStandardize, ShadesOfGrey
-
-    steps: list = [v2.Resize(size, antialias=True)]
-    if train:
-        steps += [v2.RandomResizedCrop(size, scale=(0.9, 1.0), antialias=True), v2.RandomHorizontalFlip(),
-                  v2.RandomVerticalFlip(), v2.RandomRotation(15), v2.ColorJitter(0.1, 0.1, 0.1, 0.1),
-                  v2.RandomAffine(degrees=0, scale=(1.0, 1.1))]
-    steps.append(v2.ToDtype(torch.float32, scale=True))
-    if shades_of_grey:
-        steps.append(ShadesOfGrey())
-    steps.append(PerImageStandardize())
-    return v2.Compose(steps)
-
-
-def study002_augment(size: int) -> v2.Compose:
-    """Study 002: shifts of ±25 px at 256 px (scaled to `size`), flips, rotation ±10°, zoom 90-110 %."""
-    shift = 25 / 256
-    return v2.Compose([v2.Resize(size, antialias=True), v2.RandomHorizontalFlip(), v2.RandomVerticalFlip(),
-                       v2.RandomAffine(degrees=10, translate=(shift, shift), scale=(0.9, 1.1)),
-                       v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])

@@ -1,4 +1,4 @@
-"""Losses of the studies: BCE, focal BCE (study 001). The COM-Triplet losses live with clustering."""
+"""Classification losses on logits: BCE (optionally weighting positives) and focal BCE."""
 
 from __future__ import annotations
 
@@ -33,10 +33,3 @@ class BCE(nn.Module):
         weight = None if self.pos_weight is None else self.pos_weight.to(logits.device)
         return F.binary_cross_entropy_with_logits(logits, target.float(), pos_weight=weight)
 
-
-def make_loss(name: str, **kwargs: float) -> nn.Module:
-    """A loss by name: `bce`, `focal`, `ce`."""
-    losses = {"bce": BCE, "focal": FocalBCE, "ce": nn.CrossEntropyLoss}
-    if name not in losses:
-        raise KeyError(f"unknown loss '{name}' (known: {', '.join(losses)})")
-    return losses[name](**kwargs)

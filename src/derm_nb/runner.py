@@ -7,7 +7,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,45 +16,14 @@ import papermill
 from tqdm.auto import tqdm
 
 from derm_nb.artifacts import read_json, write_json
+from derm_nb.chapters import CHAPTERS, spec
 from derm_nb.params import Declared, Profile, declared_from_inspection, load_profile
 
 KERNEL = "python3"
 
 
-@dataclass(frozen=True)
-class NotebookSpec:
-    """One chapter: its file stem and the chapters whose artifacts it reads."""
-
-    stem: str
-    needs: tuple[str, ...] = ()
-
-
-# The one registry of chapters, in reading (and execution) order.
-NOTEBOOKS: tuple[NotebookSpec, ...] = (
-    NotebookSpec("00_data"),
-    NotebookSpec("01_eda", ("00_data",)),
-    NotebookSpec("02_baseline", ("00_data",)),
-    NotebookSpec("03_experts", ("00_data", "01_eda", "02_baseline")),
-    NotebookSpec("04_efficientnet", ("00_data",)),
-    NotebookSpec("05_deep_clustering", ("00_data",)),
-    NotebookSpec("06_architectures", ("00_data",)),
-    NotebookSpec("07_gcn_mil", ("00_data",)),
-    NotebookSpec("08_error_analysis", ("00_data", "01_eda", "02_baseline", "03_experts", "04_efficientnet")),
-    NotebookSpec("09_summary", ("00_data", "02_baseline", "03_experts", "04_efficientnet", "05_deep_clustering",
-                                "06_architectures", "07_gcn_mil")),
-    NotebookSpec("10_speed", ()),
-)
-
-
 class NotebookFailed(RuntimeError):
     """A notebook raised while papermill executed it."""
-
-
-def spec(stem: str) -> NotebookSpec:
-    for nb in NOTEBOOKS:
-        if nb.stem == stem:
-            return nb
-    raise KeyError(f"unknown notebook '{stem}' (known: {', '.join(n.stem for n in NOTEBOOKS)})")
 
 
 def source_path(root: Path, stem: str) -> Path:
@@ -96,9 +64,9 @@ def declared_parameters(inputs: Mapping[str, Path]) -> dict[str, dict[str, Decla
 def execution_order(only: Sequence[str] | None) -> list[str]:
     """All notebooks in registry order, or the named ones (checked to exist) in that order."""
     if not only:
-        return [nb.stem for nb in NOTEBOOKS]
+        return [c.stem for c in CHAPTERS]
     wanted = {spec(name).stem for name in only}
-    return [nb.stem for nb in NOTEBOOKS if nb.stem in wanted]
+    return [c.stem for c in CHAPTERS if c.stem in wanted]
 
 
 def executed_path(run_dir: Path, stem: str) -> Path:
@@ -124,7 +92,7 @@ def run_notebooks(
 ) -> dict[str, float]:
     """Execute notebooks under a profile into `runs/<profile>/notebooks/`; return wall seconds per notebook."""
     run_dir = (run_dir or root / "runs" / profile_name).resolve()
-    all_stems = [nb.stem for nb in NOTEBOOKS]
+    all_stems = [c.stem for c in CHAPTERS]
     inputs = prepare_inputs(root, run_dir, all_stems)
     declared = declared_parameters(inputs)
     profile: Profile = load_profile(root, profile_name, declared, user_params, overrides)
@@ -166,7 +134,7 @@ def run_notebooks(
 def build_book(root: Path, profile_name: str, run_dir: Path | None = None) -> Path:
     """Stage `_config.yml`, `_toc.yml`, `book/` and the executed notebooks, then build HTML."""
     run_dir = (run_dir or root / "runs" / profile_name).resolve()
-    missing = [nb.stem for nb in NOTEBOOKS if not executed_path(run_dir, nb.stem).is_file()]
+    missing = [c.stem for c in CHAPTERS if not executed_path(run_dir, c.stem).is_file()]
     if missing:
         raise NotebookFailed(
             f"cannot build the '{profile_name}' book: not executed yet: {', '.join(missing)} "
@@ -180,10 +148,12 @@ def build_book(root: Path, profile_name: str, run_dir: Path | None = None) -> Pa
         shutil.copy2(root / name, stage / name)
     shutil.copytree(root / "book", stage / "book")
     (stage / "notebooks").mkdir()
-    for nb in NOTEBOOKS:
+    for nb in CHAPTERS:
         shutil.copy2(executed_path(run_dir, nb.stem), stage / "notebooks" / f"{nb.stem}.ipynb")
     jb = Path(sys.executable).with_name("jupyter-book")
-    cmd = [str(jb if jb.exists() else "jupyter-book"), "build", str(stage), "--builder", "html"]
+    # -W --keep-going: a warning (a broken reference, a missing glue key) fails the build, and every
+    # warning is reported, not only the first.
+    cmd = [str(jb if jb.exists() else "jupyter-book"), "build", str(stage), "--builder", "html", "-W", "--keep-going"]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"jupyter-book build failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")

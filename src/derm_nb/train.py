@@ -1,12 +1,21 @@
-"""The train loop every model chapter uses: checkpoints, resume, early stopping, schedules, sampling."""
+"""The one training engine every model uses, and the classifier training built on it.
+
+`run_epochs` owns everything a training run shares: seeding, the device with bf16 autocast and
+channels-last on CUDA, the progress bar, per-epoch reseeding (so a resumed run replays the same
+batches), history, the best epoch by a monitored metric, early stopping, atomic `best.pt` /
+`last.pt`, resume and the reload of the best epoch. A study hands it only a `Task`: how to draw
+an epoch's batches, one step's loss, and an evaluation.
+"""
 
 from __future__ import annotations
 
+import math
 import random
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Sized
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -21,43 +30,6 @@ from derm_nb.transforms import mixup
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 
 
-@dataclass
-class TrainConfig:
-    """Everything the loop needs; each study's defaults live in its profile, not here."""
-
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 1e-5
-    weight_decay: float = 0.0
-    optimizer: str = "adam"
-    scheduler: str = "cosine"        # cosine | step | none
-    step_size: int = 7               # StepLR
-    gamma: float = 0.1               # StepLR
-    patience: int = 3                # epochs without val-loss gain before stopping
-    min_epochs: int = 1
-    freeze_backbone_epochs: int = 0  # warm-up with the backbone frozen
-    amp: bool = True                 # mixed precision, used on CUDA only
-    grad_accum: int = 1
-    sampler_pos_share: float = 0.0   # >0: class-balanced sampling with this share of positives
-    mixup_alpha: float = 0.0         # >0: mixup with lam ~ Beta(alpha, alpha) (binary targets become soft)
-    device: str = "auto"
-    seed: int = 0
-    num_workers: int = 0
-    resume: bool = True
-    desc: str = "train"
-
-
-@dataclass
-class TrainResult:
-    history: pd.DataFrame
-    best_epoch: int
-    best_val_loss: float
-    seconds: float
-    checkpoint: Path
-    device: str
-    amp_used: bool
-
-
 def pick_device(device: str = "auto") -> torch.device:
     """`auto` is CUDA when available, else CPU."""
     if device == "auto":
@@ -66,42 +38,88 @@ def pick_device(device: str = "auto") -> torch.device:
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch, and ask torch for deterministic kernels where it has them."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def balanced_sampler(targets: np.ndarray, pos_share: float, seed: int) -> WeightedRandomSampler:
-    """Draw positives with probability `pos_share` per sample (study 001: 60/40 benign/malignant)."""
-    targets = np.asarray(targets).astype(int)
-    n_pos, n_neg = int(targets.sum()), int(len(targets) - targets.sum())
-    if n_pos == 0 or n_neg == 0:
-        raise ValueError("balanced sampling needs both classes in the training set")
-    weights = np.where(targets == 1, pos_share / n_pos, (1 - pos_share) / n_neg)
-    generator = torch.Generator().manual_seed(seed)
-    return WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), len(targets), generator=generator)
+def autocast(device: torch.device, amp: bool) -> torch.autocast:
+    """bf16 autocast on CUDA when `amp`; a no-op elsewhere (the CPU path stays in float32)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
 
 
-def _batch_to(batch: dict, device: torch.device) -> dict:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+def to_device(batch: Any, device: torch.device) -> Any:
+    """A batch (dict of tensors, tensor, or a torch-geometric batch) on `device`, copied asynchronously."""
+    if isinstance(batch, dict):
+        return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    return batch.to(device, non_blocking=True) if hasattr(batch, "to") else batch
 
 
-def _forward(model: nn.Module, batch: dict) -> torch.Tensor:
-    inputs = {k: batch[k] for k in ("tabular", "gate") if k in batch}
-    out = model(batch["image"], **inputs)
-    return out.squeeze(-1) if out.ndim == 2 and out.shape[1] == 1 else out
+class Stateful(Protocol):
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> Any: ...
 
 
-def _set_backbone_frozen(model: nn.Module, frozen: bool) -> None:
-    for module in getattr(model, "backbones", [getattr(model, "backbone", None)]):
-        if module is not None:
-            for param in module.parameters():
-                param.requires_grad_(not frozen)
+@dataclass
+class Epoch:
+    """What one epoch's batches and steps may draw on: its number and its RNGs, fixed by (seed, epoch)."""
+
+    index: int
+    rng: np.random.Generator
+    generator: torch.Generator
+    device: torch.device
 
 
-def _save(path: Path, state: dict) -> None:
-    write_atomic(path, lambda p: torch.save(state, p))
+@dataclass
+class StepOutput:
+    """One step's loss, the examples it covers (weights the epoch mean) and, if known, how many were right."""
+
+    loss: torch.Tensor
+    n: int = 1
+    correct: int | None = None
+
+
+@dataclass
+class Task:
+    """What a study hands the engine.
+
+    `batches(epoch)` gives the epoch's batches, `step(batch, epoch, i)` their loss (the engine does
+    the backward pass and the optimiser step), `evaluate()` the validation metrics after each
+    epoch. `monitor` names the metric that picks the best epoch (`mode` min or max); `None` keeps
+    the last epoch. `state` holds extra objects saved with every checkpoint (e.g. prototypes).
+    """
+
+    optimizer: torch.optim.Optimizer
+    batches: Callable[[Epoch], Iterable]
+    step: Callable[[Any, Epoch, int], StepOutput]
+    evaluate: Callable[[], dict[str, float]] | None = None
+    monitor: str | None = "val_loss"
+    mode: str = "min"
+    patience: int | None = None
+    min_epochs: int = 0
+    scheduler: Any = None
+    before_epoch: Callable[[Epoch], None] | None = None
+    grad_accum: int = 1
+    amp: bool = True
+    state: dict[str, Stateful] = field(default_factory=dict)
+
+
+@dataclass
+class TrainResult:
+    history: pd.DataFrame
+    best_epoch: int
+    best_value: float
+    seconds: float
+    checkpoint: Path
+    device: str
+    amp_used: bool
+
+    @property
+    def best_val_loss(self) -> float:
+        return self.best_value
 
 
 def run_signature(model: nn.Module, config: dict) -> dict:
@@ -124,138 +142,232 @@ def load_resumable(last_path: Path, signature: dict, device: torch.device) -> di
     return None
 
 
-@dataclass
-class RunStart:
-    """What every train loop sets up first: the device, its checkpoint files, the run's signature
-    and, when `last.pt` of the same run exists, the state to resume from."""
-
-    device: torch.device
-    last_path: Path
-    best_path: Path
-    signature: dict
-    state: dict | None
+def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
+    """A checkpoint written by the engine; tensors only (`weights_only=True`), never pickled code."""
+    return torch.load(path, map_location=device, weights_only=True)
 
 
-def start_run(model: nn.Module, cfg, checkpoint_dir: str | Path) -> RunStart:
-    """Seed, move `model` to `cfg.device`, create `checkpoint_dir` and find a resumable `last.pt`.
+def _improved(value: float, best: float, mode: str) -> bool:
+    if value is None or math.isnan(value):
+        return False
+    return value < best if mode == "min" else value > best
 
-    `cfg` is the loop's configuration dataclass (with `seed`, `device` and `resume`); every field but
-    `resume` and `desc` is part of the signature a checkpoint must match.
+
+def _restore(model: nn.Module, task: Task, state: dict) -> None:
+    model.load_state_dict(state["model"])
+    for name, obj in task.state.items():
+        obj.load_state_dict(state[name])
+
+
+def _snapshot(model: nn.Module, task: Task) -> dict:
+    return {"model": model.state_dict(), **{name: obj.state_dict() for name, obj in task.state.items()}}
+
+
+def _train_one_epoch(model: nn.Module, task: Task, epoch: Epoch, desc: str, total_epochs: int) -> dict:
+    """One pass over the epoch's batches; returns the epoch's training statistics."""
+    device, optimizer = epoch.device, task.optimizer
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    batches = task.batches(epoch)
+    n_batches = len(batches) if isinstance(batches, Sized) else None
+    total, count, correct, wait, tic = 0.0, 0, 0, 0.0, time.perf_counter()
+    bar = tqdm(batches, desc=f"{desc} epoch {epoch.index + 1}/{total_epochs}", leave=False)
+    fetched = time.perf_counter()
+    for i, batch in enumerate(bar):
+        wait += time.perf_counter() - fetched
+        with autocast(device, task.amp):
+            out = task.step(batch, epoch, i)
+        (out.loss / task.grad_accum).backward()
+        if (i + 1) % task.grad_accum == 0 or (n_batches is not None and i + 1 == n_batches):
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        total += float(out.loss.detach()) * out.n
+        count += out.n
+        correct = None if out.correct is None or correct is None else correct + out.correct
+        bar.set_postfix(loss=f"{total / count:.4f}")
+        fetched = time.perf_counter()
+    stats = {"train_loss": total / max(count, 1)}
+    if correct is not None:
+        stats["train_acc"] = correct / max(count, 1)
+    stats["data_wait_share"] = wait / max(time.perf_counter() - tic, 1e-9)  # of the training steps' time
+    return stats
+
+
+def run_epochs(model: nn.Module, task: Task, cfg: Any, checkpoint_dir: str | Path) -> TrainResult:
+    """Train `model` for `cfg.epochs` epochs with `task`; the one epoch loop of the package.
+
+    `cfg` is the study's configuration dataclass (with `epochs`, `seed`, `device`, `resume` and
+    `desc`); every field but `resume` and `desc` is part of the signature a checkpoint must match.
     """
     seed_everything(cfg.seed)
     device = pick_device(cfg.device)
-    model.to(device)
+    model.to(device, memory_format=torch.channels_last if device.type == "cuda" else torch.preserve_format)
     folder = Path(checkpoint_dir)
     folder.mkdir(parents=True, exist_ok=True)
+    last_path, best_path = folder / "last.pt", folder / "best.pt"
     signature = run_signature(model, {k: v for k, v in asdict(cfg).items() if k not in ("resume", "desc")})
-    state = load_resumable(folder / "last.pt", signature, device) if cfg.resume else None
-    return RunStart(device, folder / "last.pt", folder / "best.pt", signature, state)
-
-
-def fit(model: nn.Module, loss_fn: nn.Module, train: Dataset, val: Dataset, cfg: TrainConfig,
-        checkpoint_dir: str | Path, train_targets: np.ndarray | None = None) -> TrainResult:
-    """Train with best-epoch checkpointing on validation loss, early stopping, and resume.
-
-    `checkpoint_dir` receives `last.pt` (everything needed to resume, rewritten atomically after
-    every epoch) and `best.pt` (the best model's weights). With `cfg.resume`, a run whose
-    `last.pt` exists continues after its last finished epoch.
-    """
-    run = start_run(model, cfg, checkpoint_dir)
-    device, last_path, best_path, signature, state = run.device, run.last_path, run.best_path, run.signature, run.state
-    amp = cfg.amp and device.type == "cuda"
-
-    optimizer = OPTIMIZERS[cfg.optimizer](model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.scheduler == "cosine":
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, cfg.epochs))
-    elif cfg.scheduler == "step":
-        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
-    else:
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
-
-    history: list[dict] = []
-    start_epoch, best_loss, best_epoch, stale, elapsed = 0, float("inf"), -1, 0, 0.0
+    state = load_resumable(last_path, signature, device) if cfg.resume else None
+    history, best, best_epoch, stale, elapsed, start = [], math.inf if task.mode == "min" else -math.inf, -1, 0, 0.0, 0
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        history, best_loss, best_epoch = state["history"], state["best_loss"], state["best_epoch"]
-        stale, elapsed, start_epoch = state["stale"], state["seconds"], state["epoch"] + 1
-        torch.set_rng_state(state["rng"])
-
-    # Each epoch's order depends only on (seed, epoch), so a resumed run replays the same batches.
-    if cfg.sampler_pos_share > 0:
-        targets = train_targets if train_targets is not None else train.all_targets
-        sampler = balanced_sampler(targets, cfg.sampler_pos_share, cfg.seed)
-        generator = sampler.generator
-        train_loader = DataLoader(train, cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
-                                  pin_memory=device.type == "cuda")
-    else:
-        generator = torch.Generator().manual_seed(cfg.seed)
-        train_loader = DataLoader(train, cfg.batch_size, shuffle=True, generator=generator,
-                                  num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
-    val_loader = DataLoader(val, cfg.batch_size * 2, shuffle=False, num_workers=cfg.num_workers,
-                            pin_memory=device.type == "cuda")
-
-    for epoch in range(start_epoch, cfg.epochs):
-        if best_epoch >= 0 and stale >= cfg.patience and epoch >= cfg.min_epochs:
+        _restore(model, task, state)
+        task.optimizer.load_state_dict(state["optimizer"])
+        if task.scheduler is not None:
+            task.scheduler.load_state_dict(state["scheduler"])
+        history, best, best_epoch = state["history"], state["best_value"], state["best_epoch"]
+        stale, elapsed, start = state["stale"], state["seconds"], state["epoch"] + 1
+    generator = torch.Generator()
+    for epoch in range(start, cfg.epochs):
+        if task.patience is not None and best_epoch >= 1 and stale >= task.patience and epoch >= task.min_epochs:
             break
         tic = time.perf_counter()
         torch.manual_seed(cfg.seed + epoch)
         generator.manual_seed(cfg.seed + epoch)
-        mix_rng = np.random.default_rng([cfg.seed, epoch])
-        _set_backbone_frozen(model, epoch < cfg.freeze_backbone_epochs)
-        model.train()
-        total, count, correct, wait = 0.0, 0, 0, 0.0
-        optimizer.zero_grad(set_to_none=True)
-        bar = tqdm(train_loader, desc=f"{cfg.desc} epoch {epoch + 1}/{cfg.epochs}", leave=False)
-        fetched = time.perf_counter()
-        for step, batch in enumerate(bar):
-            wait += time.perf_counter() - fetched
-            batch = _batch_to(batch, device)
-            target = batch["target"]
-            if cfg.mixup_alpha > 0:
-                batch["image"], target = mixup(batch["image"], target, cfg.mixup_alpha, mix_rng)
-            with torch.autocast(device.type, enabled=amp):
-                output = _forward(model, batch)
-                loss = loss_fn(output, target)
-            correct += _correct(output.detach(), batch["target"])
-            scaler.scale(loss / cfg.grad_accum).backward()
-            if (step + 1) % cfg.grad_accum == 0 or step + 1 == len(train_loader):
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
-            total += float(loss.detach()) * len(batch["target"])
-            count += len(batch["target"])
-            bar.set_postfix(loss=f"{total / count:.4f}")
-            fetched = time.perf_counter()
-        loop_seconds = time.perf_counter() - tic
-        scheduler.step()
-        val_loss, val_acc = evaluate_loss(model, loss_fn, val_loader, device, amp)
+        current = Epoch(epoch, np.random.default_rng([cfg.seed, epoch]), generator, device)
+        if task.before_epoch is not None:
+            task.before_epoch(current)
+        stats = _train_one_epoch(model, task, current, getattr(cfg, "desc", "train"), cfg.epochs)
+        if task.scheduler is not None:
+            task.scheduler.step()
+        scores = task.evaluate() if task.evaluate is not None else {}
         seconds = time.perf_counter() - tic
         elapsed += seconds
-        history.append({"epoch": epoch + 1, "train_loss": total / max(count, 1), "val_loss": val_loss,
-                        "train_acc": correct / max(count, 1), "val_acc": val_acc,
-                        "lr": optimizer.param_groups[0]["lr"], "seconds": seconds,
-                        "data_wait_share": wait / max(loop_seconds, 1e-9)})  # of the training steps' time
-        if val_loss < best_loss:
-            best_loss, best_epoch, stale = val_loss, epoch + 1, 0
-            _save(best_path, {"model": model.state_dict(), "epoch": epoch + 1, "val_loss": val_loss})
+        history.append({"epoch": epoch + 1, **stats, **scores, "lr": task.optimizer.param_groups[0]["lr"],
+                        "seconds": seconds})
+        if task.monitor is not None and _improved(scores.get(task.monitor), best, task.mode):
+            best, best_epoch, stale = scores[task.monitor], epoch + 1, 0
+            write_atomic(best_path, lambda p: torch.save({**_snapshot(model, task), "epoch": epoch + 1,
+                                                           task.monitor: best}, p))
         else:
             stale += 1
-        _save(last_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                          "scheduler": scheduler.state_dict(), "history": history, "best_loss": best_loss,
-                          "best_epoch": best_epoch, "stale": stale, "seconds": elapsed, "epoch": epoch,
-                          "rng": torch.get_rng_state(), "signature": signature})
+        write_atomic(last_path, lambda p: torch.save(
+            {**_snapshot(model, task), "optimizer": task.optimizer.state_dict(),
+             "scheduler": task.scheduler.state_dict() if task.scheduler is not None else None,
+             "history": history, "best_value": best, "best_epoch": best_epoch, "stale": stale,
+             "seconds": elapsed, "epoch": epoch, "signature": signature}, p))
     if best_epoch >= 1:  # this run's best (a best.pt left by another configuration is never loaded)
-        model.load_state_dict(torch.load(best_path, map_location=device, weights_only=True)["model"])
-    return TrainResult(pd.DataFrame(history), best_epoch, best_loss, elapsed, best_path, str(device), amp)
+        _restore(model, task, load_checkpoint(best_path, device))
+    return TrainResult(pd.DataFrame(history), best_epoch, best, elapsed, best_path, str(device),
+                       task.amp and device.type == "cuda")
+
+
+# --- Classifiers: the engine with a DataLoader, a loss module and an optimiser by name ---------------
+
+
+@dataclass
+class TrainConfig:
+    """A classifier's training; each study's defaults live in its profile, not here."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-5
+    weight_decay: float = 0.0
+    optimizer: str = "adam"
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    scheduler: str = "cosine"        # cosine | step | none
+    step_size: int = 7               # StepLR
+    gamma: float = 0.1               # StepLR
+    patience: int = 3                # epochs without val-loss gain before stopping
+    min_epochs: int = 1
+    freeze_backbone_epochs: int = 0  # warm-up with the backbone frozen
+    amp: bool = True                 # bf16 autocast, used on CUDA only
+    grad_accum: int = 1
+    sampler_pos_share: float = 0.0   # >0: class-balanced sampling with this share of positives
+    mixup_alpha: float = 0.0         # >0: mixup with lam ~ Beta(alpha, alpha) (binary targets become soft)
+    device: str = "auto"
+    seed: int = 0
+    num_workers: int = 0
+    resume: bool = True
+    desc: str = "train"
+
+
+def balanced_sampler(targets: np.ndarray, pos_share: float, seed: int,
+                     generator: torch.Generator | None = None) -> WeightedRandomSampler:
+    """Draw positives with probability `pos_share` per sample (study 001: 60/40 benign/malignant)."""
+    targets = np.asarray(targets).astype(int)
+    n_pos, n_neg = int(targets.sum()), int(len(targets) - targets.sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError("balanced sampling needs both classes in the training set")
+    weights = np.where(targets == 1, pos_share / n_pos, (1 - pos_share) / n_neg)
+    generator = generator if generator is not None else torch.Generator().manual_seed(seed)
+    return WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), len(targets), generator=generator)
+
+
+def forward(model: nn.Module, batch: dict) -> torch.Tensor:
+    """The model's output for a batch dict: one logit squeezed to (N,), or (N, classes)."""
+    inputs = {k: batch[k] for k in ("tabular", "gate") if k in batch}
+    out = model(batch["image"], **inputs)
+    return out.squeeze(-1) if out.ndim == 2 and out.shape[1] == 1 else out
+
+
+def _set_backbone_frozen(model: nn.Module, frozen: bool) -> None:
+    for module in getattr(model, "backbones", [getattr(model, "backbone", None)]):
+        if module is not None:
+            for param in module.parameters():
+                param.requires_grad_(not frozen)
 
 
 def _correct(output: torch.Tensor, target: torch.Tensor) -> int:
     """Correct predictions in a batch: argmax for class scores, logit > 0 for a single logit."""
     pred = output.argmax(dim=1) if output.ndim == 2 else (output > 0).long()
     return int((pred == target.long()).sum())
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig):
+    if cfg.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, cfg.epochs))
+    if cfg.scheduler == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+
+
+def make_optimizer(params: Iterable, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimiser `cfg.optimizer` names, with `cfg`'s learning rate, decay and (Adam's) betas and eps."""
+    extra = {"betas": cfg.betas, "eps": cfg.eps} if cfg.optimizer in ("adam", "adamw") else {}
+    return OPTIMIZERS[cfg.optimizer](params, lr=cfg.lr, weight_decay=cfg.weight_decay, **extra)
+
+
+def _loader(dataset: Dataset, batch_size: int, device: torch.device, workers: int, **kw) -> DataLoader:
+    return DataLoader(dataset, batch_size, num_workers=workers, pin_memory=device.type == "cuda", **kw)
+
+
+def fit(model: nn.Module, loss_fn: nn.Module, train: Dataset, val: Dataset, cfg: TrainConfig,
+        checkpoint_dir: str | Path, train_targets: np.ndarray | None = None) -> TrainResult:
+    """Train a classifier with best-epoch checkpointing on validation loss, early stopping, and resume."""
+    device = pick_device(cfg.device)
+    optimizer = make_optimizer(model.parameters(), cfg)
+    generator = torch.Generator()
+    # A last training batch of one image breaks BatchNorm in training mode; drop it only then.
+    lone = len(train) % cfg.batch_size == 1 and len(train) > 1
+    if cfg.sampler_pos_share > 0:
+        targets = train_targets if train_targets is not None else train.all_targets
+        sampler = balanced_sampler(targets, cfg.sampler_pos_share, cfg.seed, generator)
+        train_loader = _loader(train, cfg.batch_size, device, cfg.num_workers, sampler=sampler, drop_last=lone)
+    else:
+        train_loader = _loader(train, cfg.batch_size, device, cfg.num_workers, shuffle=True, generator=generator,
+                               drop_last=lone)
+    val_loader = _loader(val, cfg.batch_size * 2, device, cfg.num_workers, shuffle=False)
+
+    def batches(epoch: Epoch) -> DataLoader:
+        generator.manual_seed(cfg.seed + epoch.index)
+        return train_loader
+
+    def step(batch: dict, epoch: Epoch, _: int) -> StepOutput:
+        batch = to_device(batch, epoch.device)
+        target = batch["target"]
+        if cfg.mixup_alpha > 0:
+            batch["image"], target = mixup(batch["image"], target, cfg.mixup_alpha, epoch.rng)
+        output = forward(model, batch)
+        return StepOutput(loss_fn(output, target), len(target), _correct(output.detach(), batch["target"]))
+
+    def evaluate() -> dict[str, float]:
+        loss, acc = evaluate_loss(model, loss_fn, val_loader, device, cfg.amp)
+        return {"val_loss": loss, "val_acc": acc}
+
+    task = Task(optimizer, batches, step, evaluate, patience=cfg.patience, min_epochs=cfg.min_epochs,
+                scheduler=_scheduler(optimizer, cfg), grad_accum=cfg.grad_accum, amp=cfg.amp,
+                before_epoch=lambda e: _set_backbone_frozen(model, e.index < cfg.freeze_backbone_epochs))
+    return run_epochs(model, task, cfg, checkpoint_dir)
 
 
 @torch.no_grad()
@@ -265,9 +377,9 @@ def evaluate_loss(model: nn.Module, loss_fn: nn.Module, loader: DataLoader, devi
     model.eval()
     total, count, correct = 0.0, 0, 0
     for batch in loader:
-        batch = _batch_to(batch, device)
-        with torch.autocast(device.type, enabled=amp):
-            output = _forward(model, batch)
+        batch = to_device(batch, device)
+        with autocast(device, amp):
+            output = forward(model, batch)
             loss = loss_fn(output, batch["target"])
         total += float(loss) * len(batch["target"])
         count += len(batch["target"])
@@ -282,8 +394,7 @@ def predict(model: nn.Module, dataset: Dataset, batch_size: int = 128, device: s
     dev = pick_device(device)
     model.to(dev).eval()
     outputs = []
-    for batch in DataLoader(dataset, batch_size, shuffle=False):
-        batch = _batch_to(batch, dev)
-        out = _forward(model, batch).float()
+    for batch in DataLoader(dataset, batch_size, shuffle=False, pin_memory=dev.type == "cuda"):
+        out = forward(model, to_device(batch, dev)).float()
         outputs.append((activation(out) if activation else out).cpu())
     return torch.cat(outputs).numpy()

@@ -1,41 +1,42 @@
-"""Study 001's image transforms beyond torchvision: Shades-of-Grey colour constancy, per-image standardisation, mixup."""
+"""Image transforms every study shares (torchvision v2): evaluation, an augmentation recipe, mixup."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
+from torchvision.transforms import v2
+
+from derm_nb.models.backbones import IMAGENET_MEAN, IMAGENET_STD
 
 
-class ShadesOfGrey(nn.Module):
-    """Shades-of-Grey colour constancy (Finlayson & Trezzi) on a float image (C, H, W) in [0, 1].
-
-    The illuminant of channel c is the Minkowski p-norm mean of its values; each channel is scaled
-    so that the illuminant becomes neutral grey (p = 1: grey world; p -> inf: max-RGB).
-    """
-
-    def __init__(self, power: float = 6.0, eps: float = 1e-6):
-        super().__init__()
-        self.power, self.eps = power, eps
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        x = image.float()
-        illuminant = x.clamp_min(0).pow(self.power).mean(dim=(-2, -1)).pow(1 / self.power)
-        illuminant = illuminant / (illuminant.norm(dim=-1, keepdim=True) + self.eps)
-        gain = 1 / (illuminant * (x.shape[-3] ** 0.5) + self.eps)
-        return (x * gain[..., None, None]).clamp(0, 1)
+def normalise() -> list:
+    """[0, 255] uint8 -> float in [0, 1] -> ImageNet normalisation."""
+    return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
 
 
-class PerImageStandardize(nn.Module):
-    """Subtract each image's own mean and divide by its own standard deviation (study 001)."""
+def eval_transform(size: int) -> v2.Compose:
+    """Resize to `size`, scale to [0, 1], ImageNet normalisation."""
+    return v2.Compose([v2.Resize(size, antialias=True), *normalise()])
 
-    def __init__(self, eps: float = 1e-6):
-        super().__init__()
-        self.eps = eps
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        x = image.float()
-        return (x - x.mean()) / (x.std() + self.eps)
+def augment_transform(size: int, *, hflip: float = 0.5, vflip: float = 0.0, degrees: float = 0.0,
+                      translate: float = 0.0, scale: tuple[float, float] | None = None,
+                      jitter: tuple[float, float, float] | None = None) -> v2.Compose:
+    """Resize, then the random steps a study names (flips, shift-scale-rotate, colour jitter), then
+    normalise. `jitter` is (brightness, contrast, saturation)."""
+    steps: list = [v2.Resize(size, antialias=True)]
+    if hflip:
+        steps.append(v2.RandomHorizontalFlip(p=hflip))
+    if vflip:
+        steps.append(v2.RandomVerticalFlip(p=vflip))
+    if translate or scale:
+        steps.append(v2.RandomAffine(degrees=degrees, translate=(translate, translate) if translate else None,
+                                     scale=scale))
+    elif degrees:
+        steps.append(v2.RandomRotation(degrees))
+    if jitter:
+        steps.append(v2.ColorJitter(*jitter))
+    return v2.Compose([*steps, *normalise()])
 
 
 def mixup(images: torch.Tensor, targets: torch.Tensor, alpha: float,

@@ -7,6 +7,7 @@ later notebook reads the result, so no chapter repeats the loading logic.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from derm_nb.data.errors import DataError
 from derm_nb.data.manifest import MANIFEST_SCHEMA
 from derm_nb.data.quality import REPORT_COLUMNS
 from derm_nb.data.sources import CLASSES, load_source
-from derm_nb.data.splits import SPLIT_SCHEMES, add_study_splits, assert_no_leakage, split_column
+from derm_nb.data.splits import add_study_splits, assert_no_leakage, split_column, split_schemes
 
 
 @dataclass
@@ -63,17 +64,19 @@ def oracle_auc(prepared: Prepared, frame: pd.DataFrame) -> float | None:
     return float(roc_auc_score(merged["target"], merged["p_true"]))
 
 
-def prepare(source: str, root: str | os.PathLike[str], out: str | os.PathLike[str], seed: int = 0,
-            cache_size: int = 256, workers: int = 0, oracle_file: str | None = None) -> Prepared:
-    """Load a source into the manifest, add every study split (asserting no leakage), build the cache."""
+def prepare(source: str, root: str | os.PathLike[str], out: str | os.PathLike[str],
+            schemes: Mapping[str, Mapping[str, float]], seed: int = 0, cache_size: int = 256, workers: int = 0,
+            oracle_file: str | None = None) -> Prepared:
+    """Load a source into the manifest, add each split scheme ({name: {split: ratio}}, e.g. every
+    study's, asserting no leakage), and build the cache."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     manifest, report = load_source(source, root, workers)
     if manifest.empty:
         raise DataError(f"{root}: no usable images left after the quality checks\n{report}")
     stratify = "label"
-    manifest = add_study_splits(manifest, seed, stratify=stratify)
-    for scheme in SPLIT_SCHEMES:
+    manifest = add_study_splits(manifest, schemes, seed, stratify=stratify)
+    for scheme in schemes:
         assert_no_leakage(manifest, split_column(scheme))
     quality = report.frame()
     write_parquet(out / "manifest.parquet", manifest)
@@ -123,7 +126,7 @@ def resolve_source(source: str, root: str, preset: str, raw_dir: str | os.PathLi
 def split_summary(manifest: pd.DataFrame) -> pd.DataFrame:
     """Images per class in every split of every study scheme (rows: scheme x split)."""
     rows = []
-    for scheme in SPLIT_SCHEMES:
+    for scheme in split_schemes(manifest):
         counts = manifest.groupby([split_column(scheme), "label_name"]).size().unstack(fill_value=0)
         for split, row in counts.iterrows():
             rows.append({"scheme": scheme, "split": split, "images": int(row.sum()), **row.to_dict(),

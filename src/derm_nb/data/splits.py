@@ -1,4 +1,4 @@
-"""Group-aware stratified splits, the study-000 'small' set, and the study-002 imbalance subsets."""
+"""Group-aware stratified splits under named schemes, with a leakage check."""
 
 from __future__ import annotations
 
@@ -8,16 +8,6 @@ import numpy as np
 import pandas as pd
 
 from derm_nb.data.errors import DataError, LeakageError
-
-# Each study's split, as the seeds state them (study 003's 72/12/15 sums to 99 and is normalised;
-# study 004 uses ISIC 2017's official 2000/150/600 proportions).
-SPLIT_SCHEMES: dict[str, dict[str, float]] = {
-    "study000": {"train": 0.85, "val": 0.15},
-    "study001": {"train": 0.70, "val": 0.15, "test": 0.15},
-    "study002": {"train": 0.75, "val": 0.125, "test": 0.125},
-    "study003": {"train": 0.72, "val": 0.12, "test": 0.15},
-    "study004": {"train": 2000 / 2750, "val": 150 / 2750, "test": 600 / 2750},
-}
 
 
 def split_column(scheme: str) -> str:
@@ -63,40 +53,15 @@ def assert_no_leakage(frame: pd.DataFrame, split: str, group: str = "group_id") 
         raise LeakageError(f"{group} '{name}' appears in splits {seen} ({len(leaking)} groups leak in '{split}')")
 
 
-def add_study_splits(manifest: pd.DataFrame, seed: int, stratify: str = "target") -> pd.DataFrame:
-    """The manifest with one `split_<study>` column per scheme in SPLIT_SCHEMES."""
+def split_schemes(manifest: pd.DataFrame) -> list[str]:
+    """The split schemes a manifest carries, from its `split_<scheme>` columns."""
+    return [c.removeprefix("split_") for c in manifest.columns if c.startswith("split_")]
+
+
+def add_study_splits(manifest: pd.DataFrame, schemes: Mapping[str, Mapping[str, float]], seed: int,
+                     stratify: str = "target") -> pd.DataFrame:
+    """The manifest with one `split_<scheme>` column per scheme ({name: {split: ratio}})."""
     out = manifest.copy()
-    for scheme, ratios in SPLIT_SCHEMES.items():
+    for scheme, ratios in schemes.items():
         out[split_column(scheme)] = group_split(out, ratios, seed, stratify=stratify)
     return out
-
-
-def small_dataset(frame: pd.DataFrame, per_group: int = 2, seed: int = 0) -> pd.DataFrame:
-    """Study 000's patient-diverse set: every melanoma, plus `per_group` other images of each patient."""
-    positives = frame[frame["target"] == 1]
-    rest = frame[frame["target"] == 0]
-    rng = np.random.default_rng(seed)
-    keys = rng.random(len(rest))
-    sampled = rest.assign(_key=keys).sort_values("_key").groupby("group_id", sort=False).head(per_group)
-    return pd.concat([positives, sampled.drop(columns="_key")]).sort_index()
-
-
-def imbalance_subset(frame: pd.DataFrame, majority: int, minority: int, seed: int = 0) -> pd.DataFrame:
-    """Study 002's majority:minority subsets (benign:malignant), sampled without replacement."""
-    neg, pos = frame[frame["target"] == 0], frame[frame["target"] == 1]
-    if majority > len(neg) or minority > len(pos):
-        raise DataError(f"imbalance subset {majority}:{minority} needs more images than the pool has "
-                        f"({len(neg)} benign, {len(pos)} malignant); lower the scale parameter")
-    rng = np.random.default_rng(seed)
-    chosen = np.concatenate([rng.choice(neg.index.to_numpy(), majority, replace=False),
-                             rng.choice(pos.index.to_numpy(), minority, replace=False)])
-    return frame.loc[np.sort(chosen)]
-
-
-def imbalance_ratios(majority: int, minorities: list[int], scale: float, pool: pd.DataFrame) -> list[tuple[int, int]]:
-    """Scale the study's 4500:{...} sizes by `scale`, keeping at least 2 of each class."""
-    pairs = [(max(2, round(majority * scale)), max(2, round(m * scale))) for m in minorities]
-    for maj, mino in pairs:
-        if maj > (pool["target"] == 0).sum() or mino > (pool["target"] == 1).sum():
-            raise DataError(f"scaled subset {maj}:{mino} exceeds the pool; lower the scale parameter ({scale})")
-    return pairs

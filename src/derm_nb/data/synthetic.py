@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -317,6 +316,3 @@ def _write_isic2017(meta: pd.DataFrame, out: Path, cfg: SynthConfig, rng: np.ran
     write_csv(out / "ISIC-2017_Training_Data" / "ISIC-2017_Training_Data_metadata.csv",
               pd.DataFrame({"image_id": meta["image"], "age_approximate": age, "sex": sex}))
 
-
-def iter_presets() -> Iterator[str]:
-    yield from ("isic2020", "isic2017")

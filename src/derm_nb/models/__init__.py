@@ -1,1 +1,1 @@
-"""Models: backbones and weights resolution, study-specific heads, the simple CNN, MIL, clustering."""
+"""Models every study shares: the backbone registry with offline weights, and a generic classifier head."""

@@ -1,4 +1,5 @@
-"""Run one model variant end to end and record it under the artifact contract.
+"""A trained model variant's results: train and score it, write it under the artifact contract,
+and show it in a results table.
 
 Every model chapter trains variants the same way (fit, predict the evaluation split, score),
 so that loop lives here; the chapters only say which variants to build.
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+from sklearn.metrics import balanced_accuracy_score
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -37,10 +38,11 @@ class Variant:
 
 
 def count_parameters(model: nn.Module) -> int:
+    """Trainable and frozen parameters of `model`."""
     return int(sum(p.numel() for p in model.parameters()))
 
 
-def _train_and_predict(name: str, model: nn.Module, loss_fn: nn.Module, train: Dataset, evaluation: Dataset,
+def train_and_predict(name: str, model: nn.Module, loss_fn: nn.Module, train: Dataset, evaluation: Dataset,
                        cfg: TrainConfig, checkpoint_dir: Path, activation, train_targets: np.ndarray | None,
                        score_on: Dataset | None = None):
     """Fit with `evaluation` as the validation set, then predict `score_on` (default: `evaluation`)."""
@@ -64,7 +66,7 @@ def run_binary_variant(name: str, model: nn.Module, provenance: Provenance, loss
     With `test=(dataset, frame)`, the threshold is chosen on `evaluation` (validation) and the
     scores are those of the test split; predictions of both splits are kept.
     """
-    result, prob, record = _train_and_predict(name, model, loss_fn, train, evaluation, cfg, checkpoint_dir,
+    result, prob, record = train_and_predict(name, model, loss_fn, train, evaluation, cfg, checkpoint_dir,
                                               torch.sigmoid, train_targets)
     label = eval_frame["target"].to_numpy()
     scores = {**evaluate_binary(label, prob, threshold_rule, seed=cfg.seed), **record}
@@ -90,7 +92,7 @@ def run_multiclass_variant(name: str, model: nn.Module, provenance: Provenance, 
                            split: str = "test", score_on: Dataset | None = None) -> Variant:
     """Train a softmax classifier (early stopping on `evaluation`), score `score_on` (rows: `eval_frame`)
     per class, with weighted averages and the target class's one-vs-rest AUC."""
-    result, prob, record = _train_and_predict(name, model, loss_fn, train, evaluation, cfg, checkpoint_dir,
+    result, prob, record = train_and_predict(name, model, loss_fn, train, evaluation, cfg, checkpoint_dir,
                                               lambda x: torch.softmax(x, dim=1), None, score_on)
     label = eval_frame["label"].to_numpy()
     pred = prob.argmax(axis=1)
@@ -124,9 +126,8 @@ def write_model_artifacts(out: Path, variants: list[Variant], meta: dict | None 
 
 
 def weights_label(provenance: dict) -> str:
-    """Short text of the weights a model started from, for results tables."""
-    text = f"{provenance['backbone']}: {provenance['weights']} ({provenance['source']})"
-    return text + (f", for {provenance['substituted_for']}" if provenance.get("substituted_for") else "")
+    """Short text of the weights a model started from (a Provenance record as a dict), for results tables."""
+    return Provenance(**provenance).label()
 
 
 def results_table(variants: list[Variant], columns: dict[str, str]) -> pd.DataFrame:
@@ -134,81 +135,3 @@ def results_table(variants: list[Variant], columns: dict[str, str]) -> pd.DataFr
     rows = {v.name: {**{title: v.metrics.get(key) for key, title in columns.items()},
                      "weights": weights_label(v.provenance)} for v in variants}
     return pd.DataFrame(rows).T
-
-
-def scored_variant(name: str, frames: dict[str, pd.DataFrame], scores: dict[str, np.ndarray], provenance: dict,
-                   seconds: float = 0.0, history: pd.DataFrame | None = None, record: dict | None = None,
-                   seed: int = 0, threshold: float = 0.5) -> Variant:
-    """A variant from malignancy scores in [0, 1] per split, scored on `test` in study 002's table form
-    (class-weighted metrics at `threshold`, the study's nearest-prototype / argmax boundary)."""
-    from derm_nb.metrics import class_weighted_metrics
-
-    test = frames["test"]["target"].to_numpy()
-    metrics = {**class_weighted_metrics(test, scores["test"], threshold, seed=seed), "n_params": 0,
-               **(record or {}), "train_seconds": round(seconds, 1)}  # n_params 0: no network (scikit-learn)
-    predictions = pd.concat([pd.DataFrame({"image_id": frames[s]["image_id"].to_numpy(), "split": s, "model": name,
-                                           "label": frames[s]["target"].to_numpy(), "prob": np.asarray(p, float)})
-                             for s, p in scores.items()], ignore_index=True)
-    predictions["pred"] = (predictions["prob"] >= threshold).astype(int)
-    history = pd.DataFrame() if history is None else history.assign(model=name)
-    return Variant(name, history, predictions, metrics, seconds, provenance, int(metrics["n_params"]))
-
-
-def run_clustering_variant(name: str, inputs, cfg, frames: dict[str, pd.DataFrame], checkpoint_dir: Path,
-                           dim: int = 128, augment: bool = False, feature_selection: bool = True,
-                           train_rows: np.ndarray | None = None) -> Variant:
-    """Train an SDC / UDC embedder on `inputs` (a features.ModelInputs), score val and test by the
-    nearest prototype (Eq. 14), with the study's prototype feature selection when asked."""
-    from derm_nb.clustering import embed, malignancy_score, select_features, train_clustering
-
-    cfg.desc = name
-    model = inputs.embedder(dim)
-    result = train_clustering(model, inputs.dataset("train", augment, train_rows), inputs.dataset("val"), cfg,
-                              checkpoint_dir)
-    protos = result.prototypes
-    keep = select_features(protos.minority, protos.majority) if feature_selection else None
-    embeddings = {s: embed(model, inputs.dataset(s), device=cfg.device) for s in ("val", "test")}
-    scores = {s: malignancy_score(e, protos, keep) for s, e in embeddings.items()}
-    all_features = malignancy_score(embeddings["test"], protos)
-    test_y = frames["test"]["target"].to_numpy()
-    record = {"best_epoch": result.best_epoch, "epochs_run": len(result.history), "device": result.device,
-              "n_params": count_parameters(model), "prototype_updates": protos.updates,
-              "prototype_separation": protos.separation, "features_kept": int(keep.sum()) if keep is not None else dim,
-              "roc_auc_all_features": float(roc_auc_score(test_y, all_features)) if len(set(test_y)) == 2 else None,
-              "n_train": len(train_rows) if train_rows is not None else len(frames["train"])}
-    return scored_variant(name, frames, scores, inputs.provenance.as_dict(), result.seconds, result.history,
-                          record, seed=cfg.seed)
-
-
-def run_direct_classifier(name: str, inputs, cfg: TrainConfig, frames: dict[str, pd.DataFrame], checkpoint_dir: Path,
-                          augment: bool = False, loss_weighting: bool = False,
-                          train_rows: np.ndarray | None = None) -> Variant:
-    """Study 002's direct classifier (BCE, argmax boundary 0.5), optionally with augmentation or loss
-    weighting (positives weighted by n_majority / n_minority), scored in the study's table form."""
-    from derm_nb.losses import BCE
-
-    train = inputs.dataset("train", augment, train_rows)
-    targets = np.asarray(train.targets)
-    pos_weight = (targets == 0).sum() / max(1, (targets == 1).sum()) if loss_weighting else None
-    model = inputs.classifier()
-    result, val_prob, record = _train_and_predict(name, model, BCE(pos_weight), train, inputs.dataset("val"), cfg,
-                                                  checkpoint_dir, torch.sigmoid, None)
-    scores = {"val": val_prob,
-              "test": predict(model, inputs.dataset("test"), batch_size=cfg.batch_size * 2, device=cfg.device)}
-    record = {**record, "n_train": len(train), "pos_weight": pos_weight}
-    return scored_variant(name, frames, scores, inputs.provenance.as_dict(), result.seconds, result.history,
-                          record, seed=cfg.seed)
-
-
-STUDY002_COLUMNS = {"recall": "Recall", "precision": "Precision", "specificity": "Specificity",
-                    "accuracy": "Accuracy", "f1_weighted": "F1-score", "roc_auc": "AUC",
-                    "melanoma_recall": "melanoma recall"}
-
-
-def study002_table(variants: list[Variant]):
-    """Study 002's table form, in percent like the study, with the AUC's CI and the weights each row used."""
-    table = results_table(variants, {**STUDY002_COLUMNS, "roc_auc_ci_low": "AUC CI low",
-                                     "roc_auc_ci_high": "AUC CI high"})
-    numeric = [c for c in table.columns if c != "weights"]
-    table[numeric] = table[numeric].astype(float) * 100
-    return table.style.format(dict.fromkeys(numeric, "{:.2f}"))

@@ -1,14 +1,10 @@
-"""Study 004: an image as a bag of k x k blocks, a GCN over neighbouring blocks, attention pooling,
-and a lesion mask read off the attention weights.
-
-Bags (Eq. 1, Eq. 4), the model of Table 2 (torch-geometric's GCNConv and attentional aggregation),
-its train loop, and the segmentation scorer (Eq. 3) with the Jaccard index (Eq. 9).
-"""
+"""Study 004's multi-instance learning: an image as a bag of k x k blocks (Eq. 1, Eq. 4), rotation
+balancing, the model of Table 2 (torch-geometric's GCNConv and attentional aggregation) and its
+training on the package's engine."""
 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +19,7 @@ from torch_geometric.nn import AttentionalAggregation, GCNConv
 from torch_geometric.utils import softmax as segment_softmax
 from tqdm.auto import tqdm
 
-from derm_nb.artifacts import write_atomic
-from derm_nb.train import pick_device, start_run
+from derm_nb.train import Epoch, StepOutput, Task, pick_device, run_epochs
 
 STUDY_STRIDES = ((1000, 50), (2000, 120), (math.inf, 200))  # Eq. 4: (height below, stride) at 224 px blocks
 
@@ -112,9 +107,10 @@ class MILConfig:
     device: str = "auto"
     seed: int = 0
     resume: bool = True
+    desc: str = "GCN-MIL"
 
 
-def _evaluate(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[float, float]:
+def _evaluate(model: nn.Module, loader: DataLoader, device: torch.device) -> dict[str, float]:
     model.eval()
     total, correct, count = 0.0, 0, 0
     with torch.no_grad():
@@ -124,63 +120,32 @@ def _evaluate(model: nn.Module, loader: DataLoader, device: torch.device) -> tup
             total += float(F.cross_entropy(out, batch.y, reduction="sum"))
             correct += int((out.argmax(1) == batch.y).sum())
             count += len(batch.y)
-    return total / max(count, 1), correct / max(count, 1)
+    return {"val_loss": total / max(count, 1), "val_acc": correct / max(count, 1)}
 
 
-def train_mil(model: nn.Module, train: list[Data], val: list[Data], cfg: MILConfig, checkpoint_dir: str | Path,
-              desc: str = "GCN-MIL") -> pd.DataFrame:
-    """Cross-entropy training with the study's schedule; keeps the best validation-loss epoch.
-
-    Checkpoints are written atomically; `last.pt` resumes an interrupted run of the same configuration.
-    """
-    run = start_run(model, cfg, checkpoint_dir)
-    device, last_path, best_path, signature, state = run.device, run.last_path, run.best_path, run.signature, run.state
+def train_mil(model: nn.Module, train: list[Data], val: list[Data], cfg: MILConfig,
+              checkpoint_dir: str | Path) -> pd.DataFrame:
+    """Cross-entropy training with the study's schedule on the package's engine; keeps the best
+    validation-loss epoch and resumes an interrupted run of the same configuration."""
+    device = pick_device(cfg.device)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
-    history, best_loss, best_epoch, stale, start = [], math.inf, -1, 0, 0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        history, best_loss, best_epoch, stale, start = (state["history"], state["best_loss"], state["best_epoch"],
-                                                        state["stale"], state["epoch"] + 1)
-    generator = torch.Generator().manual_seed(cfg.seed)
+    generator = torch.Generator()
     loader = DataLoader(train, batch_size=cfg.batch_size, shuffle=True, generator=generator)
     val_loader = DataLoader(val, batch_size=64)
-    for epoch in range(start, cfg.epochs):
-        if stale >= cfg.patience:
-            break
-        tic = time.perf_counter()
-        generator.manual_seed(cfg.seed + epoch)
-        torch.manual_seed(cfg.seed + epoch)
+
+    def before_epoch(epoch: Epoch) -> None:
+        generator.manual_seed(cfg.seed + epoch.index)
         for group in optimizer.param_groups:
-            group["lr"] = cfg.lr if epoch < cfg.lr_change_epoch else cfg.lr_after
-        model.train()
-        total, correct, count = 0.0, 0, 0
-        for batch in tqdm(loader, desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}", leave=False):
-            batch = batch.to(device)
-            out = model(batch)
-            loss = F.cross_entropy(out, batch.y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach()) * len(batch.y)
-            correct += int((out.argmax(1) == batch.y).sum())
-            count += len(batch.y)
-        val_loss, val_acc = _evaluate(model, val_loader, device)
-        history.append({"epoch": epoch + 1, "train_loss": total / count, "val_loss": val_loss,
-                        "train_acc": correct / count, "val_acc": val_acc, "lr": optimizer.param_groups[0]["lr"],
-                        "seconds": time.perf_counter() - tic})
-        if val_loss < best_loss:
-            best_loss, best_epoch, stale = val_loss, epoch + 1, 0
-            write_atomic(best_path, lambda p: torch.save({"model": model.state_dict(), "epoch": epoch + 1}, p))
-        else:
-            stale += 1
-        write_atomic(last_path, lambda p: torch.save(
-            {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "history": history,
-             "best_loss": best_loss, "best_epoch": best_epoch, "stale": stale, "epoch": epoch,
-             "signature": signature}, p))
-    if best_epoch >= 1:
-        model.load_state_dict(torch.load(best_path, map_location=device, weights_only=True)["model"])
-    return pd.DataFrame(history)
+            group["lr"] = cfg.lr if epoch.index < cfg.lr_change_epoch else cfg.lr_after
+
+    def step(batch: Data, epoch: Epoch, _: int) -> StepOutput:
+        batch = batch.to(epoch.device)
+        out = model(batch)
+        return StepOutput(F.cross_entropy(out, batch.y), len(batch.y), int((out.argmax(1) == batch.y).sum()))
+
+    task = Task(optimizer, batches=lambda _: loader, step=step, evaluate=lambda: _evaluate(model, val_loader, device),
+                patience=cfg.patience, before_epoch=before_epoch, amp=False)
+    return run_epochs(model, task, cfg, checkpoint_dir).history
 
 
 @torch.no_grad()
@@ -195,36 +160,6 @@ def predict_bags(model: GCNMIL, bags: list[Data], device: str = "auto") -> tuple
         weights = model.attention(batch).cpu()
         attention += [weights[batch.batch.cpu() == b].numpy() for b in range(batch.num_graphs)]
     return torch.cat(probs).numpy(), attention
-
-
-def pixel_scores(attention: np.ndarray, class_prob: float, corners: np.ndarray, block: int,
-                 shape: tuple[int, int]) -> np.ndarray:
-    """Eq. 3's score map: each block scores (alpha / max alpha) x p, the attention weight scaled to
-    [0, 1] within the image times the predicted class's probability; a pixel covered by several blocks
-    takes the maximum, a pixel covered by none scores 0."""
-    scores = np.zeros(shape, dtype=np.float32)
-    top = float(np.max(attention)) if len(attention) else 0.0
-    block_scores = (np.asarray(attention) / top if top > 0 else np.zeros(len(attention))) * class_prob
-    for (y, x), value in zip(corners, block_scores):
-        window = scores[y:y + block, x:x + block]
-        np.maximum(window, value, out=window)
-    return scores
-
-
-def jaccard(pred: np.ndarray, truth: np.ndarray) -> float:
-    """Eq. 9: |pred and truth| / |pred or truth|; two empty masks agree perfectly (1)."""
-    pred, truth = np.asarray(pred, bool), np.asarray(truth, bool)
-    union = np.logical_or(pred, truth).sum()
-    return float(np.logical_and(pred, truth).sum() / union) if union else 1.0
-
-
-ETA_GRID = np.round(np.arange(0.0, 1.0001, 0.05), 2)
-
-
-def sweep_eta(score_maps: list[np.ndarray], masks: list[np.ndarray], etas: np.ndarray = ETA_GRID) -> pd.DataFrame:
-    """Mean Jaccard over the images for each threshold eta (pixel = lesion where score >= eta)."""
-    return pd.DataFrame({"eta": etas, "jaccard": [np.mean([jaccard(s >= eta, m) for s, m in zip(score_maps, masks)])
-                                                   for eta in etas]})
 
 
 def rotations(steps: dict[str, int], classes: list[str]) -> dict[int, list[int]]:

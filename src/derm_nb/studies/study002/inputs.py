@@ -1,4 +1,5 @@
-"""What a model trains on: images (the whole backbone trains) or features of a frozen backbone.
+"""Study 002's models and what they train on: the embedder, and images (the whole backbone trains)
+or features of a frozen backbone.
 
 Study 002 fine-tunes the whole backbone (`finetune="all"`). On a CPU that costs too much for the
 dozens of variants the study compares, so the CPU profiles can instead freeze the pretrained
@@ -15,13 +16,60 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from derm_nb.clustering import Embedder, FeatureSet
-from derm_nb.datasets import CachedImages, eval_transform, study002_augment
+from derm_nb.datasets import CachedImages
 from derm_nb.models.backbones import create_backbone
-from derm_nb.models.cnn import BackboneClassifier
+from derm_nb.models.heads import BackboneClassifier
 from derm_nb.train import predict, seed_everything
+from derm_nb.transforms import augment_transform, eval_transform
 
 FINETUNE = ("all", "head")
+
+
+def augment(size: int):
+    """Shifts of ±25 px at 256 px (scaled to `size`), flips, rotation ±10°, zoom 90-110 %."""
+    return augment_transform(size, hflip=0.5, vflip=0.5, degrees=10, translate=25 / 256, scale=(0.9, 1.1))
+
+
+_augment = augment  # the methods below take an `augment` flag that shadows the function
+
+
+class Embedder(nn.Module):
+    """Backbone (or none, on precomputed features) -> dropout 0.3 -> embedding layer of width `dim`."""
+
+    def __init__(self, backbone: nn.Module | None, width: int, dim: int = 128, dropout: float = 0.3):
+        super().__init__()
+        self.backbone = backbone if backbone is not None else nn.Identity()
+        self.dropout = nn.Dropout(dropout)
+        self.embedding = nn.Linear(width, dim)
+
+    def forward(self, image: torch.Tensor, **_: torch.Tensor) -> torch.Tensor:
+        return self.embedding(self.dropout(self.backbone(image)))
+
+
+class FeatureSet(Dataset):
+    """Precomputed backbone features as a dataset of {"image": features, "target"}.
+
+    `features` is (N, D), or (V, N, D) for V views of each image (the original plus augmented
+    copies): an item then draws one view at random (torch's seeded RNG), like on-the-fly augmentation.
+    """
+
+    def __init__(self, features: np.ndarray | torch.Tensor, targets: np.ndarray):
+        feats = torch.as_tensor(np.asarray(features), dtype=torch.float32)
+        self.features = feats if feats.ndim == 3 else feats.unsqueeze(0)
+        self.targets = torch.as_tensor(np.array(targets)).long()
+        if self.features.shape[1] != len(self.targets):
+            raise ValueError(f"{self.features.shape[1]} feature rows for {len(self.targets)} targets")
+
+    def __len__(self) -> int:
+        return self.features.shape[1]
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        view = int(torch.randint(self.features.shape[0], ())) if self.features.shape[0] > 1 else 0
+        return {"image": self.features[view, index], "target": self.targets[index]}
+
+    @property
+    def all_targets(self) -> np.ndarray:
+        return self.targets.numpy()
 
 
 @torch.no_grad()
@@ -52,7 +100,7 @@ class ModelInputs:
         rows = np.arange(len(self.targets[split])) if rows is None else np.asarray(rows)
         copies = self.aug_views if augment else 0
         return CachedImages(self.images[split][rows], self.targets[split][rows], eval_transform(self.size),
-                            copies=copies, augment=study002_augment(self.size) if augment else None, seed=self.seed)
+                            copies=copies, augment=_augment(self.size) if augment else None, seed=self.seed)
 
     def features(self, split: str, augment: bool = False) -> np.ndarray:
         """Frozen-backbone features: (N, D), or (1 + aug_views, N, D) with augmented copies (head mode)."""
@@ -68,7 +116,7 @@ class ModelInputs:
         if self.finetune == "all":
             if augment:
                 rows_ = np.arange(len(self.targets[split])) if rows is None else np.asarray(rows)
-                return CachedImages(self.images[split][rows_], self.targets[split][rows_], study002_augment(self.size),
+                return CachedImages(self.images[split][rows_], self.targets[split][rows_], _augment(self.size),
                                     seed=self.seed)
             return self._images(split, False, rows)
         feats = self.features(split, augment)
@@ -96,9 +144,7 @@ class ModelInputs:
         return model
 
     def describe(self) -> str:
-        prov = self.provenance
-        what = (f"**{prov.backbone}** ({prov.weights}, {prov.source})"
-                + (f", standing in for {prov.substituted_for}" if prov.substituted_for else ""))
+        what = self.provenance.label()
         how = ("the whole backbone is trained" if self.finetune == "all" else
                "the backbone is frozen and only the new layers train, on its pooled features")
         return f"{what}; {how}"

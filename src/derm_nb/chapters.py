@@ -1,0 +1,150 @@
+"""The one registry of chapters, and the one-call context a chapter opens with.
+
+Each chapter names its kind, the study it follows, the prepared dataset and split scheme it
+reads, and every file it reads from an upstream chapter. The runner orders and checks runs
+with it, the analysis chapters find the model chapters with it, and a notebook starts with
+`ctx = chapter("02_baseline", profile, run_dir)`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+from derm_nb.artifacts import notebook_dir, read_json, run_dir_for
+from derm_nb.data.prepared import Prepared, load_prepared, oracle_auc
+
+
+@dataclass(frozen=True)
+class Chapter:
+    """One chapter: its notebook stem, kind, study, dataset, split scheme and named upstream reads."""
+
+    stem: str
+    kind: str                          # data | eda | model | analysis | appendix
+    study: str | None = None
+    dataset: str | None = None         # the prepared dataset it reads: binary | multiclass
+    reads: Mapping[str, tuple[str, str]] = field(default_factory=dict)   # name -> (chapter, file)
+
+    @property
+    def scheme(self) -> str | None:
+        return f"study{self.study}" if self.study else None
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        """The chapters whose artifacts this one reads, in registry order."""
+        upstream = {source for source, _ in self.reads.values()} | ({"00_data"} if self.dataset else set())
+        return tuple(c.stem for c in CHAPTERS if c.stem in upstream)
+
+
+def _metrics(*stems: str) -> dict[str, tuple[str, str]]:
+    return {f"{stem}/{name}": (stem, name) for stem in stems for name in ("metrics.json", "predictions.parquet")}
+
+
+CHAPTERS: tuple[Chapter, ...] = (
+    Chapter("00_data", "data"),
+    Chapter("01_eda", "eda", "000", "binary"),
+    Chapter("02_baseline", "model", "000", "binary"),
+    Chapter("03_experts", "model", "000", "binary", {
+        "brightness_split": ("01_eda", "brightness_split.json"), "image_stats": ("01_eda", "image_stats.parquet"),
+        **_metrics("02_baseline")}),
+    Chapter("04_efficientnet", "model", "001", "binary"),
+    Chapter("05_deep_clustering", "model", "002", "binary"),
+    Chapter("06_architectures", "model", "003", "multiclass"),
+    Chapter("07_gcn_mil", "model", "004", "multiclass"),
+    Chapter("08_error_analysis", "analysis", None, "binary", {
+        "brightness_split": ("01_eda", "brightness_split.json"), "image_stats": ("01_eda", "image_stats.parquet"),
+        **_metrics("02_baseline", "03_experts", "04_efficientnet")}),
+    Chapter("09_summary", "analysis", None, None, {
+        "data_summary": ("00_data", "summary.json"),
+        **_metrics("02_baseline", "03_experts", "04_efficientnet", "05_deep_clustering", "06_architectures",
+                   "07_gcn_mil")}),
+    Chapter("10_speed", "appendix"),
+)
+
+MODEL_CHAPTERS: tuple[str, ...] = tuple(c.stem for c in CHAPTERS if c.kind == "model")
+
+
+def spec(stem: str) -> Chapter:
+    """The registry entry of chapter `stem`; a KeyError naming the known ones otherwise."""
+    for c in CHAPTERS:
+        if c.stem == stem:
+            return c
+    raise KeyError(f"unknown chapter '{stem}' (known: {', '.join(c.stem for c in CHAPTERS)})")
+
+
+class UndeclaredRead(KeyError):
+    """A chapter read a file of another chapter that the registry does not list for it."""
+
+
+@dataclass
+class ChapterContext:
+    """Everything a chapter opens with: its out folder, its data and splits, and its upstream reads."""
+
+    chapter: Chapter
+    profile: str
+    run_dir: Path
+
+    @cached_property
+    def out(self) -> Path:
+        """`runs/<profile>/<stem>/`, created if missing."""
+        return notebook_dir(self.run_dir, self.chapter.stem)
+
+    @cached_property
+    def data(self) -> Prepared:
+        """The prepared dataset this chapter reads (written by 00_data)."""
+        if not self.chapter.dataset:
+            raise KeyError(f"{self.chapter.stem} reads no prepared dataset")
+        return load_prepared(self.run_dir / "00_data" / self.chapter.dataset)
+
+    def split(self, name: str) -> pd.DataFrame:
+        """One split (`train`, `val`, `test`) of this chapter's study scheme, rows renumbered from 0."""
+        return self.data.split(self.chapter.scheme, name).reset_index(drop=True)
+
+    def splits(self, names: tuple[str, ...] = ("train", "val", "test")) -> dict[str, pd.DataFrame]:
+        return {s: self.split(s) for s in names}
+
+    def images(self, frame: pd.DataFrame) -> torch.Tensor:
+        """The cached images of `frame`'s rows as one uint8 tensor (N, 3, S, S)."""
+        from derm_nb.datasets import load_split_images
+
+        return load_split_images(self.data.cache_dir, frame)
+
+    def masks(self, frame: pd.DataFrame, size: int) -> list[np.ndarray]:
+        """The cached lesion masks of `frame`'s rows at `size` px (nearest neighbour), as booleans."""
+        return [np.asarray(Image.open(p.with_name(p.stem + "_mask.png")).resize((size, size), Image.NEAREST)) > 127
+                for p in self.data.image_paths(frame)]
+
+    def oracle_auc(self, frame: pd.DataFrame) -> float | None:
+        """The generator's oracle AUC on `frame` (None for real data)."""
+        return oracle_auc(self.data, frame)
+
+    def path(self, name: str) -> Path:
+        """The path of the upstream file `name`; only reads the registry lists for this chapter."""
+        if name not in self.chapter.reads:
+            raise UndeclaredRead(f"{self.chapter.stem} does not declare the read '{name}' in derm_nb.chapters "
+                                 f"(it declares: {', '.join(self.chapter.reads) or 'none'})")
+        source, file = self.chapter.reads[name]
+        path = self.run_dir / source / file
+        if not path.is_file():
+            raise FileNotFoundError(f"{self.chapter.stem} reads {path}, which {source} has not written: run {source} "
+                                    f"under the '{self.profile}' profile first")
+        return path
+
+    def read(self, name: str) -> Any:
+        """An upstream file by its registry name: JSON as a dict, parquet as a DataFrame."""
+        path = self.path(name)
+        return read_json(path) if path.suffix == ".json" else pd.read_parquet(path)
+
+
+def chapter(stem: str, profile: str, run_dir: str | os.PathLike[str] = "") -> ChapterContext:
+    """The context of chapter `stem` under `profile` (runs/<profile>/ unless `run_dir` is given)."""
+    return ChapterContext(spec(stem), profile, run_dir_for(profile, run_dir))

@@ -1,0 +1,205 @@
+"""Study 000: resource-efficient ResNet-18 + metadata on ISIC 2020 (seed 000).
+
+Its split (85:15, patient-grouped), the patient-diverse "small" set, its augmentation, the base
+model (an image branch fused with a one-hot tabular branch), the sex and brightness mixtures of
+experts with their gates, the named training sets, its paper card and its verdict for the summary.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.compose import ColumnTransformer
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
+from torch import nn
+
+from derm_nb.cards import PaperCard
+from derm_nb.datasets import CachedImages
+from derm_nb.models.backbones import create_backbone
+from derm_nb.results import weights_label
+from derm_nb.transforms import augment_transform, eval_transform
+
+SPLIT = {"train": 0.85, "val": 0.15}
+
+TABULAR_COLUMNS = ["sex", "site", "age"]
+
+
+def tabular_encoder() -> ColumnTransformer:
+    """One-hot sex and site (unseen values -> all zeros), age scaled to years / 100."""
+    return ColumnTransformer([
+        ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False), ["sex", "site"]),
+        ("age", FunctionTransformer(lambda a: np.asarray(a, dtype=float) / 100.0), ["age"]),
+    ])
+
+
+def encode_tabular(train: pd.DataFrame, *others: pd.DataFrame) -> list[np.ndarray]:
+    """Fit the encoder on the training rows only, then transform every frame given."""
+    encoder = tabular_encoder().fit(train[TABULAR_COLUMNS].astype({"sex": str, "site": str}))
+    return [encoder.transform(f[TABULAR_COLUMNS].astype({"sex": str, "site": str})).astype(np.float32)
+            for f in (train, *others)]
+
+
+class TabularBranch(nn.Sequential):
+    """Metadata MLP, as in the SIIM-ISIC 2020 winning solution's meta branch (smaller)."""
+
+    def __init__(self, n_features: int, hidden: int = 64, out: int = 32, dropout: float = 0.3):
+        super().__init__(nn.Linear(n_features, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Dropout(dropout),
+                         nn.Linear(hidden, out), nn.BatchNorm1d(out), nn.ReLU())
+        self.out_features = out
+
+
+class FusionNet(nn.Module):
+    """Image features (+ tabular features) -> one logit (sigmoid + BCE outside)."""
+
+    def __init__(self, backbone: nn.Module, width: int, n_tabular: int = 0, dropout: float = 0.3):
+        super().__init__()
+        self.backbone = backbone
+        self.tabular = TabularBranch(n_tabular) if n_tabular else None
+        extra = self.tabular.out_features if self.tabular is not None else 0
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(width + extra, 1))
+
+    def forward(self, image: torch.Tensor, tabular: torch.Tensor | None = None, **_: torch.Tensor) -> torch.Tensor:
+        features = self.backbone(image)
+        if self.tabular is not None:
+            features = torch.cat([features, self.tabular(tabular)], dim=1)
+        return self.head(features)
+
+
+class GatedExperts(nn.Module):
+    """Two image experts sharing one tabular branch; a fixed gate (N, 2) mixes their features.
+
+    Study 000's sex experts gate by sex, its brightness experts by the brightness split. A row
+    whose gate is (0.5, 0.5) (e.g. unknown sex) gets the average of both experts' features.
+    """
+
+    def __init__(self, backbones: list[nn.Module], width: int, n_tabular: int, dropout: float = 0.3):
+        super().__init__()
+        self.backbones = nn.ModuleList(backbones)
+        self.tabular = TabularBranch(n_tabular)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(width + self.tabular.out_features, 1))
+
+    def forward(self, image: torch.Tensor, tabular: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+        features = sum(gate[:, k : k + 1] * expert(image) for k, expert in enumerate(self.backbones))
+        return self.head(torch.cat([features, self.tabular(tabular)], dim=1))
+
+
+def sex_gate(sex: pd.Series) -> np.ndarray:
+    """(male, female) gate: one-hot by sex; unknown sex -> (0.5, 0.5)."""
+    sex = sex.astype(str)
+    return np.stack([np.where(sex == "male", 1.0, np.where(sex == "female", 0.0, 0.5)),
+                     np.where(sex == "female", 1.0, np.where(sex == "male", 0.0, 0.5))], axis=1).astype(np.float32)
+
+
+def brightness_gate(brightness: pd.Series, split: float) -> np.ndarray:
+    """(dark, light) gate at the brightness split point from the EDA chapter."""
+    dark = (np.asarray(brightness, dtype=float) <= split).astype(np.float32)
+    return np.stack([dark, 1 - dark], axis=1)
+
+
+def build_fusion(backbone: str, weights: str, fallback: str, n_tabular: int, experts: int = 0):
+    """A FusionNet (or GatedExperts with `experts` image branches) and the weights each branch started from."""
+    if not experts:
+        net, width, provenance = create_backbone(backbone, weights, fallback)
+        return FusionNet(net, width, n_tabular), provenance
+    branches = [create_backbone(backbone, weights, fallback) for _ in range(experts)]
+    return GatedExperts([b[0] for b in branches], branches[0][1], n_tabular), branches[0][2]
+
+
+def small_dataset(frame: pd.DataFrame, per_group: int = 2, seed: int = 0) -> pd.DataFrame:
+    """The patient-diverse set: every melanoma, plus `per_group` other images of each patient."""
+    positives = frame[frame["target"] == 1]
+    rest = frame[frame["target"] == 0]
+    rng = np.random.default_rng(seed)
+    keys = rng.random(len(rest))
+    sampled = rest.assign(_key=keys).sort_values("_key").groupby("group_id", sort=False).head(per_group)
+    return pd.concat([positives, sampled.drop(columns="_key")]).sort_index()
+
+
+def augment(size: int):
+    """The study's albumentations recipe in torchvision v2: flip, shift-scale-rotate, brightness."""
+    return augment_transform(size, hflip=0.5, degrees=45, translate=0.0625, scale=(0.9, 1.1), jitter=(0.2, 0, 0))
+
+
+def training_sets(train: pd.DataFrame, aug_copies: list[int], per_group: int, seed: int) -> dict:
+    """The named training sets, {name: (rows, augmented copies per image)}: all, small, small + k aug."""
+    small = small_dataset(train, per_group=per_group, seed=seed)
+    return {"Base All": (train, 0), "Base Small": (small, 0), **{f"Base Small {k}aug": (small, k) for k in aug_copies}}
+
+
+def expert_gates(brightness: pd.Series, split_point: float) -> dict:
+    """The two mixtures of experts, each a function of a frame giving its (N, 2) gate."""
+    return {"Sex experts": lambda f: sex_gate(f["sex"]),
+            "Brightness experts": lambda f: brightness_gate(brightness.loc[f["image_id"]], split_point)}
+
+
+def common_validation(val: pd.DataFrame, sets: dict) -> pd.DataFrame:
+    """The validation rows that no training set in `sets` ({name: (rows, copies)}) uses."""
+    used = set().union(*(set(frame["image_id"]) for frame, _ in sets.values()))
+    return val[~val["image_id"].isin(used)]
+
+
+def set_summary(sets: dict) -> pd.DataFrame:
+    """Images (with augmented copies), distinct images, melanomas and patients of each training set."""
+    return pd.DataFrame({name: {"images": len(f) * (k + 1), "distinct images": len(f),
+                                "melanomas": int(f["target"].sum()), "patients": f["group_id"].nunique()}
+                         for name, (f, k) in sets.items()}).T
+
+
+def training_dataset(train: pd.DataFrame, images: torch.Tensor, tabular: np.ndarray, frame: pd.DataFrame,
+                     size: int, copies: int = 0, seed: int = 0, extra: np.ndarray | None = None) -> CachedImages:
+    """`frame`'s rows picked out of the training split's images and tabular features (rows of `train`),
+    with `copies` fixed augmented copies of each image and an optional expert gate."""
+    position = {image_id: k for k, image_id in enumerate(train["image_id"])}
+    rows = [position[i] for i in frame["image_id"]]
+    return CachedImages(images[rows], frame["target"], eval_transform(size), tabular[rows], copies=copies,
+                        augment=augment(size) if copies else None, seed=seed, extra=extra)
+
+
+def base_rows(metrics: dict, columns: dict[str, str], names: tuple[str, ...] = ("Base All", "Base Small")
+              ) -> pd.DataFrame:
+    """The base chapter's rows (from its metrics.json `variants`) in the form of a results table."""
+    return pd.DataFrame({name: {**{title: m.get(key) for key, title in columns.items()},
+                                "weights": weights_label(m["weights"])}
+                         for name, m in metrics.items() if name in names}).T
+
+
+def subgroup_attributes(frame: pd.DataFrame, brightness: pd.Series, split_point: float) -> pd.DataFrame:
+    """image_id, sex and brightness band (dark / light at the split point) of `frame`'s rows."""
+    dark = brightness.loc[frame["image_id"]].to_numpy() <= split_point
+    return frame.assign(brightness_band=np.where(dark, "dark", "light"))[["image_id", "sex", "brightness_band"]]
+
+
+CARD = PaperCard(
+    study="000",
+    title="Resource-efficient melanoma classification with ResNet-18 and metadata",
+    data=("SIIM-ISIC 2020 training data (33,126 images, 1.76 % melanoma), 85:15 patient-grouped "
+          "validation split, ResNet-18 (ImageNet) at 256 px; the 'small' set had 3,987 images. "
+          "Kaggle private test ROC-AUC of Base Small: 0.845."),
+    tables={"Table 1": pd.DataFrame(
+        {"Threshold": [0.02, 0.28, 0.10, 0.11], "F1-Score": [0.056, 0.041, 0.033, 0.027],
+         "ROC-AUC": [0.900, 0.868, 0.856, 0.834], "Recall": [0.806, 0.806, 0.806, 0.806]},
+        index=["Base All", "Base Small", "Base Small 3aug", "Base Small 5aug"])},
+    notes={"experts": ("The sex- and brightness-based experts 'failed to train' except on all images, with "
+                       "ROC-AUC no better than chance on the smaller sets (study 000, §6); no table was published.")},
+    headlines=(
+        ("ResNet-18 + metadata, small set", "ROC-AUC (validation)", 0.868, "SIIM-ISIC 2020, 85:15 patient split"),
+        ("ResNet-18 + metadata, all images", "ROC-AUC (validation)", 0.900, "SIIM-ISIC 2020, 85:15 patient split"),
+    ),
+)
+
+
+def verdict(rows: pd.DataFrame) -> str:
+    """One line for the summary: small vs all images, and the experts against the base model."""
+    published = CARD.tables["Table 1"]["ROC-AUC"]
+    auc = rows["roc_auc"]
+    small, every = auc.get("Base Small"), auc.get("Base All")
+    if small is None or every is None:
+        return "* **Study 000**: the base chapter did not train both the small and the all-images model."
+    text = (f"* **Study 000**: small set {small:.3f} vs all images {every:.3f} (study: "
+            f"{published['Base Small']:.3f} vs {published['Base All']:.3f}); the small set "
+            + ("held up" if small >= every - 0.05 else "fell behind") + " here.")
+    experts = auc[auc.index.str.contains("experts")]
+    if len(experts):
+        text += f" Best expert model {experts.max():.3f} vs best base {auc[~auc.index.str.contains('experts')].max():.3f}."
+    return text

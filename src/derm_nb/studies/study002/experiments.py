@@ -1,0 +1,216 @@
+"""Study 002's variants end to end: SDC / UDC embedders, the direct classifiers and the unsupervised
+baselines, scored in the study's table form; the imbalance sweep (Fig. 4) and the chapter's closing numbers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.metrics import roc_auc_score
+
+from derm_nb.data.errors import DataError
+from derm_nb.datasets import CachedImages
+from derm_nb.losses import BCE
+from derm_nb.metrics import class_weighted_metrics
+from derm_nb.results import Variant, count_parameters, results_table, train_and_predict
+from derm_nb.studies.study002 import CARD
+from derm_nb.studies.study002.baselines import (
+    UNSUPERVISED_BASELINES,
+    CAEConfig,
+    ConvAutoencoder,
+    cae_scores,
+    train_autoencoder,
+    unsupervised_baseline,
+)
+from derm_nb.studies.study002.inputs import ModelInputs
+from derm_nb.studies.study002.losses import malignancy_score, select_features
+from derm_nb.studies.study002.training import ClusterConfig, embed, train_clustering
+from derm_nb.train import TrainConfig, predict
+from derm_nb.transforms import eval_transform
+
+
+def scored_variant(name: str, frames: dict[str, pd.DataFrame], scores: dict[str, np.ndarray], provenance: dict,
+                   seconds: float = 0.0, history: pd.DataFrame | None = None, record: dict | None = None,
+                   seed: int = 0, threshold: float = 0.5) -> Variant:
+    """A variant from malignancy scores in [0, 1] per split, scored on `test` in study 002's table form
+    (class-weighted metrics at `threshold`, the study's nearest-prototype / argmax boundary)."""
+    test = frames["test"]["target"].to_numpy()
+    metrics = {**class_weighted_metrics(test, scores["test"], threshold, seed=seed), "n_params": 0,
+               **(record or {}), "train_seconds": round(seconds, 1)}  # n_params 0: no network (scikit-learn)
+    predictions = pd.concat([pd.DataFrame({"image_id": frames[s]["image_id"].to_numpy(), "split": s, "model": name,
+                                           "label": frames[s]["target"].to_numpy(), "prob": np.asarray(p, float)})
+                             for s, p in scores.items()], ignore_index=True)
+    predictions["pred"] = (predictions["prob"] >= threshold).astype(int)
+    history = pd.DataFrame() if history is None else history.assign(model=name)
+    return Variant(name, history, predictions, metrics, seconds, provenance, int(metrics["n_params"]))
+
+
+def run_clustering_variant(name: str, inputs: ModelInputs, cfg: ClusterConfig, frames: dict[str, pd.DataFrame],
+                           checkpoint_dir: Path, dim: int = 128, augment: bool = False, feature_selection: bool = True,
+                           train_rows: np.ndarray | None = None) -> Variant:
+    """Train an SDC / UDC embedder on `inputs` (a features.ModelInputs), score val and test by the
+    nearest prototype (Eq. 14), with the study's prototype feature selection when asked."""
+    cfg.desc = name
+    model = inputs.embedder(dim)
+    result = train_clustering(model, inputs.dataset("train", augment, train_rows), inputs.dataset("val"), cfg,
+                              checkpoint_dir)
+    protos = result.prototypes
+    keep = select_features(protos.minority, protos.majority) if feature_selection else None
+    embeddings = {s: embed(model, inputs.dataset(s), device=cfg.device) for s in ("val", "test")}
+    scores = {s: malignancy_score(e, protos, keep) for s, e in embeddings.items()}
+    all_features = malignancy_score(embeddings["test"], protos)
+    test_y = frames["test"]["target"].to_numpy()
+    record = {"best_epoch": result.best_epoch, "epochs_run": len(result.history), "device": result.device,
+              "n_params": count_parameters(model), "prototype_updates": protos.updates,
+              "prototype_separation": protos.separation, "features_kept": int(keep.sum()) if keep is not None else dim,
+              "roc_auc_all_features": float(roc_auc_score(test_y, all_features)) if len(set(test_y)) == 2 else None,
+              "n_train": len(train_rows) if train_rows is not None else len(frames["train"])}
+    return scored_variant(name, frames, scores, inputs.provenance.as_dict(), result.seconds, result.history,
+                          record, seed=cfg.seed)
+
+
+def run_direct_classifier(name: str, inputs: ModelInputs, cfg: TrainConfig, frames: dict[str, pd.DataFrame], checkpoint_dir: Path,
+                          augment: bool = False, loss_weighting: bool = False,
+                          train_rows: np.ndarray | None = None) -> Variant:
+    """Study 002's direct classifier (BCE, argmax boundary 0.5), optionally with augmentation or loss
+    weighting (positives weighted by n_majority / n_minority), scored in the study's table form."""
+    train = inputs.dataset("train", augment, train_rows)
+    targets = np.asarray(train.targets)
+    pos_weight = (targets == 0).sum() / max(1, (targets == 1).sum()) if loss_weighting else None
+    model = inputs.classifier()
+    result, val_prob, record = train_and_predict(name, model, BCE(pos_weight), train, inputs.dataset("val"), cfg,
+                                                  checkpoint_dir, torch.sigmoid, None)
+    scores = {"val": val_prob,
+              "test": predict(model, inputs.dataset("test"), batch_size=cfg.batch_size * 2, device=cfg.device)}
+    record = {**record, "n_train": len(train), "pos_weight": pos_weight}
+    return scored_variant(name, frames, scores, inputs.provenance.as_dict(), result.seconds, result.history,
+                          record, seed=cfg.seed)
+
+
+STUDY002_COLUMNS = {"recall": "Recall", "precision": "Precision", "specificity": "Specificity",
+                    "accuracy": "Accuracy", "f1_weighted": "F1-score", "roc_auc": "AUC",
+                    "melanoma_recall": "melanoma recall"}
+
+
+def table(variants: list[Variant]):
+    """Study 002's table form, in percent like the study, with the AUC's CI and the weights each row used."""
+    table = results_table(variants, {**STUDY002_COLUMNS, "roc_auc_ci_low": "AUC CI low",
+                                     "roc_auc_ci_high": "AUC CI high"})
+    numeric = [c for c in table.columns if c != "weights"]
+    table[numeric] = table[numeric].astype(float) * 100
+    return table.style.format(dict.fromkeys(numeric, "{:.2f}"))
+
+
+def imbalance_subset(frame: pd.DataFrame, majority: int, minority: int, seed: int = 0) -> pd.DataFrame:
+    """The majority:minority subsets (benign:malignant), sampled without replacement."""
+    neg, pos = frame[frame["target"] == 0], frame[frame["target"] == 1]
+    if majority > len(neg) or minority > len(pos):
+        raise DataError(f"imbalance subset {majority}:{minority} needs more images than the pool has "
+                        f"({len(neg)} benign, {len(pos)} malignant); lower the scale parameter")
+    rng = np.random.default_rng(seed)
+    chosen = np.concatenate([rng.choice(neg.index.to_numpy(), majority, replace=False),
+                             rng.choice(pos.index.to_numpy(), minority, replace=False)])
+    return frame.loc[np.sort(chosen)]
+
+
+def imbalance_ratios(majority: int, minorities: list[int], scale: float, pool: pd.DataFrame) -> list[tuple[int, int]]:
+    """Scale the study's 4500:{...} sizes by `scale`, keeping at least 2 of each class."""
+    pairs = [(max(2, round(majority * scale)), max(2, round(m * scale))) for m in minorities]
+    for maj, mino in pairs:
+        if maj > (pool["target"] == 0).sum() or mino > (pool["target"] == 1).sum():
+            raise DataError(f"scaled subset {maj}:{mino} exceeds the pool; lower the scale parameter ({scale})")
+    return pairs
+
+
+def split_table(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Images, melanomas, melanoma share and patients of each split."""
+    return pd.DataFrame({s: {"images": len(f), "melanomas": int(f["target"].sum()),
+                             "melanoma share": f["target"].mean(), "patients": f["group_id"].nunique()}
+                         for s, f in frames.items()}).T
+
+
+def sdc_by_backbone(names: list[str], main_name: str, main: ModelInputs, inputs_for: Callable[[str], ModelInputs],
+                    cfg: dict, frames: dict[str, pd.DataFrame], checkpoints: Path, dim: int,
+                    feature_selection: bool = True) -> tuple[list[Variant], dict[str, ModelInputs], list[str]]:
+    """SDC COM-Triplet on each backbone in turn (Tables I-II); returns the variants, the inputs used by name
+    (the main one first) and the backbones skipped because their stand-in weights are the main backbone's."""
+    variants, used, skipped = [], {main_name: main}, []
+    for name in names:
+        inputs = used.get(name) or inputs_for(name)
+        if name != main_name and inputs.provenance == main.provenance:
+            skipped.append(name)
+            continue
+        used[name] = inputs
+        variants.append(run_clustering_variant(f"SDC {inputs.provenance.backbone}", inputs, ClusterConfig(**cfg),
+                                               frames, checkpoints / f"sdc_{name}", dim,
+                                               feature_selection=feature_selection))
+    return variants, used, skipped
+
+
+def shallow_variants(inputs: ModelInputs, frames: dict[str, pd.DataFrame], seed: int = 0) -> list[Variant]:
+    """The shallow unsupervised baselines (§IV) on the frozen backbone's features, each scored on the test split."""
+    frozen = {s: inputs.features(s) for s in ("train", "val", "test")}
+    return [scored_variant(name, frames, {s: unsupervised_baseline(name, frozen["train"], frozen[s], seed)
+                                          for s in ("val", "test")}, inputs.provenance.as_dict(), seed=seed)
+            for name in UNSUPERVISED_BASELINES]
+
+
+def cae_variant(inputs: ModelInputs, frames: dict[str, pd.DataFrame], cfg: CAEConfig, checkpoint_dir: Path) -> Variant:
+    """The convolutional autoencoder baseline: trained on the training images, its encoder's features split by
+    k-means with two centres, scored by the nearest centre."""
+    images = {s: CachedImages(inputs.images[s], inputs.targets[s], eval_transform(inputs.size)) for s in frames}
+    model = ConvAutoencoder()
+    history = train_autoencoder(model, images["train"], cfg, checkpoint_dir)
+    scores = {s: cae_scores(model, images["train"], images[s], cfg.seed, cfg.device) for s in ("val", "test")}
+    provenance = {"backbone": "conv autoencoder", "weights": "none", "source": "random init", "sha256": None,
+                  "substituted_for": None}
+    return scored_variant("CAE", frames, scores, provenance, float(history["seconds"].sum()), history, seed=cfg.seed)
+
+
+def imbalance_sweep(inputs: ModelInputs, frames: dict[str, pd.DataFrame], pairs: list[tuple[int, int]], repeats: int,
+                    cluster_cfg: dict, classifier_cfg: dict, checkpoints: Path, dim: int,
+                    feature_selection: bool = True) -> pd.DataFrame:
+    """Fig. 4: SDC COM-Triplet and the direct classifier trained on each majority:minority subset of the
+    training split (`repeats` draws each, seeds `seed + repeat`), both scored by test AUC."""
+    seed, rows = cluster_cfg["seed"], []
+    for maj, mino in pairs:
+        for rep in range(repeats):
+            positions = imbalance_subset(frames["train"], maj, mino, seed + rep).index.to_numpy()
+            tag = f"{maj}_{mino}_{rep}"
+            sdc = run_clustering_variant(f"sweep SDC {tag}", inputs, ClusterConfig(**{**cluster_cfg, "seed": seed + rep}),
+                                         frames, checkpoints / f"sweep_sdc_{tag}", dim,
+                                         feature_selection=feature_selection, train_rows=positions)
+            clf = run_direct_classifier(f"sweep classifier {tag}", inputs,
+                                        TrainConfig(**{**classifier_cfg, "seed": seed + rep}), frames,
+                                        checkpoints / f"sweep_clf_{tag}", train_rows=positions)
+            rows += [{"method": method, "majority": maj, "minority": mino, "repeat": rep, "ratio": f"{maj}:{mino}",
+                      "roc_auc": v.metrics["roc_auc"]} for method, v in (("SDC COM-Triplet", sdc), ("Classifier", clf))]
+    return pd.DataFrame(rows)
+
+
+def sweep_summary(sweep: pd.DataFrame) -> pd.DataFrame:
+    """Mean test AUC by ratio and method, in the sweep's order, with SDC's lead over the classifier."""
+    summary = sweep.pivot_table(index="ratio", columns="method", values="roc_auc", aggfunc="mean", sort=False)
+    summary["SDC - Classifier"] = summary["SDC COM-Triplet"] - summary["Classifier"]
+    return summary
+
+
+def findings(sdc_main: Variant, direct: list[Variant], udc: list[Variant], shallow: list[Variant],
+             summary: pd.DataFrame, ceiling: float | None) -> dict[str, float | str]:
+    """The chapter's closing numbers (for glue): SDC against the best direct classifier, UDC and the shallow
+    baselines, and SDC's lead at the most imbalanced ratio beside the study's."""
+    best = max(direct, key=lambda v: v.metrics["roc_auc"])
+    paper = CARD.tables["Sweep"].iloc[:, 0]
+    return {"sdc_auc": sdc_main.metrics["roc_auc"], "sdc_ci_low": sdc_main.metrics["roc_auc_ci_low"],
+            "sdc_ci_high": sdc_main.metrics["roc_auc_ci_high"], "best_direct": best.name,
+            "best_direct_auc": best.metrics["roc_auc"], "best_direct_ci_low": best.metrics["roc_auc_ci_low"],
+            "best_direct_ci_high": best.metrics["roc_auc_ci_high"],
+            "oracle_clause": f"; the oracle ceiling is {ceiling:.3f}" if ceiling else "",
+            "udc_auc": udc[0].metrics["roc_auc"], "udc_triplet_auc": udc[1].metrics["roc_auc"],
+            "shallow_min_auc": min(v.metrics["roc_auc"] for v in shallow),
+            "shallow_max_auc": max(v.metrics["roc_auc"] for v in shallow),
+            "extreme_ratio": str(summary.index[-1]), "extreme_gap": float(summary["SDC - Classifier"].iloc[-1]),
+            "paper_gap": float(paper.iloc[-1]) / 100, "paper_ratio": str(paper.index[-1])}

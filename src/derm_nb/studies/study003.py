@@ -1,0 +1,140 @@
+"""Study 003: a simple CNN, MobileNet from scratch and a pretrained network on 3 classes (seed 003).
+
+Its split (stratified 72/12/15), the minority-class augmentation, the three architectures by
+name, the layout of its Table I, its paper card and its verdict for the summary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+import torch
+import torchvision
+from torch import nn
+
+from derm_nb.cards import PaperCard
+from derm_nb.datasets import CachedImages
+from derm_nb.models.backbones import Provenance
+from derm_nb.models.heads import build_classifier
+from derm_nb.results import Variant
+from derm_nb.transforms import augment_transform, eval_transform
+
+SPLIT = {"train": 0.72, "val": 0.12, "test": 0.15}   # the seed's 72/12/15 sums to 99 and is normalised
+ARCHITECTURES = {"simple_cnn": "Simple CNN", "mobilenet": "MobileNet", "pretrained": "Pretrained"}
+
+
+class SimpleCNN(nn.Module):
+    """conv 3->16 -> ReLU -> max-pool -> conv 16->32 -> ReLU -> max-pool -> FC 512 -> 128 -> classes.
+
+    3x3 kernels with padding 1, so at 224 px the flattened maps are 56 x 56 x 32 = 100,352 wide.
+    """
+
+    def __init__(self, n_classes: int = 3, image_size: int = 224):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                      nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+        flat = 32 * (image_size // 4) ** 2
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(flat, 512), nn.ReLU(), nn.Linear(512, 128),
+                                        nn.ReLU(), nn.Linear(128, n_classes))
+
+    def forward(self, image: torch.Tensor, **_: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(image))
+
+
+def build_architecture(arch: str, n_classes: int, image_size: int, pretrained_backbone: str, weights: str = "none",
+                       fallback: str = "") -> tuple[nn.Module, Provenance, str]:
+    """(model, provenance, row title) for `simple_cnn`, `mobilenet` (MobileNetV2 from scratch) or
+    `pretrained` (the registry backbone `pretrained_backbone` with a new head)."""
+    if arch == "simple_cnn":
+        return SimpleCNN(n_classes, image_size), Provenance("simple_cnn", "none", "random init"), ARCHITECTURES[arch]
+    if arch == "mobilenet":
+        model = torchvision.models.mobilenet_v2(weights=None, num_classes=n_classes)
+        return model, Provenance("mobilenet_v2", "none", "random init"), ARCHITECTURES[arch]
+    if arch != "pretrained":
+        raise KeyError(f"unknown study-003 architecture '{arch}' (known: {', '.join(ARCHITECTURES)})")
+    model, provenance = build_classifier(pretrained_backbone, n_classes, weights, fallback)
+    title = f"Pretrained {provenance.backbone}" + (f" (for {provenance.substituted_for})"
+                                                   if provenance.substituted_for else "")
+    return model, provenance, title
+
+
+def minority_augment(size: int):
+    """The minority-class augmentation: horizontal flip (p 0.9), rotation ±15°, colour jitter."""
+    return augment_transform(size, hflip=0.9, degrees=15, jitter=(0.2, 0.2, 0.2))
+
+
+def minority_classes(train_labels: pd.Series, n_classes: int) -> tuple[int, ...]:
+    """Every class but the training split's most frequent one."""
+    majority = int(train_labels.value_counts().idxmax())
+    return tuple(k for k in range(n_classes) if k != majority)
+
+
+def target_class(classes: Sequence[str]) -> int:
+    """The class whose one-vs-rest AUC we report: melanoma (ISIC 2017 layout) or malignant (BUSI)."""
+    return classes.index("melanoma") if "melanoma" in classes else classes.index("malignant")
+
+
+def datasets(images: Mapping[str, torch.Tensor], frames: Mapping[str, pd.DataFrame], image_size: int,
+             minority: tuple[int, ...], seed: int) -> dict[str, CachedImages]:
+    """Train with the minority-class augmentation on the fly; val and test with the evaluation transform only."""
+    sets = {"train": CachedImages(images["train"], frames["train"]["label"], eval_transform(image_size),
+                                  augment=minority_augment(image_size), augment_classes=minority, seed=seed)}
+    return sets | {s: CachedImages(images[s], frames[s]["label"], eval_transform(image_size)) for s in ("val", "test")}
+
+
+def substitution_note(variant: Variant) -> str | None:
+    """A markdown line when `variant`'s backbone stands in for one whose weights are missing; None otherwise."""
+    p = variant.provenance
+    if not p["substituted_for"]:
+        return None
+    return (f"**Substitute backbone**: {variant.name} uses {p['backbone']} with {p['weights']} weights "
+            f"({p['source']}) because ImageNet weights for {p['substituted_for']} are not available here.")
+
+
+TABLE_I_METRICS = (("Precision", "precision"), ("Recall", "recall"), ("F1-score", "f1-score"))
+
+
+def table_one(variants: Sequence[Variant], classes: Sequence[str]) -> pd.DataFrame:
+    """Our per-class and weighted precision, recall and F1 in the layout of the study's Table I
+    (rows: metric x class, columns: models)."""
+    rows: dict[tuple[str, str], dict[str, float]] = {}
+    for v in variants:
+        report = v.extra["report"]
+        for metric, column in TABLE_I_METRICS:
+            for cls in [*classes, "weighted avg"]:
+                rows.setdefault((metric, cls), {})[v.name] = report.loc[cls, column]
+    return pd.DataFrame(rows).T
+
+
+def published_weighted_f1(model: str) -> float:
+    """The study's weighted F1 on BUSI for `model` (a column of CARD's Table I)."""
+    return float(CARD.tables["Table I"].loc[("F1-score", "Weighted Avg."), model])
+
+
+def model_facts(variants: Sequence[Variant]) -> str:
+    """One line per model, joined: its parameters, training time and epochs run."""
+    return "; ".join(f"{v.name}: {v.n_params:,} parameters, {v.seconds:.0f} s of training, "
+                     f"{v.metrics['epochs_run']} epochs" for v in variants)
+
+
+CARD = PaperCard(
+    study="003",
+    title="A simple CNN, MobileNet and a pretrained ResNet-101 on breast ultrasound (BUSI)",
+    data=("BUSI breast ultrasound (780 images: 437 benign, 210 malignant, 133 normal), test set of 117 "
+          "images, 224 px; ResNet-101 ImageNet-pretrained, the other two from scratch."),
+    tables={"Table I": pd.DataFrame(
+        {"Simple CNN": [0.74, 0.62, 0.53, 0.67, 0.82, 0.58, 0.40, 0.68, 0.78, 0.60, 0.46, 0.68],
+         "MobileNet": [0.66, 0.59, 1.00, 0.70, 0.91, 0.42, 0.20, 0.66, 0.76, 0.49, 0.33, 0.62],
+         "ResNet101": [0.89, 0.87, 0.80, 0.87, 0.89, 0.87, 0.80, 0.87, 0.89, 0.87, 0.80, 0.87]},
+        index=pd.MultiIndex.from_product([["Precision", "Recall", "F1-score"],
+                                          ["Benign", "Malignant", "Normal", "Weighted Avg."]]))},
+    headlines=(("ResNet-101 pretrained", "weighted F1 (test)", 0.87, "BUSI ultrasound, 3 classes, 117 test images"),
+               ("Simple CNN", "weighted F1 (test)", 0.68, "BUSI ultrasound, 3 classes, 117 test images")),
+)
+
+
+def verdict(rows: pd.DataFrame) -> str:
+    """One line for the summary: each architecture's target-class AUC."""
+    return ("* **Study 003**: " + "; ".join(f"{m} target-class AUC {v:.3f}" for m, v in rows["roc_auc"].items())
+            + ". The study found its pretrained ResNet-101 clearly ahead on BUSI; see the chapter's Table I.")

@@ -1,0 +1,184 @@
+"""Study 004's scoring: recognition (Table 5's columns) and lesion masks read off the attention
+weights (Eq. 3), with the Jaccard index (Eq. 9) and the threshold sweep; the variant record, the
+chapter's closing numbers and its bag and contour figures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+from torch_geometric.data import Data
+
+from derm_nb.metrics import evaluate_binary, multiclass_report
+from derm_nb.results import Variant
+from derm_nb.studies.study004 import CARD
+from derm_nb.studies.study004.mil import predict_bags
+
+
+def pixel_scores(attention: np.ndarray, class_prob: float, corners: np.ndarray, block: int,
+                 shape: tuple[int, int]) -> np.ndarray:
+    """Eq. 3's score map: each block scores (alpha / max alpha) x p, the attention weight scaled to
+    [0, 1] within the image times the predicted class's probability; a pixel covered by several blocks
+    takes the maximum, a pixel covered by none scores 0."""
+    scores = np.zeros(shape, dtype=np.float32)
+    top = float(np.max(attention)) if len(attention) else 0.0
+    block_scores = (np.asarray(attention) / top if top > 0 else np.zeros(len(attention))) * class_prob
+    for (y, x), value in zip(corners, block_scores):
+        window = scores[y:y + block, x:x + block]
+        np.maximum(window, value, out=window)
+    return scores
+
+
+def jaccard(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Eq. 9: |pred and truth| / |pred or truth|; two empty masks agree perfectly (1)."""
+    pred, truth = np.asarray(pred, bool), np.asarray(truth, bool)
+    union = np.logical_or(pred, truth).sum()
+    return float(np.logical_and(pred, truth).sum() / union) if union else 1.0
+
+
+ETA_GRID = np.round(np.arange(0.0, 1.0001, 0.05), 2)
+
+
+def sweep_eta(score_maps: list[np.ndarray], masks: list[np.ndarray], etas: np.ndarray = ETA_GRID) -> pd.DataFrame:
+    """Mean Jaccard over the images for each threshold eta (pixel = lesion where score >= eta)."""
+    return pd.DataFrame({"eta": etas, "jaccard": [np.mean([jaccard(s >= eta, m) for s, m in zip(score_maps, masks)])
+                                                   for eta in etas]})
+
+
+def score_maps(prob: np.ndarray, attention: list[np.ndarray], bags: list[Data], block: int,
+               size: int) -> list[np.ndarray]:
+    """Eq. 3's score map of each image, scaled by its predicted class's probability."""
+    return [pixel_scores(a, float(p.max()), b.corners.numpy(), block, (size, size))
+            for p, a, b in zip(prob, attention, bags)]
+
+
+@dataclass
+class Segmentation:
+    """Masks from attention on the test images at the threshold η calibrated on training melanomas."""
+
+    eta: float
+    sweep: pd.DataFrame        # mean Jaccard by η on the training melanomas
+    maps: list[np.ndarray]     # test score maps
+    masks: list[np.ndarray]    # test ground truth
+    jaccard: np.ndarray        # per test image at η
+    whole_image: np.ndarray    # per test image, calling the whole image lesion (the trivial mask)
+
+
+def segment(train_maps: list[np.ndarray], train_masks: list[np.ndarray], test_maps: list[np.ndarray],
+            test_masks: list[np.ndarray]) -> Segmentation:
+    """Sweep η on the training maps, keep the best, and score every test image at it."""
+    sweep = sweep_eta(train_maps, train_masks)
+    eta = float(sweep.loc[sweep["jaccard"].idxmax(), "eta"])
+    test_ja = np.array([jaccard(s >= eta, m) for s, m in zip(test_maps, test_masks)])
+    whole = np.array([jaccard(np.ones_like(m), m) for m in test_masks])
+    return Segmentation(eta, sweep, test_maps, test_masks, test_ja, whole)
+
+
+def recognition(prob: np.ndarray, y: np.ndarray, classes: list[str], seed: int = 0) -> dict:
+    """Table 5's recognition columns: melanoma AUC, accuracy and recall (melanoma vs the benign
+    classes, argmax calls), and the seborrheic keratosis AUC (one vs rest), with the class report."""
+    mel, sk = classes.index("melanoma"), classes.index("seborrheic_keratosis")
+    pred = prob.argmax(1)
+    mel_pred = (pred == mel).astype(int)
+    return {"pred": pred, "report": multiclass_report(y, pred, classes),
+            "melanoma": evaluate_binary((y == mel).astype(int), prob[:, mel], "0.5", seed=seed),
+            "sk": evaluate_binary((y == sk).astype(int), prob[:, sk], "0.5", seed=seed),
+            "accuracy": float((mel_pred == (y == mel)).mean()),
+            "recall": float(mel_pred[y == mel].mean()) if (y == mel).any() else float("nan")}
+
+
+def table_row(scores: dict, seg: Segmentation, y: np.ndarray, mel: int, label: str) -> pd.DataFrame:
+    """Our row in Table 5's layout, with the melanomas' Jaccard and the AUC's interval."""
+    m = scores["melanoma"]
+    return pd.DataFrame({"Seborrheic Keratosis-AUC": [scores["sk"]["roc_auc"]], "AUC": [m["roc_auc"]],
+                         "Accuracy": [scores["accuracy"]], "Recall": [scores["recall"]],
+                         "JA": [float(seg.jaccard.mean())], "JA (melanomas)": [float(seg.jaccard[y == mel].mean())],
+                         "AUC CI": [f"{m['roc_auc_ci_low']:.3f}-{m['roc_auc_ci_high']:.3f}"]}, index=[label])
+
+
+def gcn_mil_variant(name: str, history: pd.DataFrame, frame: pd.DataFrame, prob: np.ndarray, y: np.ndarray,
+                    classes: list[str], scores: dict, seg: Segmentation, provenance: dict, record: dict) -> Variant:
+    """The trained model as a variant under the artifact contract (metrics, per-image predictions)."""
+    mel = classes.index("melanoma")
+    m, report, pred = scores["melanoma"], scores["report"], scores["pred"]
+    metrics = {**{k: m[k] for k in ("roc_auc", "roc_auc_ci_low", "roc_auc_ci_high", "pauc_80", "sens_at_spec90")},
+               "accuracy": scores["accuracy"], "recall": scores["recall"], "sk_roc_auc": scores["sk"]["roc_auc"],
+               "jaccard": float(seg.jaccard.mean()), "jaccard_melanoma": float(seg.jaccard[y == mel].mean()),
+               "eta": seg.eta, "jaccard_whole_image": float(seg.whole_image.mean()),
+               "accuracy_3class": float((pred == y).mean()), "f1_weighted": float(report.loc["weighted avg", "f1-score"]),
+               "target_class": "melanoma", "per_class": report.drop(index="weighted avg").to_dict("index"),
+               **record, "epochs_run": len(history), "train_seconds": float(history["seconds"].sum()),
+               "n_eval": len(y)}
+    predictions = pd.DataFrame({"image_id": frame["image_id"], "split": "test", "model": name, "label": y,
+                                "prob": prob[:, mel], "pred": pred,
+                                **{f"prob_{c}": prob[:, k] for k, c in enumerate(classes)}, "jaccard": seg.jaccard})
+    return Variant(name, history.assign(model=name), predictions, metrics, metrics["train_seconds"], provenance,
+                   metrics["n_params"])
+
+
+def melanoma_maps(model: nn.Module, bags: list[Data], labels: np.ndarray, mel: int, block: int, size: int,
+                  device: str = "auto") -> tuple[list[np.ndarray], np.ndarray]:
+    """Score maps of the training melanomas (their unrotated bags, one per image) and their row positions."""
+    unrotated = [b for b in bags if int(b.rotation) == 0]  # one per training image, in order
+    prob, attention = predict_bags(model, unrotated, device)
+    rows = np.flatnonzero(labels == mel)
+    return score_maps(prob[rows], [attention[i] for i in rows], [unrotated[i] for i in rows], block, size), rows
+
+
+def attention_adds(seg: Segmentation, margin: float = 0.02) -> str:
+    """Whether the attention masks beat calling the whole image lesion by more than `margin` Jaccard."""
+    return "adds" if seg.jaccard.mean() > seg.whole_image.mean() + margin else "adds little"
+
+
+def findings(scores: dict, seg: Segmentation, y: np.ndarray, mel: int, blocks: int) -> dict[str, float | int | str]:
+    """The chapter's closing numbers (for glue): recognition and segmentation beside the study's Table 5."""
+    m, paper = scores["melanoma"], CARD.tables["Table 5"].loc["GCN-based MIL"]
+    return {"mel_auc": m["roc_auc"], "mel_ci_low": m["roc_auc_ci_low"], "mel_ci_high": m["roc_auc_ci_high"],
+            "sk_auc": scores["sk"]["roc_auc"], "n_test": len(y), "paper_mel_auc": float(paper["AUC"]),
+            "paper_sk_auc": float(paper["Seborrheic Keratosis-AUC"]), "jaccard": float(seg.jaccard.mean()),
+            "eta": seg.eta, "jaccard_melanoma": float(seg.jaccard[y == mel].mean()), "paper_jaccard": float(paper["JA"]),
+            "blocks_per_bag": blocks, "jaccard_whole_image": float(seg.whole_image.mean()),
+            "attention_adds": attention_adds(seg)}
+
+
+def bag_figure(image: torch.Tensor, bag: Data, block: int) -> Figure:
+    """One image with its block centres, Eq. 1's edges and one block outlined."""
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.imshow(image.permute(1, 2, 0).numpy())
+    corners = bag.corners.numpy()
+    centres = corners + block / 2
+    for m, n in bag.edge_index.T.numpy():
+        ax.plot(*zip(centres[m][::-1], centres[n][::-1]), color="cyan", linewidth=0.4, alpha=0.6)
+    ax.scatter(centres[:, 1], centres[:, 0], s=10, color="yellow")
+    y0, x0 = corners[len(corners) // 2]
+    ax.add_patch(plt.Rectangle((x0, y0), block, block, fill=False, color="red", linewidth=1.5))
+    ax.set(title="Block centres and Eq. 1's edges (one block outlined)")
+    ax.axis("off")
+    return fig
+
+
+def overlay_rows(y: np.ndarray, mel: int, n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Up to `n` test images drawn at random from the melanomas and from the rest (for the contour figures)."""
+    rng = np.random.default_rng(seed)
+    groups = {"Melanoma images": np.flatnonzero(y == mel), "Non-melanoma images": np.flatnonzero(y != mel)}
+    return {g: rng.choice(m, min(n, len(m)), replace=False) if len(m) else m for g, m in groups.items()}
+
+
+def contour_figure(images: torch.Tensor, rows: np.ndarray, seg: Segmentation, pred: np.ndarray, classes: list[str],
+                   title: str) -> Figure:
+    """The test images `rows` with the predicted contour at η (green) and the dermatologists' (red)."""
+    fig, axes = plt.subplots(1, len(rows), figsize=(3 * len(rows), 3.3), squeeze=False)
+    for ax, i in zip(axes[0], rows):
+        ax.imshow(images[i].permute(1, 2, 0).numpy())
+        ax.contour(seg.maps[i] >= seg.eta, levels=[0.5], colors="lime", linewidths=1.2)
+        ax.contour(seg.masks[i], levels=[0.5], colors="red", linewidths=1.2)
+        ax.set_title(f"pred {classes[pred[i]]}\nJA {seg.jaccard[i]:.2f}", fontsize=8)
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

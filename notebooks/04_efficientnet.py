@@ -64,7 +64,7 @@ from derm_nb.chapters import chapter
 from derm_nb.explain import conv_layer_at_resolution, gradcam_maps
 from derm_nb.models.heads import build_classifier
 from derm_nb.plots import confusion_matrices, loss_curves, roc_curves
-from derm_nb.results import results_table, run_binary_variant, write_model_artifacts
+from derm_nb.results import results_table, run_binary_variant, weights_note, write_model_artifacts
 from derm_nb.studies import study001
 from derm_nb.train import TrainConfig, seed_everything
 
@@ -96,7 +96,7 @@ for key in variants:
                                       frames["val"], cfg, ctx.out / "checkpoints" / key, threshold_rule="youden",
                                       test=(sets["test"], frames["test"]))
     models[key] = (model, sets, ablation.size)
-display(Markdown(study001.backbone_note(results[variants[0]].provenance)))
+display(Markdown(weights_note(results[variants[0]].provenance)))
 
 # %% [markdown]
 # ## Results (test split, Youden threshold from validation)

@@ -130,6 +130,13 @@ def weights_label(provenance: dict) -> str:
     return Provenance(**provenance).label()
 
 
+def weights_note(provenance: dict, model: str = "Backbone") -> str:
+    """A markdown line: what `model`'s weights started from and, for a stand-in, what it replaces."""
+    p = Provenance(**provenance)
+    text = f"{model}: **{p.label()}**"
+    return text + (" (its ImageNet weights are not available here)." if p.substituted_for else ".")
+
+
 def results_table(variants: list[Variant], columns: dict[str, str]) -> pd.DataFrame:
     """A results table with the given metric -> column-title mapping, one row per variant, and its weights."""
     rows = {v.name: {**{title: v.metrics.get(key) for key, title in columns.items()},

@@ -128,13 +128,6 @@ def loss(ablation: Ablation, focal_alpha: float, focal_gamma: float) -> nn.Modul
     return FocalBCE(focal_alpha, focal_gamma) if ablation.focal else BCE()
 
 
-def backbone_note(provenance: Mapping) -> str:
-    """One markdown line: the backbone, its weights and their source, and what it substitutes for."""
-    return (f"Backbone: **{provenance['backbone']}** ({provenance['weights']}, {provenance['source']})"
-            + (f"; **a substitute** for {provenance['substituted_for']}, whose ImageNet weights are not available "
-               "here." if provenance["substituted_for"] else "."))
-
-
 MASS_COLUMNS = ["lesion_mass", "lesion_area", "corner_mass", "corner_area", "lesion_enrichment"]
 
 

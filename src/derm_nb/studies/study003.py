@@ -17,7 +17,7 @@ from derm_nb.cards import PaperCard
 from derm_nb.datasets import CachedImages
 from derm_nb.models.backbones import Provenance
 from derm_nb.models.heads import build_classifier
-from derm_nb.results import Variant
+from derm_nb.results import Variant, weights_note
 from derm_nb.transforms import augment_transform, eval_transform
 
 SPLIT = {"train": 0.72, "val": 0.12, "test": 0.15}   # the seed's 72/12/15 sums to 99 and is normalised
@@ -85,11 +85,7 @@ def datasets(images: Mapping[str, torch.Tensor], frames: Mapping[str, pd.DataFra
 
 def substitution_note(variant: Variant) -> str | None:
     """A markdown line when `variant`'s backbone stands in for one whose weights are missing; None otherwise."""
-    p = variant.provenance
-    if not p["substituted_for"]:
-        return None
-    return (f"**Substitute backbone**: {variant.name} uses {p['backbone']} with {p['weights']} weights "
-            f"({p['source']}) because ImageNet weights for {p['substituted_for']} are not available here.")
+    return weights_note(variant.provenance, variant.name) if variant.provenance["substituted_for"] else None
 
 
 TABLE_I_METRICS = (("Precision", "precision"), ("Recall", "recall"), ("F1-score", "f1-score"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import formats
 import pandas as pd
+import pytest
 
 from derm_nb.cli import main
 
@@ -38,3 +39,13 @@ def test_errors_are_one_clear_line(tmp_path, capsys):
     assert "train.csv: required column 'patient_id' is missing" in err
     assert main(["run", "--profile", "nope"]) == 1
     assert "unknown profile 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["run", "--data", "isic2020=/x"], ["run", "--prof", "smoke"],
+                                  ["data", "--source", "busi", "--root", "/x", "--out", "/y", "--work", "2"]])
+def test_partial_or_unknown_flags_are_errors(argv, capsys):
+    """argparse would take `--data` for `--data-root` (prefix matching) and run on synthetic data."""
+    with pytest.raises(SystemExit) as err:
+        main(argv)
+    assert err.value.code == 2
+    assert "unrecognized arguments" in capsys.readouterr().err

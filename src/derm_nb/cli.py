@@ -66,7 +66,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="derm-nb", description=__doc__)
+    parser = argparse.ArgumentParser(prog="derm-nb", description=__doc__, allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="execute the notebooks with papermill under a parameter profile")
@@ -105,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", default="auto", help="auto (CUDA when available, CPU too), cpu or cuda")
     bench.add_argument("--out", type=Path, default=Path("runs/benchmarks/bench.json"))
     bench.set_defaults(func=_cmd_bench)
+    for command in sub.choices.values():  # a partial flag is an error, never another flag's prefix
+        command.allow_abbrev = False
     return parser
 
 

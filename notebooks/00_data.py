@@ -18,76 +18,70 @@
 # Which images, labels and patients does every later chapter stand on, and what did we have to
 # exclude or repair on the way in?
 #
-# Two datasets are prepared:
+# Each study runs on its own paper's dataset, through the **catalog**: study 000 and 002 on
+# ISIC 2020, study 001 on ISIC 2018 Task 3 (malignant = MEL + BCC + AKIEC), study 002's imbalance
+# sweep on ISIC 2019 melanoma vs nevus, study 003 on BUSI and study 004 on ISIC 2017 with its
+# official 2000 / 150 / 600 partitions. `datasets` points a study at another source, and `data`
+# (`--data NAME=ROOT` on the command line) gives each source's folder. Each distinct dataset is
+# prepared once: manifest, quality report, every study's splits and the image cache.
 #
-# * a **binary** set (melanoma vs benign) for studies 000, 001 and 002: ISIC 2020 by default,
-#   or ISIC 2019 / HAM10000 / ISIC 2017 when pointed at them;
-# * a **3-class** set with lesion masks for studies 003 and 004: ISIC 2017 (melanoma /
-#   seborrheic keratosis / nevus) by default, or BUSI (benign / malignant / normal).
-#
-# With `data_source = "synthetic"` the built-in generator writes the *real* ISIC 2020 and
-# ISIC 2017 folder layouts first, and the real loaders read them back: the synthetic path runs
-# the same code as real data. Its true per-image probabilities go to an oracle file beside the
-# dataset, which no model ever reads.
+# With no folder given, the built-in generator writes each source's *real* layout first, and the
+# real loaders read it back: the synthetic path runs the same code as real data. Its true
+# per-image probabilities go to an oracle file beside the dataset, which no model ever reads.
 
 # %% tags=["parameters"]
 profile = "default"
 run_dir = ""
 seed = 0
 device = "auto"
-data_source = "synthetic"        # synthetic | isic2020 | isic2019 | ham10000 | isic2017
-data_root = ""                   # the dataset folder when data_source is not synthetic
-multiclass_source = "synthetic"  # synthetic (ISIC 2017 layout) | isic2017 | busi
-multiclass_root = ""
-synth_n_patients = 300           # binary synthetic set (ISIC 2020 layout)
-synth_prevalence = 0.05          # ISIC 2020 itself is 0.0176
-synth_multiclass_patients = 150  # 3-class synthetic set (ISIC 2017 layout)
+datasets = {}            # slot -> source, over each study's own (README: the catalog), e.g. {"study003": "isic2017"}
+data = {}                # source -> dataset folder or "synthetic" (the --data flags); none given: all synthetic
+missing_data = "error"   # a study whose source was not given: error | skip (its chapters are skipped with a note)
+synth_patients = {"isic2020": 300, "isic2018": 150, "isic2019": 100, "busi": 150, "isic2017": 150}
+synth_prevalence = 0.05  # ISIC 2020 layout only (the archive: 0.0176); the others follow their archive's class mix
 synth_height = 240
 synth_width = 320
-cache_size = 128                 # px of the centre-cropped square cache the models read
-workers = 0                      # processes for generation, checks and cache (0: by core count)
+cache_size = 128         # px of the centre-cropped square cache the models read
+workers = 0              # processes for generation, checks and cache (0: by core count)
 
 # %%
 import matplotlib.pyplot as plt
 import pandas as pd
-from IPython.display import display
+from IPython.display import Markdown, display
 
 from derm_nb.artifacts import write_json
 from derm_nb.chapters import chapter
-from derm_nb.data.prepared import oracle_auc, prepare, resolve_source, split_summary
+from derm_nb.data.catalog import resolve
+from derm_nb.data.prepared import oracle_auc, prepare_catalog, split_summary
 from derm_nb.plots import image_grid
-from derm_nb.studies import split_schemes
+from derm_nb.studies import dataset_uses, official_schemes, split_schemes
 
 out = chapter("00_data", profile, run_dir).out
-schemes = split_schemes()  # every study's own split, e.g. study 000's 85:15
-synth = dict(seed=seed, height=synth_height, width=synth_width, workers=workers)
+plan = resolve(dataset_uses(), datasets, data, missing_data)
+for slot, entry in plan.record()["slots"].items():
+    if entry["status"] == "missing":
+        display(Markdown(f"**{slot}: no data.** {entry['message']}."))
 
 # %% [markdown]
 # ## Loading, checking and splitting
 #
-# Each dataset goes through its loader (schema check, stated rules for missing values), a full
-# decode of every image (missing, truncated or corrupt files are excluded), a byte-hash duplicate
-# check, the group-aware splits of every study, and the image cache.
+# Each dataset goes through its loader (layout and schema checks, stated rules for missing
+# values), a full decode of every image (missing, truncated or corrupt files are excluded), the
+# byte-identical and perceptual-hash near-duplicate checks, the study's target (classes outside
+# it are excluded and reported), the group-aware splits of every study, and the image cache.
 
 # %%
-binary_source, binary_root, binary_oracle = resolve_source(
-    data_source, data_root, "isic2020", out / "raw",
-    n_patients=synth_n_patients, prevalence=synth_prevalence, **synth)
-binary = prepare(binary_source, binary_root, out / "binary", schemes, seed=seed, cache_size=cache_size,
-                 workers=workers, oracle_file=binary_oracle)
-
-multi_source, multi_root, multi_oracle = resolve_source(
-    multiclass_source, multiclass_root, "isic2017", out / "raw",
-    n_patients=synth_multiclass_patients, **synth)
-multiclass = prepare(multi_source, multi_root, out / "multiclass", schemes, seed=seed, cache_size=cache_size,
-                     workers=workers, oracle_file=multi_oracle)
-
+prepared = prepare_catalog(plan, out, split_schemes(), official_schemes(), seed=seed, cache_size=cache_size,
+                           workers=workers, synth=dict(n_patients=synth_patients, prevalence=synth_prevalence,
+                                                       height=synth_height, width=synth_width))
+slots_of = {key: [s for s, d in plan.slots.items() if d.key == key and s not in plan.missing] for key in prepared}
 overview = pd.DataFrame({
-    name: {"source": d.summary["source"], "images": d.summary["n_images"], "groups": d.summary["n_groups"],
-           "grouped by": d.summary["group_kind"], "excluded rows": d.summary["n_excluded"],
-           **{f"class: {k}": v for k, v in d.summary["class_counts"].items()}}
-    for name, d in {"binary": binary, "3-class": multiclass}.items()
-}).fillna("")
+    key: {"studies": ", ".join(slots_of[key]), "data": d.describe(), "images": d.summary["n_images"],
+          "groups": f"{d.summary['n_groups']} ({d.summary['group_kind']})", "excluded rows": d.summary["n_excluded"],
+          "positive share %": round(100 * d.summary["positive_share"], 1),
+          "lesion masks": "yes" if d.has_masks else "none in this dataset"}
+    for key, d in prepared.items()
+}).T
 overview
 
 # %% [markdown]
@@ -97,44 +91,43 @@ overview
 # without a line here; the full CSVs sit beside the manifests (`quality_report.csv`).
 
 # %%
-for name, d in {"binary": binary, "3-class": multiclass}.items():
+for key, d in prepared.items():
     q = d.quality
-    print(f"{name}: {len(q)} rows in the quality report")
+    display(Markdown(f"**{key}**: {len(q)} rows in the quality report."))
     if len(q):
         display(q.groupby(["check", "action"]).size().rename("rows").to_frame())
-        display(q.head(8))
 
 # %% [markdown]
 # ## Splits
 #
 # Every study's split is group-aware (no patient, or lesion/image where there is no patient id,
-# crosses splits; this is asserted when the splits are made) and stratified by class.
+# crosses splits, and no near-duplicate pair does either; both are asserted when the splits are
+# made) and stratified by class, except where the study used the archive's own partitions.
 
 # %%
-split_summary(binary.manifest)
-
-# %%
-split_summary(multiclass.manifest)
+for key, d in prepared.items():
+    schemes = sorted({s.split("_")[0] for s in slots_of[key]})
+    notes = "; ".join(f"{s}: {d.summary['splits'][s]}" for s in schemes)
+    display(Markdown(f"**{key}**. {notes}."))
+    display(split_summary(d.manifest, schemes))
 
 # %% [markdown]
 # ## What the images look like
 #
-# A sample of each class from the cache the models read, with the lesion mask drawn in yellow.
+# A sample of each class from the cache the models read, with the lesion mask drawn in yellow
+# where the dataset has masks.
 
 # %%
 def sample_grid(d, per_class=6):
     rows = d.manifest.sample(frac=1, random_state=seed).groupby("label_name").head(per_class)
     rows = rows.sort_values("label_name")
-    cached = d.image_paths(rows)
-    masks = [p.with_name(p.stem + "_mask.png") for p in cached]
-    return image_grid(cached, titles=list(rows["label_name"]), masks=masks, ncols=per_class,
-                      suptitle=f"{d.summary['source']}: {per_class} images per class")
+    return image_grid(d.image_paths(rows), titles=list(rows["label_name"]), masks=d.mask_paths(rows), ncols=per_class,
+                      suptitle=f"{d.describe()}: up to {per_class} images per class")
 
 
-sample_grid(binary)
-plt.show()
-sample_grid(multiclass)
-plt.show()
+for d in prepared.values():
+    sample_grid(d)
+    plt.show()
 
 # %% [markdown]
 # ## The ceiling
@@ -144,11 +137,13 @@ plt.show()
 
 # %%
 ceilings = {}
-for name, d in {"binary": binary, "3-class": multiclass}.items():
-    val = d.split("study000", "val")
-    ceilings[name] = oracle_auc(d, val)
-    print(f"{name}: oracle melanoma AUC on the study-000 validation split =",
-          "n/a (real data)" if ceilings[name] is None else f"{ceilings[name]:.3f}")
+for slot, dataset in plan.slots.items():
+    if slot in plan.missing:
+        continue
+    d, scheme = prepared[dataset.key], slot.split("_")[0]
+    ceilings[slot] = oracle_auc(d, d.split(scheme, "val"))
+    print(f"{slot} ({dataset.key}): oracle AUC on its validation split =",
+          "n/a (real data)" if ceilings[slot] is None else f"{ceilings[slot]:.3f}")
 
-write_json(out / "summary.json", {"binary": binary.summary, "multiclass": multiclass.summary,
-                                  "oracle_auc_study000_val": ceilings})
+write_json(out / "summary.json", {"datasets": {k: d.summary for k, d in prepared.items()},
+                                  "catalog": plan.record(), "oracle_auc_val": ceilings})

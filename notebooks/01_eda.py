@@ -45,7 +45,7 @@ ctx = chapter("01_eda", profile, run_dir)
 out, data = ctx.out, ctx.data
 m = data.manifest.assign(melanoma=lambda d: d["target"].map({0: "benign", 1: "melanoma"}))
 sns.set_theme(style="whitegrid", context="notebook")
-display(Markdown(f"Data: **{data.summary['source']}** ({len(m):,} images, {m['group_id'].nunique():,} "
+display(Markdown(f"Data: **{data.describe()}** ({len(m):,} images, {m['group_id'].nunique():,} "
                  f"{data.summary['group_kind']} groups)."))
 
 # %% [markdown]

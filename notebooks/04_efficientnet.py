@@ -15,7 +15,8 @@
 # %% [markdown]
 # # Study 001: which parts of a fine-tuning recipe matter, and where does the model look?
 #
-# Study 001 fine-tuned an ImageNet EfficientNet-B0 on ISIC 2018 (binary melanoma) with a recipe:
+# Study 001 fine-tuned an ImageNet EfficientNet-B0 on ISIC 2018 Task 3, malignant (melanoma, basal
+# cell carcinoma, actinic keratosis) vs benign, with a recipe:
 # centre-crop, 224 px, per-image standardisation, train-only augmentation, a 60/40 balanced
 # sampler, a frozen-backbone warm-up, focal BCE (α 0.6, γ 2), AdamW 3e-4 (weight decay 1e-4)
 # with a cosine schedule, batch 32, mixed precision and gradient accumulation, and a Youden
@@ -23,7 +24,9 @@
 # left one question open: its Grad-CAM maps sometimes lit the image corners, not the lesion.
 #
 # We run the recipe, the three ablations and two more (focal loss off, sampler off) as variants
-# of one notebook, and measure where Grad-CAM's mass falls using the lesion masks.
+# of one notebook, and measure where Grad-CAM's mass falls: in the image corners, and on the lesion
+# where the dataset has masks (ISIC 2018 Task 3 ships none; HAM10000's segmentations, same images,
+# are read when they sit beside it).
 
 # %% tags=["parameters"]
 profile = "default"
@@ -71,6 +74,9 @@ from derm_nb.train import TrainConfig, seed_everything
 ctx = chapter("04_efficientnet", profile, run_dir)
 frames = ctx.splits()
 images = {s: ctx.images(f) for s, f in frames.items()}
+display(Markdown(f"Data: **{ctx.data.describe()}**; positive share {ctx.data.summary['positive_share']:.1%} "
+                 f"({', '.join(ctx.data.summary['positive_classes'])} of {', '.join(ctx.data.classes)}); "
+                 f"split: {ctx.data.summary['splits']['study001']}."))
 study001.split_overview(frames)
 
 # %% [markdown]
@@ -139,9 +145,12 @@ batch = torch.stack([sets["test"][i]["image"] for i in range(len(sets["test"]))]
 layer_name, layer, layer_px = conv_layer_at_resolution(model.cpu(), size, gradcam_min_size)
 display(Markdown(f"Grad-CAM layer: `{layer_name}` ({layer_px} x {layer_px} maps at {size} px input)."))
 cams = gradcam_maps(model, batch, recipe["pred"].to_numpy(), layer=layer)
-masks = ctx.masks(frames["test"], size)
+masks = ctx.masks(frames["test"], size) if ctx.data.has_masks else None
+if masks is None:
+    display(Markdown(f"**{ctx.data.summary['source']} has no lesion masks**: the lesion share is skipped, and only "
+                     "the corner share is measured."))
 mass = study001.gradcam_mass(cams, masks, recipe)
-empty = int(mass["lesion_mass"].isna().sum())
+empty = int(mass["corner_mass"].isna().sum())
 if empty:
     display(Markdown(f"{empty} heat maps were zero everywhere (no positive evidence) and are left out of the shares."))
 write_parquet(ctx.out / "gradcam_mass.parquet", pd.concat([recipe[["image_id", "label", "pred"]], mass], axis=1))
@@ -153,10 +162,11 @@ plt.show()
 # %%
 rng = np.random.default_rng(seed)
 paths = ctx.data.image_paths(frames["test"])
+top = "image and lesion mask" if masks is not None else "image"
 for group in ("correct", "incorrect"):
     rows = study001.gallery_rows(mass, group, gradcam_images, rng)
     if study001.gradcam_gallery(rows, paths, size, masks, cams, recipe, mass, f"Grad-CAM, {group} predictions "
-                                "(top: image and lesion mask; bottom: heat map)") is not None:
+                                f"(top: {top}; bottom: heat map)") is not None:
         plt.show()
 
 # %%

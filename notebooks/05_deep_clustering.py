@@ -64,7 +64,7 @@ from myst_nb import glue
 
 from derm_nb.artifacts import write_parquet
 from derm_nb.chapters import chapter
-from derm_nb.results import write_model_artifacts
+from derm_nb.results import skip_notes, write_model_artifacts
 from derm_nb.studies.study002 import CARD
 from derm_nb.studies.study002.baselines import CAEConfig
 from derm_nb.studies.study002.experiments import (
@@ -88,11 +88,14 @@ ctx = chapter("05_deep_clustering", profile, run_dir)
 frames = ctx.splits()
 images = {s: ctx.images(f) for s, f in frames.items()}
 targets = {s: f["target"].to_numpy() for s, f in frames.items()}
+display(Markdown(f"Data: **{ctx.data.describe()}**; split: {ctx.data.summary['splits']['study002']}."))
 display(split_table(frames).style.format(precision=3))
 
 
-def inputs_for(name: str, weights_: str = weights) -> ModelInputs:
-    return ModelInputs(finetune, name, weights_, weights_fallback, images, targets, image_size, aug_views, seed, device)
+def inputs_for(name: str, weights_: str = weights, images_: dict | None = None,
+               targets_: dict | None = None) -> ModelInputs:
+    return ModelInputs(finetune, name, weights_, weights_fallback, images if images_ is None else images_,
+                       targets if targets_ is None else targets_, image_size, aug_views, seed, device)
 
 
 main = inputs_for(backbone)
@@ -127,6 +130,8 @@ sdc.append(run_clustering_variant("SDC NP", scratch, ClusterConfig(**cluster_cfg
 sdc.append(run_clustering_variant("SDC TL+DA", main, ClusterConfig(**cluster_cfg), frames, checkpoints / "sdc_tlda",
                                   embedding_dim, augment=True, feature_selection=feature_selection))
 display(table(sdc))
+for note in skip_notes(sdc):
+    display(Markdown(note))
 
 # %% [markdown]
 # ## SDC against direct classifiers (Table III)
@@ -149,6 +154,8 @@ supervised = direct + [v for v in sdc if v.name.startswith("SDC triplet α=0.2")
 ceiling = ctx.oracle_auc(frames["test"])
 display(Markdown("**Ours** (test split)" + (f"; the generator's oracle AUC on it is {ceiling:.3f}" if ceiling else "")))
 display(table(supervised))
+for note in skip_notes(direct):
+    display(Markdown(note))
 display(CARD.quote("Supervised", 2))
 
 # %% [markdown]
@@ -171,38 +178,47 @@ shallow.append(cae_variant(main, frames, CAEConfig(epochs=cae_epochs, batch_size
                                                    device=device, seed=seed), checkpoints / "cae"))
 unsupervised = shallow + udc
 display(table(unsupervised))
+for note in skip_notes(unsupervised):
+    display(Markdown(note))
 display(CARD.quote("Unsupervised", 2))
 
 # %%
 history = pd.concat([v.history for v in sdc + udc], ignore_index=True)
-fig, axes = plt.subplots(1, 2, figsize=(12, 4))
-sns.lineplot(data=history, x="epoch", y="train_loss", hue="model", marker="o", ax=axes[0])
-axes[0].set(title="Training loss (COM-Triplet or triplet)", ylabel="loss")
-sns.lineplot(data=history, x="epoch", y="val_auc", hue="model", marker="o", ax=axes[1], legend=False)
-axes[1].axhline(0.5, color="grey", linestyle=":")
-axes[1].set(title="Validation AUC of the nearest-prototype score", ylabel="AUC")
-axes[0].legend(fontsize=7)
-fig.tight_layout()
-plt.show()
+if len(history):
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    sns.lineplot(data=history, x="epoch", y="train_loss", hue="model", marker="o", ax=axes[0])
+    axes[0].set(title="Training loss (COM-Triplet or triplet)", ylabel="loss")
+    sns.lineplot(data=history, x="epoch", y="val_auc", hue="model", marker="o", ax=axes[1], legend=False)
+    axes[1].axhline(0.5, color="grey", linestyle=":")
+    axes[1].set(title="Validation AUC of the nearest-prototype score", ylabel="AUC")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    plt.show()
 
 # %% [markdown]
 # ## How much imbalance can each method take? (Fig. 4)
 #
-# The study kept 4,500 nevi and shrank the melanomas from 4,500 to 75 (ISIC 2019), training SDC
-# and the direct classifier on each subset with the same backbone. We draw the subsets from this
-# chapter's training split (the built-in data, or the ISIC data `00_data` prepared) at
-# `sweep_scale` times the study's counts, `sweep_repeats` times each, and score every model on
-# the same test split.
+# The study kept 4,500 nevi and shrank the melanomas from 4,500 to 75 (ISIC 2019, melanoma vs
+# nevus), training SDC and the direct classifier on each subset with the same backbone. We draw
+# the subsets from the training split of the sweep's own dataset (the catalog's `study002_sweep`:
+# ISIC 2019 melanoma vs nevus, every other class excluded) at `sweep_scale` times the study's
+# counts, `sweep_repeats` times each, and score every model on that dataset's test split.
 
 # %%
-pairs = imbalance_ratios(sweep_majority, sweep_minorities, sweep_scale, frames["train"])
-sweep = imbalance_sweep(main, frames, pairs, sweep_repeats, cluster_cfg, classifier_cfg, checkpoints, embedding_dim,
-                        feature_selection)
+sweep_data = ctx.dataset("study002_sweep")
+sweep_frames = {s: sweep_data.split("study002", s).reset_index(drop=True) for s in ("train", "val", "test")}
+sweep_inputs = inputs_for(backbone, images_={s: ctx.images(f, sweep_data) for s, f in sweep_frames.items()},
+                          targets_={s: f["target"].to_numpy() for s, f in sweep_frames.items()})
+display(Markdown(f"Sweep data: **{sweep_data.describe()}**."))
+display(split_table(sweep_frames).style.format(precision=3))
+pairs = imbalance_ratios(sweep_majority, sweep_minorities, sweep_scale, sweep_frames["train"])
+sweep = imbalance_sweep(sweep_inputs, sweep_frames, pairs, sweep_repeats, cluster_cfg, classifier_cfg, checkpoints,
+                        embedding_dim, feature_selection)
 write_parquet(ctx.out / "imbalance_sweep.parquet", sweep)
 fig, ax = plt.subplots(figsize=(7, 4))
 sns.pointplot(data=sweep, x="ratio", y="roc_auc", hue="method", errorbar="sd", dodge=0.2, ax=ax)
 ax.axhline(0.5, color="grey", linestyle=":")
-ax.set(title="Test AUC as the melanomas shrink (majority:minority)", xlabel="benign:melanoma training images",
+ax.set(title="Test AUC as the melanomas shrink (majority:minority)", xlabel="nevus:melanoma training images",
        ylabel="test AUC")
 plt.show()
 summary = sweep_summary(sweep)

@@ -18,8 +18,8 @@
 # Study 003 compared a simple CNN, a MobileNet trained from scratch and an ImageNet-pretrained
 # ResNet-101 on BUSI (benign / malignant / normal breast ultrasound, 780 images), and found the
 # pretrained network far ahead and more balanced across classes. We run the same comparison on
-# the 3-class set `00_data` prepared: the synthetic ISIC 2017 layout (nevus / melanoma /
-# seborrheic keratosis) by default, or BUSI when `multiclass_source = "busi"`.
+# the catalog's `study003` dataset: BUSI (its real folders, or the built-in stand-in in BUSI's
+# layout), or any other source `datasets` names, such as ISIC 2017's three classes.
 #
 # Recipe (the seed's §III): stratified 72/12/15 split, 224 px, ImageNet normalisation,
 # augmentation of the minority classes only (horizontal flip p 0.9, rotation ±15°, colour
@@ -53,7 +53,7 @@ from torch import nn
 
 from derm_nb.chapters import chapter
 from derm_nb.plots import confusion_matrices, training_curves
-from derm_nb.results import results_table, run_multiclass_variant, write_model_artifacts
+from derm_nb.results import results_table, run_multiclass_variant, skip_notes, write_model_artifacts
 from derm_nb.studies import study003
 from derm_nb.train import TrainConfig, seed_everything
 
@@ -62,7 +62,7 @@ classes = ctx.data.classes
 target_class = study003.target_class(classes)
 frames = ctx.splits()
 minority = study003.minority_classes(frames["train"]["label"], len(classes))
-display(Markdown(f"Data: **{ctx.data.summary['source']}**, classes {classes}; minority classes augmented: "
+display(Markdown(f"Data: **{ctx.data.describe()}**, classes {classes}; minority classes augmented: "
                  f"{[classes[k] for k in minority]}."))
 pd.DataFrame({s: f["label_name"].value_counts() for s, f in frames.items()}).fillna(0).astype(int)
 
@@ -111,7 +111,9 @@ plt.show()
 write_model_artifacts(ctx.out, variants, {"study": "003", "evaluation": "study003 test split",
                                           "oracle_auc": ctx.oracle_auc(frames["test"]),
                                           "classes": classes, "data": ctx.data.summary["source"]})
-best = max(variants, key=lambda v: v.metrics["f1_weighted"])
+for note in skip_notes(variants):
+    display(Markdown(note))
+best = max((v for v in variants if not v.skipped), key=lambda v: v.metrics["f1_weighted"])
 glue("best_model", best.name, display=False)
 glue("best_f1", float(best.metrics["f1_weighted"]), display=False)
 glue("published_resnet_f1", study003.published_weighted_f1("ResNet101"), display=False)

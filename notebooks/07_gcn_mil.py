@@ -148,6 +148,9 @@ plt.show()
 prob, attention = predict_bags(model, bags["test"], device)
 y = labels["test"]
 scores = recognition(prob, y, classes, seed)
+for what, m in (("Melanoma", scores["melanoma"]), ("Seborrheic keratosis", scores["sk"])):
+    if m.get("auc_skipped"):
+        display(Markdown(f"{what} AUC: skipped: {m['auc_skipped']}."))
 display(scores["report"].style.format(precision=3))
 confusion_matrices(pd.DataFrame({"model": "GCN-MIL", "label": y, "pred": scores["pred"]}), classes,
                    "Test split (argmax)", ncols=1)
@@ -164,16 +167,20 @@ plt.show()
 
 # %%
 train_maps, train_mel = melanoma_maps(model, bags["train"], labels["train"], MEL, block_size, size, device)
-seg = segment(train_maps, ctx.masks(frames["train"].iloc[train_mel], size),
-              score_maps(prob, attention, bags["test"], block_size, size), ctx.masks(frames["test"], size))
+has_masks = ctx.data.has_masks
+seg = segment(train_maps, ctx.masks(frames["train"].iloc[train_mel], size) if has_masks else None,
+              score_maps(prob, attention, bags["test"], block_size, size),
+              ctx.masks(frames["test"], size) if has_masks else None)
 write_parquet(ctx.out / "eta_sweep.parquet", seg.sweep)
-
-fig, ax = plt.subplots(figsize=(6, 3.5))
-sns.lineplot(data=seg.sweep, x="eta", y="jaccard", marker="o", ax=ax)
-ax.axvline(seg.eta, color="red", linestyle=":")
-ax.set(title=f"Mean Jaccard on training melanomas by threshold (best η = {seg.eta:.2f})", xlabel="η",
-       ylabel="mean Jaccard index")
-plt.show()
+if seg.skipped:
+    display(Markdown(f"**Segmentation skipped**: {seg.skipped}; no Jaccard index is reported."))
+else:
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    sns.lineplot(data=seg.sweep, x="eta", y="jaccard", marker="o", ax=ax)
+    ax.axvline(seg.eta, color="red", linestyle=":")
+    ax.set(title=f"Mean Jaccard on training melanomas by threshold (best η = {seg.eta:.2f})", xlabel="η",
+           ylabel="mean Jaccard index")
+    plt.show()
 
 # %% [markdown]
 # ## Results beside the study's Table 5

@@ -16,7 +16,8 @@
 # # Where the binary models fail
 #
 # Study 000 looked at its base model's true positives and false negatives (its Figs. 11-12) and
-# suggested that small melanomas are missed. Here we test that with the lesion masks, and ask
+# suggested that small melanomas are missed. Here we test that with the lesion masks where the
+# dataset has them (ISIC 2020 ships none, and then the test is skipped), and ask
 # for every binary model: which subgroups (sex, age, site, brightness, hair) does it serve
 # worse, and are its probabilities calibrated? Everything is read from the predictions the
 # model chapters wrote; nothing is retrained.
@@ -45,7 +46,9 @@ from derm_nb.plots import image_grid
 
 ctx = chapter("08_error_analysis", profile, run_dir)
 out, data = ctx.out, ctx.data
-metrics, predictions = load_model_runs(ctx.run_dir, ("02_baseline", "03_experts", "04_efficientnet"))
+candidates = ("02_baseline", "03_experts", "04_efficientnet")
+analysed = ctx.on_same_data(candidates)  # subgroups and lesion sizes come from this chapter's dataset
+metrics, predictions = load_model_runs(ctx.run_dir, tuple(analysed))
 stats = ctx.read("image_stats")
 split_point = ctx.read("brightness_split")["brightness_split"]
 attributes = data.manifest[["image_id", "sex", "age", "site"]].merge(stats, on="image_id")
@@ -54,7 +57,10 @@ attributes = attributes.assign(age_band=age_band(attributes["age"]),
                                hair=np.where(attributes["has_hair"], "hair", "no hair"))
 # Each model is judged on the split its chapter scored: validation for study 000, test for study 001.
 scored = predictions[(predictions["chapter"] != "04_efficientnet") | (predictions["split"] == "test")]
-display(Markdown(f"{scored['model'].nunique()} binary models, {len(scored):,} scored predictions."))
+others = [c for c in candidates if c not in analysed]
+display(Markdown(f"{scored['model'].nunique()} binary models of {', '.join(analysed)} on {data.describe()}, "
+                 f"{len(scored):,} scored predictions."
+                 + (f" Not analysed here (another dataset): {', '.join(others)}." if others else "")))
 
 # %% [markdown]
 # ## True positives and false negatives (study 000's Figs. 11-12)
@@ -69,10 +75,9 @@ for title, rows in (("True positives", caught), ("False negatives", missed)):
     rows = rows.sample(min(gallery_size, len(rows)), random_state=seed)
     if len(rows):
         frame = data.manifest.set_index("image_id").loc[rows["image_id"]].reset_index()
-        paths = data.image_paths(frame)
-        image_grid(paths, titles=[f"p={p:.2f}" for p in rows["prob"]],
-                   masks=[p.with_name(p.stem + "_mask.png") for p in paths], ncols=gallery_size,
-                   suptitle=f"{title} of {chosen['model'].iloc[0]} (lesion mask in yellow)")
+        image_grid(data.image_paths(frame), titles=[f"p={p:.2f}" for p in rows["prob"]], masks=data.mask_paths(frame),
+                   ncols=gallery_size, suptitle=f"{title} of {chosen['model'].iloc[0]}"
+                   + (" (lesion mask in yellow)" if data.has_masks else ""))
         plt.show()
     else:
         display(Markdown(f"No {title.lower()} for {chosen['model'].iloc[0]}."))
@@ -84,24 +89,32 @@ for title, rows in (("True positives", caught), ("False negatives", missed)):
 # of the melanomas it caught and of those it missed, and a Mann-Whitney test of the difference.
 
 # %%
-melanomas = scored[scored["label"] == 1].merge(attributes[["image_id", "lesion_area"]], on="image_id")
 rows = []
-for model, part in melanomas.groupby("model", sort=False):
-    hit, miss = part.loc[part["pred"] == 1, "lesion_area"], part.loc[part["pred"] == 0, "lesion_area"]
-    if len(hit) and len(miss):
-        test = compare_distributions(miss, hit)
-        rows.append({"model": model, "caught": len(hit), "missed": len(miss), "median area caught": hit.median(),
-                     "median area missed": miss.median(), "p (Mann-Whitney)": test["p_value"],
-                     "P(missed larger)": test["p_a_greater"]})
+if data.has_masks:
+    melanomas = scored[scored["label"] == 1].merge(attributes[["image_id", "lesion_area"]], on="image_id")
+    melanomas = melanomas.dropna(subset=["lesion_area"])  # images kept without a mask (quality report)
+    for model, part in melanomas.groupby("model", sort=False):
+        hit, miss = part.loc[part["pred"] == 1, "lesion_area"], part.loc[part["pred"] == 0, "lesion_area"]
+        if len(hit) and len(miss):
+            test = compare_distributions(miss, hit)
+            rows.append({"model": model, "caught": len(hit), "missed": len(miss), "median area caught": hit.median(),
+                         "median area missed": miss.median(), "p (Mann-Whitney)": test["p_value"],
+                         "P(missed larger)": test["p_a_greater"]})
 size_table = pd.DataFrame(rows)
-display(size_table.style.format(precision=3) if len(size_table) else Markdown("Every model caught or missed all."))
-fig, ax = plt.subplots(figsize=(10, 3.8))
-sns.boxplot(data=melanomas.assign(outcome=np.where(melanomas["pred"] == 1, "caught", "missed")),
-            x="model", y="lesion_area", hue="outcome", ax=ax)
-ax.set(title="Lesion size of melanomas, caught vs missed", xlabel="", ylabel="lesion share of the image")
-ax.tick_params(axis="x", rotation=20)
-fig.tight_layout()
-plt.show()
+if not data.has_masks:
+    display(Markdown(f"**Skipped:** {data.summary['source']} has no lesion masks, so lesion size cannot be measured "
+                     "(no size is reported rather than a size of 0)."))
+elif len(size_table):
+    display(size_table.style.format(precision=3))
+    fig, ax = plt.subplots(figsize=(10, 3.8))
+    sns.boxplot(data=melanomas.assign(outcome=np.where(melanomas["pred"] == 1, "caught", "missed")),
+                x="model", y="lesion_area", hue="outcome", ax=ax)
+    ax.set(title="Lesion size of melanomas, caught vs missed", xlabel="", ylabel="lesion share of the image")
+    ax.tick_params(axis="x", rotation=20)
+    fig.tight_layout()
+    plt.show()
+else:
+    display(Markdown("Every model caught or missed all melanomas, so size could not be compared."))
 
 # %% [markdown]
 # ## Performance by subgroup
@@ -110,10 +123,12 @@ plt.show()
 
 # %%
 groups = subgroup_auc(scored, attributes, ["sex", "age_band", "site", "brightness_band", "hair"], n_boot=n_boot,
+                      include_skipped=True,
                       seed=seed)
 write_parquet(out / "subgroup_auc.parquet", groups)
-if len(groups):
-    g = sns.catplot(data=groups, kind="point", x="roc_auc", y="subgroup", hue="model", col="attribute",
+shown = groups.dropna(subset=["roc_auc"])
+if len(shown):
+    g = sns.catplot(data=shown, kind="point", x="roc_auc", y="subgroup", hue="model", col="attribute",
                     col_wrap=3, sharey=False, linestyle="none", height=2.8, aspect=1.4, dodge=0.5)
     for ax in g.axes.flat:
         ax.axvline(0.5, color="grey", linestyle=":")
@@ -143,11 +158,13 @@ write_parquet(out / "calibration.parquet", scores)
 scores.round(4)
 
 # %%
-worst = groups.sort_values("roc_auc").head(1)
+worst = shown.sort_values("roc_auc").head(1)
 smaller = int((size_table["median area missed"] < size_table["median area caught"]).sum()) if len(size_table) else 0
 glue("size_finding", (f"Missed melanomas were smaller than caught ones for {smaller} of {len(size_table)} models; "
                       f"significant (p < 0.05) for {int((size_table['p (Mann-Whitney)'] < 0.05).sum())}.")
-     if len(size_table) else "No model both caught and missed melanomas, so size could not be compared.", display=False)
+     if len(size_table) else ("No model both caught and missed melanomas, so size could not be compared."
+                              if data.has_masks else f"{data.summary['source']} has no lesion masks, so lesion size "
+                              "was not analysed."), display=False)
 glue("worst_subgroup", (f"{worst['model'].iloc[0]} on {worst['attribute'].iloc[0]} = {worst['subgroup'].iloc[0]}, "
                         f"AUC {worst['roc_auc'].iloc[0]:.3f} (CI {worst['ci_low'].iloc[0]:.3f}-"
                         f"{worst['ci_high'].iloc[0]:.3f})") if len(worst) else "none with both classes", display=False)

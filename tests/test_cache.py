@@ -17,7 +17,7 @@ def test_center_crop_square_takes_the_middle():
 
 
 def test_cache_size_alignment_and_skip(tmp_path):
-    formats.isic2017(tmp_path)
+    formats.isic2017(tmp_path, partitions=False)
     manifest, _ = load_source("isic2017", tmp_path, workers=1)
     cache = build_cache(manifest, tmp_path / "cache", size=24, workers=1)
     assert set(cache["status"]) == {"written"}
@@ -65,4 +65,5 @@ def test_interrupted_cache_leaves_no_partial_file(tmp_path, monkeypatch):
     for path in (tmp_path / "cache").glob("*.jpg"):
         Image.open(path).load()  # every file present is complete
     done = build_cache(manifest, tmp_path / "cache", size=16, workers=1)
-    assert (done["status"] == "skipped").sum() == 2 and (done["status"] == "written").sum() == 8
+    # ISIC 2020 has no masks: one save per image, so four finished before the fifth was interrupted
+    assert (done["status"] == "skipped").sum() == 4 and (done["status"] == "written").sum() == 6

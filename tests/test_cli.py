@@ -32,7 +32,7 @@ def test_data_on_a_real_format_fixture_reports_bad_rows(tmp_path, capsys):
 
 
 def test_errors_are_one_clear_line(tmp_path, capsys):
-    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "jpeg" / "train").mkdir(parents=True)
     (tmp_path / "bad" / "train.csv").write_text("image_name,target\nISIC_1,0\n")
     assert main(["data", "--source", "isic2020", "--root", str(tmp_path / "bad"), "--out", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err
@@ -41,11 +41,31 @@ def test_errors_are_one_clear_line(tmp_path, capsys):
     assert "unknown profile 'nope'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv", [["run", "--data", "isic2020=/x"], ["run", "--prof", "smoke"],
+@pytest.mark.parametrize("argv", [["run", "--dat", "isic2020=/x"], ["run", "--prof", "smoke"],
                                   ["data", "--source", "busi", "--root", "/x", "--out", "/y", "--work", "2"]])
 def test_partial_or_unknown_flags_are_errors(argv, capsys):
-    """argparse would take `--data` for `--data-root` (prefix matching) and run on synthetic data."""
+    """argparse would take `--dat` for `--data` (prefix matching)."""
     with pytest.raises(SystemExit) as err:
         main(argv)
     assert err.value.code == 2
     assert "unrecognized arguments" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "--source", "isic2020"], "replaced by --data NAME=ROOT"),
+    (["run", "--data-root", "/x"], "replaced by --data NAME=ROOT"),
+    (["run", "--data", "isic2020"], "expected NAME=ROOT"),
+    (["run", "--data", "isic2021=/x"], "unknown source 'isic2021'"),
+    (["run", "--data", "busi=/a", "--data", "busi=/b"], "--data busi=... given twice"),
+])
+def test_data_flags_are_checked_before_anything_runs(argv, message):
+    with pytest.raises(SystemExit) as err:
+        main(argv)
+    assert message in str(err.value)
+
+
+def test_data_flags_become_the_00_data_roots(tmp_path):
+    from derm_nb.cli import data_roots
+
+    assert data_roots([f"isic2020={tmp_path}", "busi=synthetic"]) == {"isic2020": str(tmp_path.resolve()),
+                                                                     "busi": "synthetic"}

@@ -94,3 +94,17 @@ def test_profiles_are_plain_yaml(root):
     for profile in PROFILES:
         data = yaml.safe_load((root / "params" / f"{profile}.yaml").read_text())
         assert set(data) <= {"common", "notebooks"}
+
+
+def test_papermill_reads_every_assignment_of_each_parameters_cell(root, real_declared):
+    """papermill silently drops a line it cannot parse (a comment holding '=' did), and that key then
+    fails validation as 'not a parameter of any notebook'."""
+    import ast
+
+    from derm_nb.runner import read_source
+
+    for nb in CHAPTERS:
+        cell = next(c for c in read_source(root, nb.stem).cells if "parameters" in c.metadata.get("tags", []))
+        assigned = {t.id for node in ast.parse(cell.source).body if isinstance(node, ast.Assign)
+                    for t in node.targets if isinstance(t, ast.Name)}
+        assert assigned == set(real_declared[nb.stem]), nb.stem

@@ -46,7 +46,8 @@ def test_split_is_deterministic_by_seed():
 
 
 def test_add_study_splits_adds_one_column_per_scheme():
-    df = add_study_splits(frame(), SPLIT_SCHEMES, seed=0)
+    df, notes = add_study_splits(frame(), SPLIT_SCHEMES, seed=0)
+    assert set(notes) == set(SPLIT_SCHEMES)
     for scheme in SPLIT_SCHEMES:
         assert_no_leakage(df, split_column(scheme))
 

@@ -11,7 +11,7 @@ from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from derm_nb.artifacts import read_json
 from derm_nb.chapters import MODEL_CHAPTERS
-from derm_nb.metrics import bootstrap_auc_ci
+from derm_nb.metrics import NAN, bootstrap_auc_ci, missing_class_reason, require_finite
 
 
 def load_model_runs(run_dir: str | Path, chapters: tuple[str, ...] = MODEL_CHAPTERS) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -36,31 +36,49 @@ def age_band(age: pd.Series) -> pd.Series:
     return pd.cut(age, [-np.inf, 40, 60, np.inf], labels=["<40", "40-60", ">60"]).astype(str)
 
 
+SUBGROUP_COLUMNS = ["model", "attribute", "subgroup", "n", "positives", "roc_auc", "ci_low", "ci_high"]
+
+
+def subgroup_skip_reason(labels: pd.Series, min_positives: int = 2) -> str | None:
+    """Why a subgroup gets no AUC: a class missing, or fewer than `min_positives` positives; None when it gets one."""
+    positives = int(labels.sum())
+    if reason := missing_class_reason(labels):
+        return reason
+    return f"{positives} positive(s), fewer than {min_positives}" if positives < min_positives else None
+
+
 def subgroup_auc(predictions: pd.DataFrame, attributes: pd.DataFrame, columns: list[str], n_boot: int = 500,
-                 seed: int = 0, min_positives: int = 2) -> pd.DataFrame:
-    """ROC-AUC with a bootstrap 95 % CI per model and subgroup (binary `label`); skips groups lacking a class."""
+                 seed: int = 0, min_positives: int = 2, include_skipped: bool = False) -> pd.DataFrame:
+    """ROC-AUC with a bootstrap 95 % CI per model and subgroup (binary `label`). A subgroup lacking a class or
+    with fewer than `min_positives` positives is left out, or with `include_skipped` kept with NaN AUC and CI
+    and its reason in a `skipped` column."""
     merged = predictions.merge(attributes, on="image_id", how="left")
     rows = []
     for model, part in merged.groupby("model", sort=False):
         for column in columns:
             for level, sub in part.groupby(column, dropna=False):
-                positives = int(sub["label"].sum())
-                if positives < min_positives or positives == len(sub):
+                row = {"model": model, "attribute": column, "subgroup": str(level), "n": len(sub),
+                       "positives": int(sub["label"].sum())}
+                if reason := subgroup_skip_reason(sub["label"], min_positives):
+                    if include_skipped:
+                        rows.append({**row, "roc_auc": NAN, "ci_low": NAN, "ci_high": NAN, "skipped": reason})
                     continue
                 lo, hi = bootstrap_auc_ci(sub["label"], sub["prob"], n_boot=n_boot, seed=seed)
-                rows.append({"model": model, "attribute": column, "subgroup": str(level), "n": len(sub),
-                             "positives": positives, "roc_auc": roc_auc_score(sub["label"], sub["prob"]),
-                             "ci_low": lo, "ci_high": hi})
-    return pd.DataFrame(rows, columns=["model", "attribute", "subgroup", "n", "positives", "roc_auc", "ci_low",
-                                       "ci_high"])
+                rows.append({**row, "roc_auc": roc_auc_score(sub["label"], sub["prob"]), "ci_low": lo, "ci_high": hi,
+                             "skipped": None})
+    return pd.DataFrame(rows, columns=SUBGROUP_COLUMNS + (["skipped"] if include_skipped else []))
 
 
 def calibration(predictions: pd.DataFrame, n_bins: int = 10) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(Brier score per model, reliability-curve points per model) for binary probabilities."""
+    """(Brier score per model, reliability-curve points per model) for binary probabilities. Both are defined
+    with one class too (the observed share is then 0 or 1 in every bin); no predictions give empty frames.
+    A NaN or infinite probability raises `Skipped`."""
     scores, curves = [], []
     for model, part in predictions.groupby("model", sort=False):
+        require_finite(part["prob"], f"{model}'s probabilities")
         scores.append({"model": model, "brier": brier_score_loss(part["label"], part["prob"]),
                        "mean_prob": part["prob"].mean(), "prevalence": part["label"].mean(), "n": len(part)})
         observed, predicted = calibration_curve(part["label"], part["prob"], n_bins=n_bins, strategy="quantile")
         curves.append(pd.DataFrame({"model": model, "predicted": predicted, "observed": observed}))
-    return pd.DataFrame(scores), pd.concat(curves, ignore_index=True)
+    return (pd.DataFrame(scores, columns=["model", "brier", "mean_prob", "prevalence", "n"]),
+            pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=["model", "predicted", "observed"]))

@@ -60,12 +60,11 @@ def cache_speed(patients: int = 50, width: int = 1024, height: int = 768, size: 
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        root = generate(SynthConfig("isic2020", n_patients=patients, prevalence=0.1, height=height, width=width),
-                        tmp / "isic2020")
-        manifest, _ = load_source("isic2020", root)
+        root = generate(SynthConfig("isic2017", n_patients=patients, height=height, width=width), tmp / "isic2017")
+        manifest, _ = load_source("isic2017", root)
         rows = {}
-        # ISIC 2020 itself has no masks: the images-only row is the target; the masks row shows the
-        # cost of segmentation masks (ISIC 2017), whose PNGs must be decoded at full size either way.
+        # ISIC 2020 has no masks: the images-only row is the target; the masks row shows the cost of
+        # ISIC 2017's segmentation masks, whose PNGs must be decoded at full size either way.
         for kind, frame in (("images", manifest.assign(mask_path="")), ("images + masks", manifest)):
             naive = _timed(lambda: naive_cache(frame, tmp / f"naive {kind}", size))
             ours = _timed(lambda: build_cache(frame, tmp / f"ours {kind}", size, workers))

@@ -31,8 +31,14 @@ class Chapter:
     stem: str
     kind: str                          # data | eda | model | analysis | appendix
     study: str | None = None
-    dataset: str | None = None         # the prepared dataset it reads: binary | multiclass
+    dataset: str | None = None         # the catalog slot it reads (a study's data need, e.g. study000)
     reads: Mapping[str, tuple[str, str]] = field(default_factory=dict)   # name -> (chapter, file)
+    also: tuple[str, ...] = ()         # further slots it reads (study 002's sweep set)
+
+    @property
+    def slots(self) -> tuple[str, ...]:
+        """Every catalog slot this chapter reads."""
+        return ((self.dataset,) if self.dataset else ()) + self.also
 
     @property
     def scheme(self) -> str | None:
@@ -51,20 +57,20 @@ def _metrics(*stems: str) -> dict[str, tuple[str, str]]:
 
 CHAPTERS: tuple[Chapter, ...] = (
     Chapter("00_data", "data"),
-    Chapter("01_eda", "eda", "000", "binary"),
-    Chapter("02_baseline", "model", "000", "binary"),
-    Chapter("03_experts", "model", "000", "binary", {
+    Chapter("01_eda", "eda", "000", "study000"),
+    Chapter("02_baseline", "model", "000", "study000"),
+    Chapter("03_experts", "model", "000", "study000", {
         "brightness_split": ("01_eda", "brightness_split.json"), "image_stats": ("01_eda", "image_stats.parquet"),
         **_metrics("02_baseline")}),
-    Chapter("04_efficientnet", "model", "001", "binary"),
-    Chapter("05_deep_clustering", "model", "002", "binary"),
-    Chapter("06_architectures", "model", "003", "multiclass"),
-    Chapter("07_gcn_mil", "model", "004", "multiclass"),
-    Chapter("08_error_analysis", "analysis", None, "binary", {
+    Chapter("04_efficientnet", "model", "001", "study001"),
+    Chapter("05_deep_clustering", "model", "002", "study002", also=("study002_sweep",)),
+    Chapter("06_architectures", "model", "003", "study003"),
+    Chapter("07_gcn_mil", "model", "004", "study004"),
+    Chapter("08_error_analysis", "analysis", None, "study000", {
         "brightness_split": ("01_eda", "brightness_split.json"), "image_stats": ("01_eda", "image_stats.parquet"),
         **_metrics("02_baseline", "03_experts", "04_efficientnet")}),
     Chapter("09_summary", "analysis", None, None, {
-        "data_summary": ("00_data", "summary.json"),
+        "data_summary": ("00_data", "summary.json"), "catalog": ("00_data", "catalog.json"),
         **_metrics("02_baseline", "03_experts", "04_efficientnet", "05_deep_clustering", "06_architectures",
                    "07_gcn_mil")}),
     Chapter("10_speed", "appendix"),
@@ -79,6 +85,28 @@ def spec(stem: str) -> Chapter:
         if c.stem == stem:
             return c
     raise KeyError(f"unknown chapter '{stem}' (known: {', '.join(c.stem for c in CHAPTERS)})")
+
+
+CATALOG_FILE = "catalog.json"
+
+
+class MissingData(RuntimeError):
+    """A chapter's catalog slot has no data in this run; the message names the source and the flag."""
+
+
+def catalog_record(run_dir: str | os.PathLike[str]) -> dict:
+    """What 00_data wrote about every slot (`00_data/catalog.json`); a clear error if it has not run."""
+    path = Path(run_dir) / "00_data" / CATALOG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run the 00_data notebook (or `derm-nb run --only 00_data`) first")
+    return read_json(path)
+
+
+def missing_slots(stem: str, record: Mapping[str, Any]) -> dict[str, str]:
+    """{slot: message} for each slot of chapter `stem` that this run has no data for."""
+    slots = record["slots"]
+    return {slot: slots[slot]["message"] for slot in spec(stem).slots
+            if slot in slots and slots[slot]["status"] == "missing"}
 
 
 class UndeclaredRead(KeyError):
@@ -100,10 +128,22 @@ class ChapterContext:
 
     @cached_property
     def data(self) -> Prepared:
-        """The prepared dataset this chapter reads (written by 00_data)."""
+        """The prepared dataset of this chapter's slot (written by 00_data)."""
         if not self.chapter.dataset:
             raise KeyError(f"{self.chapter.stem} reads no prepared dataset")
-        return load_prepared(self.run_dir / "00_data" / self.chapter.dataset)
+        return self.dataset(self.chapter.dataset)
+
+    def dataset(self, slot: str) -> Prepared:
+        """The prepared dataset of one of this chapter's slots; MissingData if the run has none for it."""
+        if slot not in self.chapter.slots:
+            raise UndeclaredRead(f"{self.chapter.stem} does not read the slot '{slot}' (it reads: "
+                                 f"{', '.join(self.chapter.slots) or 'none'})")
+        entry = catalog_record(self.run_dir)["slots"].get(slot)
+        if entry is None:
+            raise MissingData(f"00_data of this run prepared no dataset for '{slot}': run 00_data again")
+        if entry["status"] == "missing":
+            raise MissingData(entry["message"])
+        return load_prepared(self.run_dir / "00_data" / entry["folder"])
 
     def split(self, name: str) -> pd.DataFrame:
         """One split (`train`, `val`, `test`) of this chapter's study scheme, rows renumbered from 0."""
@@ -112,16 +152,27 @@ class ChapterContext:
     def splits(self, names: tuple[str, ...] = ("train", "val", "test")) -> dict[str, pd.DataFrame]:
         return {s: self.split(s) for s in names}
 
-    def images(self, frame: pd.DataFrame) -> torch.Tensor:
-        """The cached images of `frame`'s rows as one uint8 tensor (N, 3, S, S)."""
+    def images(self, frame: pd.DataFrame, data: Prepared | None = None) -> torch.Tensor:
+        """The cached images of `frame`'s rows (from this chapter's dataset, or `data`) as one uint8
+        tensor (N, 3, S, S)."""
         from derm_nb.datasets import load_split_images
 
-        return load_split_images(self.data.cache_dir, frame)
+        return load_split_images((data or self.data).cache_dir, frame)
 
-    def masks(self, frame: pd.DataFrame, size: int) -> list[np.ndarray]:
-        """The cached lesion masks of `frame`'s rows at `size` px (nearest neighbour), as booleans."""
-        return [np.asarray(Image.open(p.with_name(p.stem + "_mask.png")).resize((size, size), Image.NEAREST)) > 127
-                for p in self.data.image_paths(frame)]
+    def masks(self, frame: pd.DataFrame, size: int) -> list[np.ndarray | None]:
+        """The cached lesion masks of `frame`'s rows at `size` px (nearest neighbour), as booleans; None
+        for a row kept without a mask; a ValueError where the dataset has none (check `ctx.data.has_masks`)."""
+        if not self.data.has_masks:
+            raise ValueError(f"{self.data.summary['source']} has no lesion masks; {self.chapter.stem} must skip "
+                             "its mask analyses")
+        return [np.asarray(Image.open(p).resize((size, size), Image.NEAREST)) > 127 if p else None
+                for p in self.data.mask_paths(frame)]
+
+    def on_same_data(self, stems: tuple[str, ...]) -> list[str]:
+        """The chapters among `stems` whose slot reads the same prepared dataset as this chapter's."""
+        slots = catalog_record(self.run_dir)["slots"]
+        mine = slots[self.chapter.dataset]["folder"]
+        return [s for s in stems if slots.get(spec(s).dataset or "", {}).get("folder") == mine]
 
     def oracle_auc(self, frame: pd.DataFrame) -> float | None:
         """The generator's oracle AUC on `frame` (None for real data)."""

@@ -9,17 +9,38 @@ from pathlib import Path
 from derm_nb.artifacts import project_root
 
 
+def data_roots(pairs: list[str]) -> dict[str, str]:
+    """`--data NAME=ROOT` flags as {source: root}; ROOT may be `synthetic`. Errors name the bad flag."""
+    from derm_nb.data.sources import LOADERS
+
+    roots: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, root = pair.partition("=")
+        name = name.strip()
+        if not sep or not name or not root.strip():
+            raise SystemExit(f"derm-nb: error: --data {pair!r}: expected NAME=ROOT, e.g. --data isic2020=/data/siim")
+        if name not in LOADERS:
+            raise SystemExit(f"derm-nb: error: --data {pair!r}: unknown source '{name}' (known: {', '.join(LOADERS)})")
+        if name in roots:
+            raise SystemExit(f"derm-nb: error: --data {name}=... given twice")
+        root = root.strip()
+        roots[name] = root if root == "synthetic" else str(Path(root).expanduser().resolve())
+    return roots
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from derm_nb.runner import run_notebooks
 
-    overrides = {}
-    if args.source:
-        overrides["data_source"] = args.source
-    if args.data_root:
-        overrides["data_root"] = str(Path(args.data_root).resolve())
-    timings = run_notebooks(
-        project_root(), args.profile, only=args.only, user_params=args.params, overrides=overrides
-    )
+    if args.source or args.data_root:
+        raise SystemExit("derm-nb: error: --source and --data-root were replaced by --data NAME=ROOT, one per "
+                         "dataset (e.g. --data isic2020=/data/siim --data busi=/data/Dataset_BUSI_with_GT)")
+    overrides: dict = {}
+    if args.data:
+        overrides["data"] = data_roots(args.data)
+    if args.missing_data:
+        overrides["missing_data"] = args.missing_data
+    timings = run_notebooks(project_root(), args.profile, only=args.only, user_params=args.params,
+                            overrides=overrides, run_dir=args.run_dir)
     for stem, seconds in timings.items():
         print(f"{stem:<24} {seconds:8.1f} s")
     return 0
@@ -28,7 +49,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_book(args: argparse.Namespace) -> int:
     from derm_nb.runner import build_book
 
-    index = build_book(project_root(), args.profile)
+    index = build_book(project_root(), args.profile, run_dir=args.run_dir)
     print(f"book written to {index}")
     return 0
 
@@ -44,11 +65,15 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
+    from derm_nb.data.catalog import TARGETS, Dataset
     from derm_nb.data.prepared import prepare
-    from derm_nb.studies import split_schemes
+    from derm_nb.studies import official_schemes, split_schemes
 
-    prepared = prepare(args.source, args.root, args.out, split_schemes(), seed=args.seed, cache_size=args.size,
-                       workers=args.workers)
+    target = args.target or ("melanoma" if TARGETS["melanoma"].supports(args.source) else "malignant")
+    if not TARGETS[target].supports(args.source):
+        raise SystemExit(f"derm-nb: error: --target {target}: {args.source} has no such target")
+    prepared = prepare(Dataset(args.source, target), args.root, args.out, split_schemes(), seed=args.seed,
+                       official=official_schemes(), cache_size=args.size, workers=args.workers)
     print(prepared.manifest.groupby("label_name").size().rename("images").to_string())
     summary = prepared.quality.groupby(["check", "action"]).size() if len(prepared.quality) else "no problems found"
     print(f"quality report ({prepared.folder / 'quality_report.csv'}):\n{summary}")
@@ -73,17 +98,25 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--profile", default="default", help="params/<profile>.yaml (smoke, default, full)")
     run.add_argument("--only", nargs="+", metavar="NAME", help="run only these notebooks (e.g. 00_data 01_eda)")
     run.add_argument("--params", type=Path, help="a user parameter file layered over the profile")
-    run.add_argument("--source", help="data source: synthetic, isic2020, isic2019, ham10000, isic2017, busi")
-    run.add_argument("--data-root", help="folder holding the real dataset")
+    run.add_argument("--data", action="append", metavar="NAME=ROOT",
+                     help="a dataset's folder, repeatable: --data isic2020=/data/siim --data busi=/data/BUSI "
+                          "(NAME: isic2020, isic2019, isic2018, ham10000, isic2017, busi; ROOT 'synthetic' for the "
+                          "built-in stand-in). With none, every study runs on synthetic data")
+    run.add_argument("--missing-data", choices=["error", "skip"],
+                     help="a study whose dataset was not given: stop with an error (default) or skip its chapters")
+    run.add_argument("--source", help=argparse.SUPPRESS)     # replaced by --data; kept to say so
+    run.add_argument("--data-root", help=argparse.SUPPRESS)
+    run.add_argument("--run-dir", type=Path, help="where the run's artifacts go (default: runs/<profile>/)")
     run.set_defaults(func=_cmd_run)
 
     book = sub.add_parser("book", help="build the HTML book from a profile's executed notebooks")
     book.add_argument("--profile", default="default")
+    book.add_argument("--run-dir", type=Path, help="the run to build from (default: runs/<profile>/)")
     book.set_defaults(func=_cmd_book)
 
     synth = sub.add_parser("synth", help="write a synthetic dermoscopy dataset in a real layout")
     synth.add_argument("--out", required=True, type=Path)
-    synth.add_argument("--preset", choices=["isic2020", "isic2017"], default="isic2020")
+    synth.add_argument("--preset", choices=["isic2020", "isic2017", "isic2018", "isic2019", "busi"], default="isic2020")
     synth.add_argument("--n-patients", type=int, default=200)
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--prevalence", type=float, default=0.0176, help="melanoma share (isic2020 preset)")
@@ -91,7 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.set_defaults(func=_cmd_synth)
 
     data = sub.add_parser("data", help="load a dataset folder into a manifest, quality report, splits and cache")
-    data.add_argument("--source", required=True, help="isic2020, isic2019, ham10000, isic2017 or busi")
+    data.add_argument("--source", required=True, help="isic2020, isic2019, isic2018, ham10000, isic2017 or busi")
+    data.add_argument("--target", choices=["melanoma", "malignant", "melanoma_vs_nevus"],
+                      help="the binary target (default: melanoma where the source has it, else malignant)")
     data.add_argument("--root", required=True, type=Path, help="the dataset folder")
     data.add_argument("--out", required=True, type=Path)
     data.add_argument("--seed", type=int, default=0)

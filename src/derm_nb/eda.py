@@ -53,8 +53,10 @@ def _stats_one(args: tuple[str, str]) -> tuple[float, float, float, float, float
 
 def image_stats(frame: pd.DataFrame, image_paths: list[Path], hair_threshold: float = 0.01,
                 workers: int = 0) -> pd.DataFrame:
-    """Per image: mean colour, brightness, hair coverage, `has_hair`, and lesion area share from the mask."""
-    jobs = [(str(p), str(p.with_name(p.stem + "_mask.png"))) for p in image_paths]
+    """Per image: mean colour, brightness, hair coverage, `has_hair`, and lesion area share from the mask
+    (NaN for an image without a mask)."""
+    masked = frame["mask_path"].ne("").to_numpy() if "mask_path" in frame else [True] * len(frame)
+    jobs = [(str(p), str(p.with_name(p.stem + "_mask.png")) if m else "") for p, m in zip(image_paths, masked)]
     rows = parallel_map(_stats_one, jobs, workers, "image stats", chunksize=32, min_items=200)
     out = pd.DataFrame(rows, columns=["mean_r", "mean_g", "mean_b", "brightness", "hair_coverage", "lesion_area"],
                        index=frame.index)

@@ -62,19 +62,26 @@ def corner_mask(size: int) -> np.ndarray:
     return np.hypot(yy - centre, xx - centre) > size / 2
 
 
-def heatmap_mass(cam: np.ndarray, lesion: np.ndarray) -> dict[str, float]:
+def heatmap_mass(cam: np.ndarray, lesion: np.ndarray | None) -> dict[str, float]:
     """Share of a heat map's mass inside the lesion mask and inside the corners, with their area shares.
 
     An enrichment above 1 means the map concentrates on that region more than a uniform map would.
+    Without a mask (`lesion` None) the lesion shares are NaN and the corners are the whole outer ring.
     """
     cam = np.clip(np.asarray(cam, dtype=float), 0, None)
-    lesion = np.asarray(lesion, dtype=bool)
+    known = lesion is not None
+    lesion = np.asarray(lesion, dtype=bool) if known else np.zeros(cam.shape[-2:], dtype=bool)
     corners = corner_mask(cam.shape[-1]) & ~lesion
     total = cam.sum()
+    lesion_area = float(lesion.mean()) if known else float("nan")
     if total <= 0:
-        return {"lesion_mass": float("nan"), "corner_mass": float("nan"), "lesion_area": float(lesion.mean()),
+        return {"lesion_mass": float("nan"), "corner_mass": float("nan"), "lesion_area": lesion_area,
                 "corner_area": float(corners.mean()), "lesion_enrichment": float("nan")}
-    lesion_mass, corner_mass = float(cam[lesion].sum() / total), float(cam[corners].sum() / total)
+    corner_mass = float(cam[corners].sum() / total)
+    if not known:
+        return {"lesion_mass": float("nan"), "corner_mass": corner_mass, "lesion_area": lesion_area,
+                "corner_area": float(corners.mean()), "lesion_enrichment": float("nan")}
+    lesion_mass = float(cam[lesion].sum() / total)
     return {"lesion_mass": lesion_mass, "corner_mass": corner_mass, "lesion_area": float(lesion.mean()),
             "corner_area": float(corners.mean()),
             "lesion_enrichment": lesion_mass / lesion.mean() if lesion.any() else float("nan")}

@@ -68,7 +68,7 @@ class Profile:
     def for_notebook(self, stem: str, declared: Mapping[str, Declared]) -> dict[str, Any]:
         """The parameters papermill injects into one notebook: common keys it declares, then its own."""
         values = {k: v for k, v in self.common.items() if k in declared}
-        values.update(self.notebooks.get(stem, {}))
+        merge_values(values, self.notebooks.get(stem, {}))
         values["profile"] = self.name
         return values
 
@@ -99,10 +99,19 @@ def read_param_file(path: Path) -> dict[str, Any]:
     return data
 
 
+def merge_values(into: dict[str, Any], values: Mapping[str, Any]) -> None:
+    """Layer `values` over `into`; a mapping value (e.g. `data`, `datasets`) merges key by key."""
+    for key, value in values.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), Mapping):
+            into[key] = {**into[key], **value}
+        else:
+            into[key] = value
+
+
 def _merge(profile: Profile, data: Mapping[str, Any], source: str) -> None:
-    profile.common.update(data.get("common") or {})
+    merge_values(profile.common, data.get("common") or {})
     for stem, values in (data.get("notebooks") or {}).items():
-        profile.notebooks.setdefault(str(stem), {}).update(values or {})
+        merge_values(profile.notebooks.setdefault(str(stem), {}), values or {})
     profile.sources.append(source)
 
 

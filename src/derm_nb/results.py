@@ -7,8 +7,10 @@ so that loop lives here; the chapters only say which variants to build.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,14 +20,20 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from derm_nb.artifacts import write_json, write_parquet
-from derm_nb.metrics import evaluate_binary, multiclass_report
+from derm_nb.metrics import Skipped, evaluate_binary, multiclass_report
 from derm_nb.models.backbones import Provenance
 from derm_nb.train import TrainConfig, fit, predict
+
+PREDICTION_COLUMNS = ["image_id", "split", "model", "label", "prob", "pred"]
 
 
 @dataclass
 class Variant:
-    """One trained model variant: its curves, its scores on the evaluation split, and its record."""
+    """One trained model variant: its curves, its scores on the evaluation split, and its record.
+
+    `skipped` is None for a scored variant; otherwise why it could not be scored: it then has no
+    predictions and no metrics but its record (written as `skipped` in metrics.json).
+    """
 
     name: str
     history: pd.DataFrame
@@ -35,6 +43,33 @@ class Variant:
     provenance: dict
     n_params: int
     extra: dict = field(default_factory=dict)
+    skipped: str | None = None
+
+
+def skipped_variant(name: str, reason: str, provenance: dict, history: pd.DataFrame | None = None,
+                    record: dict | None = None, seconds: float = 0.0) -> Variant:
+    """A variant that could not be scored, with the reason a chapter shows as "skipped: <reason>"."""
+    record = {"n_params": 0, **(record or {})}
+    history = pd.DataFrame() if history is None else history.assign(model=name)
+    return Variant(name, history, pd.DataFrame(columns=PREDICTION_COLUMNS), record, seconds, provenance,
+                   int(record["n_params"]), skipped=reason)
+
+
+def skip_notes(variants: list[Variant]) -> list[str]:
+    """One markdown line per skipped variant: "`name`: skipped: reason"."""
+    return [f"`{v.name}`: skipped: {v.skipped}" for v in variants if v.skipped]
+
+
+def json_ready(value: Any) -> Any:
+    """`value` with every NaN or infinite float (nested in dicts, lists and tuples) replaced by None:
+    NaN is not valid JSON."""
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, (float, np.floating)) and not math.isfinite(value):
+        return None
+    return value
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -64,10 +99,21 @@ def run_binary_variant(name: str, model: nn.Module, provenance: Provenance, loss
     """Train `model`, predict `evaluation` with the best epoch, score it at the chosen threshold.
 
     With `test=(dataset, frame)`, the threshold is chosen on `evaluation` (validation) and the
-    scores are those of the test split; predictions of both splits are kept.
+    scores are those of the test split; predictions of both splits are kept. A model whose scores are
+    NaN or infinite (it diverged) comes back skipped, with its history and record.
     """
     result, prob, record = train_and_predict(name, model, loss_fn, train, evaluation, cfg, checkpoint_dir,
                                               torch.sigmoid, train_targets)
+    try:
+        return _score_binary(name, model, result, prob, record, eval_frame, cfg, split, threshold_rule, test,
+                             provenance)
+    except Skipped as error:
+        return skipped_variant(name, str(error), provenance.as_dict(), result.history, record, result.seconds)
+
+
+def _score_binary(name: str, model: nn.Module, result, prob: np.ndarray, record: dict, eval_frame: pd.DataFrame,
+                  cfg: TrainConfig, split: str, threshold_rule: str, test: tuple[Dataset, pd.DataFrame] | None,
+                  provenance: Provenance) -> Variant:
     label = eval_frame["target"].to_numpy()
     scores = {**evaluate_binary(label, prob, threshold_rule, seed=cfg.seed), **record}
     frames = [pd.DataFrame({"image_id": eval_frame["image_id"].to_numpy(), "split": split, "model": name,
@@ -91,17 +137,20 @@ def run_multiclass_variant(name: str, model: nn.Module, provenance: Provenance, 
                            checkpoint_dir: Path, classes: list[str], target_class: int,
                            split: str = "test", score_on: Dataset | None = None) -> Variant:
     """Train a softmax classifier (early stopping on `evaluation`), score `score_on` (rows: `eval_frame`)
-    per class, with weighted averages and the target class's one-vs-rest AUC."""
+    per class, with weighted averages and the target class's one-vs-rest AUC (NaN, with `auc_skipped`, when the
+    scored rows lack or are all the target class). Skipped, with its history, when its scores are not finite."""
     result, prob, record = train_and_predict(name, model, loss_fn, train, evaluation, cfg, checkpoint_dir,
                                               lambda x: torch.softmax(x, dim=1), None, score_on)
     label = eval_frame["label"].to_numpy()
+    target = (label == target_class).astype(int)
+    try:
+        one_vs_rest = evaluate_binary(target, prob[:, target_class], "youden", seed=cfg.seed)
+    except Skipped as error:
+        return skipped_variant(name, str(error), provenance.as_dict(), result.history, record, result.seconds)
     pred = prob.argmax(axis=1)
     report = multiclass_report(label, pred, classes)
-    target = (label == target_class).astype(int)
-    one_vs_rest = evaluate_binary(target, prob[:, target_class], "youden", seed=cfg.seed) \
-        if target.min() != target.max() else {}
     scores = {**{k: one_vs_rest[k] for k in ("roc_auc", "roc_auc_ci_low", "roc_auc_ci_high", "pauc_80",
-                                             "sens_at_spec90") if k in one_vs_rest},
+                                             "sens_at_spec90", "auc_skipped")},
               "accuracy": float((pred == label).mean()),
               "balanced_accuracy": float(balanced_accuracy_score(label, pred)),
               "f1_weighted": float(report.loc["weighted avg", "f1-score"]),
@@ -117,12 +166,19 @@ def run_multiclass_variant(name: str, model: nn.Module, provenance: Provenance, 
 
 
 def write_model_artifacts(out: Path, variants: list[Variant], meta: dict | None = None) -> None:
-    """`metrics.json` (one entry per variant, with the weights it started from) and `predictions.parquet`."""
-    metrics = {v.name: {**v.metrics, "weights": v.provenance,
+    """`metrics.json` (one entry per variant, with the weights it started from, and `skipped` with the reason
+    for a variant that could not be scored; NaN written as null) and `predictions.parquet`."""
+    metrics = {v.name: {**v.metrics, "weights": v.provenance, **({"skipped": v.skipped} if v.skipped else {}),
                         **{k: x for k, x in v.extra.items() if not isinstance(x, pd.DataFrame)}} for v in variants}
-    write_json(out / "metrics.json", {"variants": metrics, **(meta or {})})
-    write_parquet(out / "predictions.parquet", pd.concat([v.predictions for v in variants], ignore_index=True))
-    write_parquet(out / "history.parquet", pd.concat([v.history for v in variants], ignore_index=True))
+    write_json(out / "metrics.json", json_ready({"variants": metrics, **(meta or {})}))
+    write_parquet(out / "predictions.parquet", _stack([v.predictions for v in variants], PREDICTION_COLUMNS))
+    write_parquet(out / "history.parquet", _stack([v.history for v in variants], ["model"]))
+
+
+def _stack(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
+    """The non-empty frames one under the other (a skipped variant adds none); `columns` when all are empty."""
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
 
 def weights_label(provenance: dict) -> str:
@@ -138,7 +194,11 @@ def weights_note(provenance: dict, model: str = "Backbone") -> str:
 
 
 def results_table(variants: list[Variant], columns: dict[str, str]) -> pd.DataFrame:
-    """A results table with the given metric -> column-title mapping, one row per variant, and its weights."""
+    """A results table with the given metric -> column-title mapping, one row per variant, and its weights;
+    with a `skipped` column (the reason, or "") when a variant could not be scored."""
     rows = {v.name: {**{title: v.metrics.get(key) for key, title in columns.items()},
                      "weights": weights_label(v.provenance)} for v in variants}
-    return pd.DataFrame(rows).T
+    table = pd.DataFrame(rows).T
+    if any(v.skipped for v in variants):
+        table["skipped"] = [v.skipped or "" for v in variants]
+    return table

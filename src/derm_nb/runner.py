@@ -16,7 +16,7 @@ import papermill
 from tqdm.auto import tqdm
 
 from derm_nb.artifacts import read_json, write_json
-from derm_nb.chapters import CHAPTERS, spec
+from derm_nb.chapters import CHAPTERS, catalog_record, missing_slots, spec
 from derm_nb.params import Declared, Profile, declared_from_inspection, load_profile
 
 KERNEL = "python3"
@@ -82,6 +82,30 @@ def _failure_message(stem: str, output: Path, err: Exception) -> str:
     return f"notebook {stem} failed at {where}: {ename}: {evalue}\n  executed copy with the traceback: {output}"
 
 
+def skipped_notebook(root: Path, stem: str, reasons: Mapping[str, str]) -> nbformat.NotebookNode:
+    """The executed copy of a chapter this run skips: its title and why, so the book shows the gap."""
+    title = next((line for cell in read_source(root, stem).cells if cell.cell_type == "markdown"
+                  for line in cell.source.splitlines() if line.startswith("# ")), f"# {stem}")
+    why = "\n".join(f"* {message}." for message in reasons.values())
+    note = (f"{title}\n\n```{{note}}\nThis chapter was **skipped** in this run (`missing_data: skip`):\n\n"
+            f"{why}\n```\n")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(note)])
+    nb.metadata["kernelspec"] = {"name": KERNEL, "display_name": "Python 3", "language": "python"}
+    return nb
+
+
+def check_data(root: Path, run_dir: Path, stem: str) -> dict[str, str]:
+    """{slot: message} of the slots `stem` reads that this run has no data for; NotebookFailed under
+    `missing_data: error`, so a chapter never starts on data it lacks."""
+    if stem == "00_data" or not spec(stem).slots:
+        return {}
+    record = catalog_record(run_dir)
+    reasons = missing_slots(stem, record)
+    if reasons and record["policy"] == "error":
+        raise NotebookFailed(f"{stem} cannot run: " + "; ".join(reasons.values()))
+    return reasons
+
+
 def run_notebooks(
     root: Path,
     profile_name: str,
@@ -112,6 +136,12 @@ def run_notebooks(
         values = profile.for_notebook(stem, declared[stem])
         values["run_dir"] = str(run_dir)
         start = time.perf_counter()
+        reasons = check_data(root, run_dir, stem)
+        if reasons:
+            nbformat.write(skipped_notebook(root, stem, reasons), output)
+            log[stem] = {"seconds": 0.0, "skipped": list(reasons.values()), "sources": profile.sources}
+            write_json(log_path, log)
+            continue
         try:
             papermill.execute_notebook(
                 str(inputs[stem]),

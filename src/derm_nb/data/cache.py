@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
+from PIL import Image, ImageOps
 
 from derm_nb.artifacts import write_atomic
 from derm_nb.parallel import parallel_map
@@ -46,23 +46,25 @@ def cache_paths(cache_dir: Path, image_id: str) -> tuple[Path, Path]:
 def _cache_one(job: tuple[str, str, str, str, int]) -> str:
     image_id, path, mask_paths, cache_dir, size = job
     image_out, mask_out = cache_paths(Path(cache_dir), image_id)
-    if image_out.is_file() and mask_out.is_file():
+    if image_out.is_file() and (not mask_paths or mask_out.is_file()):
         return "skipped"
     with Image.open(path) as im:
         im.draft("RGB", (size, size))  # JPEG: decode at a reduced scale directly (much faster on large files)
-        im = im.convert("RGB")
-        original = im.size
+        im = ImageOps.exif_transpose(im).convert("RGB")
+        original = im.size  # as displayed: archives store masks in the displayed orientation
         square = center_crop_square(im).resize((size, size), Image.BILINEAR, reducing_gap=2.0)
     # Masks are cropped in the original image's coordinates, so they stay aligned with the image.
-    mask = square_mask(mask_paths, original, size)
-    write_atomic(mask_out, lambda p: mask.save(p, format="PNG", compress_level=1))
+    if mask_paths:  # an image without a mask gets no mask file: no empty mask can pass for "no lesion"
+        mask = square_mask(mask_paths, original, size)
+        write_atomic(mask_out, lambda p: mask.save(p, format="PNG", compress_level=1))
     write_atomic(image_out, lambda p: square.save(p, format="JPEG", quality=95))
     return "written"
 
 
 def build_cache(manifest: pd.DataFrame, cache_dir: str | os.PathLike[str], size: int = 256,
                 workers: int = 0) -> pd.DataFrame:
-    """Write `<image_id>.jpg` and `<image_id>_mask.png` at `size` px for every row; skip finished ones.
+    """Write `<image_id>.jpg` at `size` px for every row, and `<image_id>_mask.png` for every row with a
+    mask; skip finished ones.
 
     Each file is written to a temporary name and renamed, so an interrupted build leaves only
     complete files and the next call picks up where it stopped.
@@ -84,8 +86,10 @@ def naive_cache(manifest: pd.DataFrame, cache_dir: str | os.PathLike[str], size:
     cache_dir.mkdir(parents=True, exist_ok=True)
     for r in manifest.itertuples():
         image_out, mask_out = cache_paths(cache_dir, str(r.image_id))
-        im = Image.open(r.path).convert("RGB")
+        im = ImageOps.exif_transpose(Image.open(r.path)).convert("RGB")
         center_crop_square(im).resize((size, size), Image.BILINEAR).save(image_out, quality=95)
+        if not r.mask_path:
+            continue
         union = np.zeros((im.size[1], im.size[0]), dtype=bool)
         for path in filter(None, r.mask_path.split(";")):
             union |= np.asarray(Image.open(path).convert("L").resize(im.size, Image.NEAREST)) > 127

@@ -22,6 +22,7 @@ MANIFEST_SCHEMA: dict[str, str] = {
     "diagnosis": "string",
     "mask_path": "string",     # ';'-separated when several masks are to be merged; '' when none
     "source": "string",
+    "official_split": "string",  # train / val / test where the archive ships partitions (ISIC 2017, 2018); '' otherwise
 }
 
 

@@ -7,19 +7,23 @@ later notebook reads the result, so no chapter repeats the loading logic.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from sklearn.metrics import roc_auc_score
+from tqdm.auto import tqdm
 
 from derm_nb.artifacts import read_json, write_csv, write_json, write_parquet
 from derm_nb.data.cache import build_cache, cache_paths
+from derm_nb.data.catalog import SYNTHETIC, TARGETS, Dataset, Plan, apply_target, oracle_probability
 from derm_nb.data.errors import DataError
 from derm_nb.data.manifest import MANIFEST_SCHEMA
+from derm_nb.data.near_duplicates import assert_no_cross_split_pairs
 from derm_nb.data.quality import REPORT_COLUMNS
-from derm_nb.data.sources import CLASSES, load_source
+from derm_nb.data.sources import load_source
 from derm_nb.data.splits import add_study_splits, assert_no_leakage, split_column, split_schemes
 
 
@@ -38,11 +42,27 @@ class Prepared:
 
     @property
     def cache_dir(self) -> Path:
-        return self.folder / "cache" / str(self.summary["cache_size"])
+        return (self.folder / self.summary["cache_dir"]).resolve()
+
+    @property
+    def has_masks(self) -> bool:
+        """Whether any image of this dataset has a lesion mask (ISIC 2020, 2019 and 2018 Task 3 have none)."""
+        return bool(self.summary.get("has_masks"))
+
+    def describe(self) -> str:
+        """'synthetic, in the ISIC 2020 layout' or 'isic2020 from /data/siim', with the target."""
+        where = (f"synthetic, in the {self.summary['source']} layout" if self.summary.get("synthetic")
+                 else f"{self.summary['source']} from {self.summary['root']}")
+        return f"{where}; target: {self.summary['target_description']}"
 
     def image_paths(self, frame: pd.DataFrame | None = None) -> list[Path]:
         frame = self.manifest if frame is None else frame
         return [cache_paths(self.cache_dir, i)[0] for i in frame["image_id"]]
+
+    def mask_paths(self, frame: pd.DataFrame | None = None) -> list[Path | None]:
+        """The cached mask of each row, None for a row without a mask (all None on a maskless dataset)."""
+        frame = self.manifest if frame is None else frame
+        return [cache_paths(self.cache_dir, i)[1] if m else None for i, m in zip(frame["image_id"], frame["mask_path"])]
 
     def split(self, scheme: str, name: str) -> pd.DataFrame:
         """Rows of one split (`train`, `val`, `test`) of one study's scheme."""
@@ -50,9 +70,12 @@ class Prepared:
         return self.manifest[self.manifest[column] == name]
 
     def oracle(self) -> pd.DataFrame | None:
-        """The synthetic generator's true probabilities (image_id, p_true, latent attributes), if any."""
+        """The synthetic generator's true probability of this dataset's target (image_id, p_true, ...), if any."""
         path = self.summary.get("oracle_file")
-        return pd.read_csv(path) if path and Path(path).is_file() else None
+        if not path or not Path(path).is_file():
+            return None
+        oracle = pd.read_csv(path)
+        return oracle.assign(p_true=oracle_probability(oracle, self.summary["source"], TARGETS[self.summary["target"]]))
 
 
 def oracle_auc(prepared: Prepared, frame: pd.DataFrame) -> float | None:
@@ -64,31 +87,40 @@ def oracle_auc(prepared: Prepared, frame: pd.DataFrame) -> float | None:
     return float(roc_auc_score(merged["target"], merged["p_true"]))
 
 
-def prepare(source: str, root: str | os.PathLike[str], out: str | os.PathLike[str],
-            schemes: Mapping[str, Mapping[str, float]], seed: int = 0, cache_size: int = 256, workers: int = 0,
-            oracle_file: str | None = None) -> Prepared:
-    """Load a source into the manifest, add each split scheme ({name: {split: ratio}}, e.g. every
-    study's, asserting no leakage), and build the cache."""
+def prepare(dataset: Dataset, root: str | os.PathLike[str], out: str | os.PathLike[str],
+            schemes: Mapping[str, Mapping[str, float]], seed: int = 0, official: Collection[str] = (),
+            cache_dir: str | os.PathLike[str] | None = None, cache_size: int = 256, workers: int = 0,
+            oracle_file: str | None = None, synthetic: bool = False) -> Prepared:
+    """Load a source under a target, add each split scheme ({name: {split: ratio}}; `official` ones take
+    the archive's own partitions where it ships them), check leakage, and build the cache."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    manifest, report = load_source(source, root, workers)
+    target = TARGETS[dataset.target]
+    manifest, report = load_source(dataset.source, root, workers)
+    manifest = apply_target(manifest, target, report)
     if manifest.empty:
         raise DataError(f"{root}: no usable images left after the quality checks\n{report}")
-    stratify = "label"
-    manifest = add_study_splits(manifest, schemes, seed, stratify=stratify)
+    manifest, split_notes = add_study_splits(manifest, schemes, seed, stratify="label", official=official)
+    pairs = getattr(report, "near_duplicates", None)
     for scheme in schemes:
         assert_no_leakage(manifest, split_column(scheme))
+        if pairs is not None:
+            assert_no_cross_split_pairs(manifest, pairs, split_column(scheme))
     quality = report.frame()
     write_parquet(out / "manifest.parquet", manifest)
     write_csv(out / "quality_report.csv", quality)
-    cache = build_cache(manifest, out / "cache" / str(cache_size), cache_size, workers)
+    cache_dir = Path(cache_dir) if cache_dir else out / "cache" / str(cache_size)
+    cache = build_cache(manifest, cache_dir, cache_size, workers)
     summary = {
-        "source": source, "root": str(Path(root).resolve()), "seed": seed, "cache_size": cache_size,
-        "classes": CLASSES[source], "n_images": len(manifest), "n_groups": int(manifest["group_id"].nunique()),
+        "source": dataset.source, "target": dataset.target, "target_description": target.describe(dataset.source),
+        "positive_classes": list(target.positive[dataset.source]), "root": str(Path(root).resolve()),
+        "synthetic": synthetic, "seed": seed, "cache_size": cache_size,
+        "cache_dir": os.path.relpath(cache_dir.resolve(), out.resolve()), "classes": target.classes(dataset.source),
+        "n_images": len(manifest), "n_groups": int(manifest["group_id"].nunique()),
         "group_kind": str(manifest["group_kind"].iloc[0]), "n_excluded": int((quality["action"] == "excluded").sum()),
         "class_counts": manifest["label_name"].value_counts().to_dict(),
-        "cache_written": int((cache["status"] == "written").sum()),
-        "oracle_file": oracle_file,
+        "positive_share": float(manifest["target"].mean()), "has_masks": bool(manifest["mask_path"].ne("").any()),
+        "splits": split_notes, "cache_written": int((cache["status"] == "written").sum()), "oracle_file": oracle_file,
     }
     write_json(out / "summary.json", summary)
     return Prepared(out, manifest, quality, summary)
@@ -106,27 +138,41 @@ def load_prepared(folder: str | os.PathLike[str]) -> Prepared:
     return Prepared(folder, manifest, quality, read_json(folder / "summary.json"))
 
 
-def resolve_source(source: str, root: str, preset: str, raw_dir: str | os.PathLike[str],
-                   **synth: object) -> tuple[str, Path, str | None]:
-    """(loader name, dataset folder, oracle file) for a notebook's data parameters.
-
-    `source="synthetic"` writes the generator's `preset` layout under `raw_dir` and then reads it back
-    through the real loader, so the synthetic path exercises the same code as real data.
-    """
-    if source != "synthetic":
-        if not root:
-            raise DataError(f"data source '{source}' needs a data root (the dataset folder)")
-        return source, Path(root), None
+def synthetic_source(source: str, raw_dir: str | os.PathLike[str], **synth: object) -> tuple[Path, str]:
+    """(dataset folder, oracle file) of the built-in generator's output in `source`'s real layout,
+    written under `raw_dir`; the real loader then reads it, so the synthetic path runs the same code."""
     from derm_nb.data.synthetic import SynthConfig, generate, oracle_path
 
-    folder = generate(SynthConfig(preset=preset, **synth), Path(raw_dir) / preset)
-    return preset, folder, str(oracle_path(folder))
+    folder = generate(SynthConfig(preset=source, **synth), Path(raw_dir) / source)
+    return folder, str(oracle_path(folder))
 
 
-def split_summary(manifest: pd.DataFrame) -> pd.DataFrame:
-    """Images per class in every split of every study scheme (rows: scheme x split)."""
+def prepare_catalog(plan: Plan, out: str | os.PathLike[str], schemes: Mapping[str, Mapping[str, float]],
+                    official: Collection[str] = (), seed: int = 0, cache_size: int = 256, workers: int = 0,
+                    synth: Mapping[str, Any] | None = None) -> dict[str, Prepared]:
+    """Prepare every distinct dataset of `plan` once under `out/<source>-<target>/` (synthetic ones first
+    generated under `out/raw/`), then write `out/catalog.json`, which the chapters read."""
+    out = Path(out)
+    synth = dict(synth or {})
+    patients = dict(synth.pop("n_patients", {}) or {})
+    prepared = {}
+    for dataset in tqdm(plan.datasets(), desc="datasets", unit="set"):
+        root, oracle = plan.roots[dataset.source], None
+        if root == SYNTHETIC:
+            extra = {"n_patients": int(patients[dataset.source])} if dataset.source in patients else {}
+            root, oracle = synthetic_source(dataset.source, out / "raw", seed=seed, workers=workers, **extra, **synth)
+        prepared[dataset.key] = prepare(dataset, root, out / dataset.key, schemes, seed=seed, official=official,
+                                        cache_dir=out / "cache" / dataset.source / str(cache_size),
+                                        cache_size=cache_size, workers=workers, oracle_file=oracle,
+                                        synthetic=oracle is not None)
+    write_json(out / "catalog.json", plan.record())
+    return prepared
+
+
+def split_summary(manifest: pd.DataFrame, schemes: Collection[str] | None = None) -> pd.DataFrame:
+    """Images per class in every split of the study schemes (all the manifest carries by default)."""
     rows = []
-    for scheme in split_schemes(manifest):
+    for scheme in schemes or split_schemes(manifest):
         counts = manifest.groupby([split_column(scheme), "label_name"]).size().unstack(fill_value=0)
         for split, row in counts.iterrows():
             rows.append({"scheme": scheme, "split": split, "images": int(row.sum()), **row.to_dict(),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import numpy as np
 import pandas as pd
@@ -58,10 +58,39 @@ def split_schemes(manifest: pd.DataFrame) -> list[str]:
     return [c.removeprefix("split_") for c in manifest.columns if c.startswith("split_")]
 
 
+OFFICIAL_SPLITS = ("train", "val", "test")
+
+
+def has_official_splits(manifest: pd.DataFrame) -> bool:
+    """Whether the archive shipped its own train, validation and test partitions (ISIC 2017, ISIC 2018)."""
+    return "official_split" in manifest and set(OFFICIAL_SPLITS) <= set(manifest["official_split"].dropna())
+
+
 def add_study_splits(manifest: pd.DataFrame, schemes: Mapping[str, Mapping[str, float]], seed: int,
-                     stratify: str = "target") -> pd.DataFrame:
-    """The manifest with one `split_<scheme>` column per scheme ({name: {split: ratio}})."""
+                     stratify: str = "target", official: Collection[str] = ()) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The manifest with one `split_<scheme>` column per scheme ({name: {split: ratio}}), and a note per scheme.
+
+    A scheme in `official` takes the archive's own partitions where it ships all three; every other
+    scheme splits the archive's training images only (all images where the archive has no partitions).
+    """
     out = manifest.copy()
+    shipped = has_official_splits(out)
+    pool = out["official_split"].fillna("").isin(["", "train"]) if "official_split" in out else \
+        pd.Series(True, index=out.index)
+    notes = {}
     for scheme, ratios in schemes.items():
-        out[split_column(scheme)] = group_split(out, ratios, seed, stratify=stratify)
-    return out
+        column = split_column(scheme)
+        ratio_text = "/".join(f"{100 * r / sum(ratios.values()):.1f}" for r in ratios.values())
+        if scheme in official and shipped:
+            out[column] = out["official_split"].where(out["official_split"].isin(list(ratios))).astype("string")
+            counts = out[column].value_counts()
+            notes[scheme] = "the archive's official partitions (" + ", ".join(
+                f"{counts.get(n, 0)} {n}" for n in ratios) + ")"
+            continue
+        out[column] = pd.Series(pd.NA, index=out.index, dtype="string")
+        out.loc[pool, column] = group_split(out.loc[pool], ratios, seed, stratify=stratify)
+        kind = str(out["group_kind"].iloc[0]) if "group_kind" in out and len(out) else "group"
+        notes[scheme] = (f"{ratio_text} % ({'/'.join(ratios)}), grouped by {kind}, stratified by class"
+                         + (", of the archive's training images" if not pool.all() else "")
+                         + (" (the archive's own partitions were not found)" if scheme in official else ""))
+    return out, notes

@@ -1,6 +1,8 @@
 """The five studies, one place each. Every study exposes the same small face:
 
-- `SPLIT`: its split scheme ({split: ratio});
+- `SPLIT`: its split scheme ({split: ratio}), and `OFFICIAL_SPLIT = True` where it used the
+  archive's own partitions;
+- `DATASETS`: its data slots, each with its paper's source and target (`derm_nb.data.catalog.Use`);
 - its transforms and model builders;
 - its named variants;
 - `CARD`: its paper card (the paper's data and published figures);
@@ -15,6 +17,7 @@ import importlib
 from types import ModuleType
 
 from derm_nb.cards import PaperCard
+from derm_nb.data.catalog import Use
 
 STUDIES: dict[str, str] = {"000": "study000", "001": "study001", "002": "study002", "003": "study003",
                            "004": "study004"}
@@ -30,6 +33,16 @@ def study(study_id: str) -> ModuleType:
 def split_schemes() -> dict[str, dict[str, float]]:
     """Every study's split scheme, named `studyNNN` as the manifest's `split_studyNNN` columns."""
     return {name: dict(study(sid).SPLIT) for sid, name in STUDIES.items()}
+
+
+def official_schemes() -> set[str]:
+    """The schemes that take an archive's own train/val/test partitions where it ships them."""
+    return {name for sid, name in STUDIES.items() if getattr(study(sid), "OFFICIAL_SPLIT", False)}
+
+
+def dataset_uses() -> dict[str, Use]:
+    """Every study's data slots ({slot: Use}), in study order: the catalog's defaults."""
+    return {slot: use for sid in STUDIES for slot, use in study(sid).DATASETS.items()}
 
 
 def cards() -> list[PaperCard]:

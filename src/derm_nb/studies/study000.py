@@ -15,12 +15,14 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
 from torch import nn
 
 from derm_nb.cards import PaperCard
+from derm_nb.data.catalog import Use
 from derm_nb.datasets import CachedImages
 from derm_nb.models.backbones import create_backbone
 from derm_nb.results import weights_label
 from derm_nb.transforms import augment_transform, eval_transform
 
 SPLIT = {"train": 0.85, "val": 0.15}
+DATASETS = {"study000": Use("isic2020", "melanoma", "ISIC 2020 training set (33,126 images, 2,056 patients)")}
 
 TABULAR_COLUMNS = ["sex", "site", "age"]
 

@@ -22,11 +22,13 @@ from torch import nn
 from torchvision.transforms import v2
 
 from derm_nb.cards import PaperCard
+from derm_nb.data.catalog import Use
 from derm_nb.datasets import CachedImages
 from derm_nb.explain import heatmap_mass
 from derm_nb.losses import BCE, FocalBCE
 
 SPLIT = {"train": 0.70, "val": 0.15, "test": 0.15}
+DATASETS = {"study001": Use("isic2018", "malignant", "ISIC 2018 Task 3 training set (10,015 images; MEL+BCC+AKIEC malignant)")}
 
 
 class ShadesOfGrey(nn.Module):
@@ -131,9 +133,10 @@ def loss(ablation: Ablation, focal_alpha: float, focal_gamma: float) -> nn.Modul
 MASS_COLUMNS = ["lesion_mass", "lesion_area", "corner_mass", "corner_area", "lesion_enrichment"]
 
 
-def gradcam_mass(cams: np.ndarray, masks: Sequence[np.ndarray], predictions: pd.DataFrame) -> pd.DataFrame:
-    """Each heat map's mass and area shares in the lesion and the corners, and whether its
-    prediction (rows of `predictions`: label, pred) was correct."""
+def gradcam_mass(cams: np.ndarray, masks: Sequence[np.ndarray] | None, predictions: pd.DataFrame) -> pd.DataFrame:
+    """Each heat map's mass and area shares in the lesion (NaN without masks) and the corners, and
+    whether its prediction (rows of `predictions`: label, pred) was correct."""
+    masks = masks if masks is not None else [None] * len(cams)
     mass = pd.DataFrame([heatmap_mass(c, m) for c, m in zip(cams, masks)])
     mass["correct"] = np.where(predictions["pred"] == predictions["label"], "correct", "incorrect")
     return mass
@@ -148,7 +151,7 @@ def gradcam_summary(mass: pd.DataFrame) -> pd.DataFrame:
 
 def plot_gradcam_mass(mass: pd.DataFrame) -> Figure:
     """Box plots of the lesion and corner mass shares, and the histogram of lesion enrichment."""
-    defined = mass.dropna(subset=["lesion_mass"])
+    defined = mass.dropna(subset=["corner_mass"])
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     long = defined.melt(id_vars="correct", value_vars=["lesion_mass", "corner_mass"], var_name="region",
                         value_name="share")
@@ -167,7 +170,7 @@ def gallery_rows(mass: pd.DataFrame, group: str, n: int, rng: np.random.Generato
     return rng.choice(idx, min(n, len(idx)), replace=False) if len(idx) else idx
 
 
-def gradcam_gallery(rows: Sequence[int], paths: Sequence[Path], size: int, masks: Sequence[np.ndarray],
+def gradcam_gallery(rows: Sequence[int], paths: Sequence[Path], size: int, masks: Sequence[np.ndarray] | None,
                     cams: np.ndarray, predictions: pd.DataFrame, mass: pd.DataFrame, title: str) -> Figure | None:
     """Top: each image with its lesion outline; bottom: its heat map and lesion share (None if no rows)."""
     n = len(rows)
@@ -177,12 +180,14 @@ def gradcam_gallery(rows: Sequence[int], paths: Sequence[Path], size: int, masks
     for k, i in enumerate(rows):
         image = np.asarray(Image.open(paths[i]).resize((size, size)))
         axes[0, k].imshow(image)
-        axes[0, k].contour(masks[i], levels=[0.5], colors="yellow", linewidths=0.8)
+        if masks is not None and masks[i] is not None:
+            axes[0, k].contour(masks[i], levels=[0.5], colors="yellow", linewidths=0.8)
         axes[0, k].set_title(f"y={predictions['label'][i]} p={predictions['prob'][i]:.2f}", fontsize=8)
         axes[1, k].imshow(image)
         axes[1, k].imshow(cams[i], cmap="jet", alpha=0.45)
-        share = mass["lesion_mass"][i]
-        axes[1, k].set_title("empty map" if np.isnan(share) else f"lesion {share:.0%}", fontsize=8)
+        share, corner = mass["lesion_mass"][i], mass["corner_mass"][i]
+        axes[1, k].set_title("empty map" if np.isnan(corner) else f"corners {corner:.0%}" if np.isnan(share)
+                             else f"lesion {share:.0%}", fontsize=8)
         for ax in axes[:, k]:
             ax.axis("off")
     fig.suptitle(title)
@@ -195,8 +200,12 @@ def gradcam_finding(summary: pd.DataFrame, group: str) -> str:
     if group not in summary.index:
         return f"Grad-CAM, {group} predictions: there were none on the test split."
     r = summary.loc[group]
-    if pd.isna(r["lesion_mass"]):
+    if pd.isna(r["corner_mass"]):
         return f"Grad-CAM, {group} predictions: every heat map was empty, so no share can be measured."
+    if pd.isna(r["lesion_area"]):
+        return (f"Grad-CAM, {group} predictions: median {r['corner_mass']:.0%} of the mass in the corners "
+                f"({r['corner_area']:.0%} of the area); this dataset has no lesion masks, so the lesion share "
+                "was not measured.")
     return (f"Grad-CAM, {group} predictions: median {r['lesion_mass']:.0%} of the mass on the lesion "
             f"({r['lesion_area']:.0%} of the area) and {r['corner_mass']:.0%} in the corners "
             f"({r['corner_area']:.0%} of the area).")

@@ -14,12 +14,15 @@ import torchvision
 from torch import nn
 
 from derm_nb.cards import PaperCard
+from derm_nb.data.catalog import Use
 from derm_nb.datasets import CachedImages
+from derm_nb.metrics import format_metric
 from derm_nb.models.backbones import Provenance
 from derm_nb.models.heads import build_classifier
 from derm_nb.results import Variant, weights_note
 from derm_nb.transforms import augment_transform, eval_transform
 
+DATASETS = {"study003": Use("busi", "malignant", "BUSI (780 breast ultrasound images: benign / malignant / normal)")}
 SPLIT = {"train": 0.72, "val": 0.12, "test": 0.15}   # the seed's 72/12/15 sums to 99 and is normalised
 ARCHITECTURES = {"simple_cnn": "Simple CNN", "mobilenet": "MobileNet", "pretrained": "Pretrained"}
 
@@ -93,9 +96,9 @@ TABLE_I_METRICS = (("Precision", "precision"), ("Recall", "recall"), ("F1-score"
 
 def table_one(variants: Sequence[Variant], classes: Sequence[str]) -> pd.DataFrame:
     """Our per-class and weighted precision, recall and F1 in the layout of the study's Table I
-    (rows: metric x class, columns: models)."""
+    (rows: metric x class, columns: models; a skipped variant has no column)."""
     rows: dict[tuple[str, str], dict[str, float]] = {}
-    for v in variants:
+    for v in (v for v in variants if not v.skipped):
         report = v.extra["report"]
         for metric, column in TABLE_I_METRICS:
             for cls in [*classes, "weighted avg"]:
@@ -109,9 +112,10 @@ def published_weighted_f1(model: str) -> float:
 
 
 def model_facts(variants: Sequence[Variant]) -> str:
-    """One line per model, joined: its parameters, training time and epochs run."""
+    """One line per model, joined: its parameters, training time and epochs run (and why it was skipped)."""
     return "; ".join(f"{v.name}: {v.n_params:,} parameters, {v.seconds:.0f} s of training, "
-                     f"{v.metrics['epochs_run']} epochs" for v in variants)
+                     f"{v.metrics['epochs_run']} epochs" + (f" (skipped: {v.skipped})" if v.skipped else "")
+                     for v in variants)
 
 
 CARD = PaperCard(
@@ -131,6 +135,7 @@ CARD = PaperCard(
 
 
 def verdict(rows: pd.DataFrame) -> str:
-    """One line for the summary: each architecture's target-class AUC."""
-    return ("* **Study 003**: " + "; ".join(f"{m} target-class AUC {v:.3f}" for m, v in rows["roc_auc"].items())
+    """One line for the summary: each architecture's target-class AUC ("n/a" where it was skipped)."""
+    auc = pd.to_numeric(rows["roc_auc"], errors="coerce")
+    return ("* **Study 003**: " + "; ".join(f"{m} target-class AUC {format_metric(v)}" for m, v in auc.items())
             + ". The study found its pretrained ResNet-101 clearly ahead on BUSI; see the chapter's Table I.")

@@ -14,8 +14,13 @@ from __future__ import annotations
 import pandas as pd
 
 from derm_nb.cards import PaperCard
+from derm_nb.data.catalog import Use
 
 SPLIT = {"train": 0.75, "val": 0.125, "test": 0.125}
+DATASETS = {
+    "study002": Use("isic2020", "melanoma", "ISIC 2020 training set"),
+    "study002_sweep": Use("isic2019", "melanoma_vs_nevus", "ISIC 2019 melanoma vs nevus (imbalance sweep)"),
+}
 
 _COLUMNS = ["Recall", "Precision", "Specificity", "Accuracy", "F1-score", "AUC"]
 _DATA = "ISIC 2020, 75/12.5/12.5 split"
@@ -56,10 +61,13 @@ CARD = PaperCard(
 
 
 def verdict(rows: pd.DataFrame) -> str:
-    """One line for the summary: best SDC, best direct classifier and best UDC against the paper's."""
-    auc = rows["roc_auc"]
-    sdc, clf, udc = (auc[auc.index.str.startswith(p)] for p in ("SDC", "Classifier", "UDC"))
+    """One line for the summary: best SDC, best direct classifier and best UDC against the paper's
+    ("n/a" where every such variant was skipped)."""
+    from derm_nb.metrics import format_metric
+
+    auc = pd.to_numeric(rows["roc_auc"], errors="coerce")
+    sdc, clf, udc = (format_metric(auc[auc.index.str.startswith(p)].max()) for p in ("SDC", "Classifier", "UDC"))
     sup, uns = CARD.tables["Supervised"]["AUC"], CARD.tables["Unsupervised"]["AUC"]
-    return (f"* **Study 002**: best SDC {sdc.max():.3f} vs best direct classifier {clf.max():.3f} (study: "
-            f"{sup['SDC COM-Triplet']:.2f} vs {sup['Classifier TL+LW']:.2f} on ISIC 2020); best UDC {udc.max():.3f} "
+    return (f"* **Study 002**: best SDC {sdc} vs best direct classifier {clf} (study: "
+            f"{sup['SDC COM-Triplet']:.2f} vs {sup['Classifier TL+LW']:.2f} on ISIC 2020); best UDC {udc} "
             f"(study: {uns['UDC COM-Triplet']:.2f}). The imbalance sweep is in the chapter.")

@@ -1,5 +1,9 @@
 """Study 002's unsupervised baselines (§IV): GMM, k-means, kernel PCA, FastICA, LLE, online
-dictionary learning on frozen backbone embeddings, and a convolutional autoencoder (CAE)."""
+dictionary learning on frozen backbone embeddings, and a convolutional autoencoder (CAE).
+
+A baseline that cannot run on the features it is given (too few or identical rows, a constant
+projection, centres every image is equidistant from) raises `derm_nb.metrics.Skipped` with the reason.
+"""
 
 from __future__ import annotations
 
@@ -14,36 +18,59 @@ from sklearn.mixture import GaussianMixture
 from torch import nn
 from torch.utils.data import Dataset
 
+from derm_nb.metrics import Skipped, require_finite
 from derm_nb.studies.study002.losses import Prototypes, malignancy_score
 from derm_nb.studies.study002.training import collate, embed
 from derm_nb.train import Epoch, StepOutput, Task, run_epochs
 
 
-def _nearest_centre_score(train: np.ndarray, test: np.ndarray, centres: np.ndarray,
-                          assignment: np.ndarray) -> np.ndarray:
+def _constant(values: np.ndarray, rtol: float = 1e-6) -> bool:
+    """Whether every row of `values` is the same up to float rounding (relative to its largest entry)."""
+    values = np.asarray(values, dtype=float)
+    return float(np.ptp(values, axis=0).max()) <= rtol * float(np.abs(values).max())
+
+
+def check_features(features: np.ndarray, name: str, min_rows: int = 2) -> None:
+    """Raise `Skipped` unless `name` can split these training features: finite, at least `min_rows` rows,
+    and not all identical (as when a backbone's features collapse to zero: nothing to split)."""
+    require_finite(features, f"{name}'s training features")
+    if len(features) < min_rows:
+        raise Skipped(f"{name} needs at least {min_rows} training images; there are {len(features)}")
+    if _constant(features):
+        raise Skipped(f"{name}: all {len(features)} training feature vectors are identical: nothing to cluster")
+
+
+def _nearest_centre_score(train: np.ndarray, test: np.ndarray, centres: np.ndarray, assignment: np.ndarray,
+                          name: str) -> np.ndarray:
     """Score test rows by cosine distance to two centres; the smaller training cluster is the minority."""
     counts = np.bincount(assignment, minlength=2)
     minority = int(np.argmin(counts))
     protos = Prototypes(torch.as_tensor(centres[minority], dtype=torch.float32),
                         torch.as_tensor(centres[1 - minority], dtype=torch.float32))
+    if _constant(malignancy_score(torch.as_tensor(train, dtype=torch.float32), protos)):
+        raise Skipped(f"{name}: every training image is equally far (cosine) from both centres")
     return malignancy_score(torch.as_tensor(test, dtype=torch.float32), protos)
 
 
-def _projection_score(train_1d: np.ndarray, test_1d: np.ndarray, seed: int) -> np.ndarray:
+def _projection_score(train_1d: np.ndarray, test_1d: np.ndarray, seed: int, name: str) -> np.ndarray:
     """A threshold learned without labels on a 1-D projection: 2-means on the training values, the
-    smaller cluster is the minority; the score rises towards the minority centre (0.5 at the midpoint)."""
+    smaller cluster is the minority (the higher centre on a tie); the score rises towards the minority
+    centre (0.5 at the midpoint)."""
     from sklearn.cluster import KMeans
 
+    require_finite(np.r_[train_1d, test_1d], f"{name}'s projections")
+    if _constant(train_1d):
+        raise Skipped(f"{name}: the one-dimensional projection of the training features is constant")
     km = KMeans(2, n_init=10, random_state=seed).fit(train_1d.reshape(-1, 1))
-    counts = np.bincount(km.labels_, minlength=2)
-    c_min, c_maj = km.cluster_centers_[int(np.argmin(counts)), 0], km.cluster_centers_[int(np.argmax(counts)), 0]
-    if counts.min() == counts.max():
-        c_min, c_maj = max(c_min, c_maj), min(c_min, c_maj)
+    counts, centres = np.bincount(km.labels_, minlength=2), km.cluster_centers_[:, 0]
+    minority = int(np.argmin(counts)) if counts[0] != counts[1] else int(np.argmax(centres))
+    c_min, c_maj = centres[minority], centres[1 - minority]
     scale = abs(c_min - c_maj) or 1.0
     return 1.0 / (1.0 + np.exp(-(np.abs(test_1d - c_maj) - np.abs(test_1d - c_min)) / scale))
 
 
 UNSUPERVISED_BASELINES = ("GMM", "K-Means", "PCA", "Fast ICA", "LLE", "ODL")
+LLE_NEIGHBOURS = 5
 
 
 def unsupervised_baseline(name: str, train: np.ndarray, test: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -53,30 +80,33 @@ def unsupervised_baseline(name: str, train: np.ndarray, test: np.ndarray, seed: 
     3000 iterations) use their centres as UDC uses its prototypes. Kernel PCA (cubic polynomial
     kernel), FastICA (200 iterations, whitened), LLE (5 neighbours, reg 1e-3) and online dictionary
     learning (OMP, sparsity 1, 1000 iterations) project onto one dimension, where a threshold is learned.
+    Raises `Skipped` when the training features leave the method nothing to split.
     """
     from sklearn import cluster, decomposition, manifold
 
+    if name not in UNSUPERVISED_BASELINES:
+        raise KeyError(f"unknown unsupervised baseline '{name}' (known: {', '.join(UNSUPERVISED_BASELINES)})")
+    check_features(train, name, min_rows=LLE_NEIGHBOURS + 1 if name == "LLE" else 2)
     if name == "GMM":
         gmm = GaussianMixture(2, tol=1e-3, reg_covar=1e-6, max_iter=100, init_params="kmeans",
                               covariance_type="diag", random_state=seed).fit(train)
-        return _nearest_centre_score(train, test, gmm.means_, gmm.predict(train))
+        return _nearest_centre_score(train, test, gmm.means_, gmm.predict(train), name)
     if name == "K-Means":
         km = cluster.KMeans(2, n_init=10, max_iter=3000, random_state=seed).fit(train)
-        return _nearest_centre_score(train, test, km.cluster_centers_, km.labels_)
+        return _nearest_centre_score(train, test, km.cluster_centers_, km.labels_, name)
     reducers = {
         "PCA": lambda: decomposition.KernelPCA(1, kernel="poly", degree=3, random_state=seed),
         "Fast ICA": lambda: decomposition.FastICA(1, max_iter=200, whiten="unit-variance", random_state=seed),
         # ARPACK fails on the singular weight matrices of small sets; the dense solver is exact there.
-        "LLE": lambda: manifold.LocallyLinearEmbedding(n_neighbors=5, n_components=1, reg=1e-3, random_state=seed,
+        "LLE": lambda: manifold.LocallyLinearEmbedding(n_neighbors=LLE_NEIGHBOURS, n_components=1, reg=1e-3,
+                                                       random_state=seed,
                                                        eigen_solver="dense" if len(train) <= 3000 else "arpack"),
         "ODL": lambda: decomposition.MiniBatchDictionaryLearning(1, transform_algorithm="omp",
                                                                  transform_n_nonzero_coefs=1, max_iter=1000,
                                                                  random_state=seed),
     }
-    if name not in reducers:
-        raise KeyError(f"unknown unsupervised baseline '{name}' (known: {', '.join(UNSUPERVISED_BASELINES)})")
     reducer = reducers[name]().fit(train)
-    return _projection_score(reducer.transform(train)[:, 0], reducer.transform(test)[:, 0], seed)
+    return _projection_score(reducer.transform(train)[:, 0], reducer.transform(test)[:, 0], seed, name)
 
 
 class ConvAutoencoder(nn.Module):
@@ -144,13 +174,15 @@ def train_autoencoder(model: ConvAutoencoder, images: Dataset, cfg: CAEConfig,
 
 def cae_scores(model: ConvAutoencoder, train: Dataset, test: Dataset, seed: int = 0,
                device: str = "auto") -> np.ndarray:
-    """Encoder features -> k-means with two centres -> nearest-centre score, as UDC (the CAE baseline)."""
+    """Encoder features -> k-means with two centres -> nearest-centre score, as UDC (the CAE baseline);
+    raises `Skipped` when the encoder's training features leave nothing to split."""
     from sklearn.cluster import KMeans
 
     encoder = _FeatureHead(model)
     train_f, test_f = embed(encoder, train, device=device).numpy(), embed(encoder, test, device=device).numpy()
+    check_features(train_f, "CAE")
     km = KMeans(2, n_init=10, random_state=seed).fit(train_f)
-    return _nearest_centre_score(train_f, test_f, km.cluster_centers_, km.labels_)
+    return _nearest_centre_score(train_f, test_f, km.cluster_centers_, km.labels_, "CAE")
 
 
 class _FeatureHead(nn.Module):

@@ -14,8 +14,8 @@ from sklearn.metrics import roc_auc_score
 from derm_nb.data.errors import DataError
 from derm_nb.datasets import CachedImages
 from derm_nb.losses import BCE
-from derm_nb.metrics import class_weighted_metrics
-from derm_nb.results import Variant, count_parameters, results_table, train_and_predict
+from derm_nb.metrics import NAN, Skipped, class_weighted_metrics, missing_class_reason
+from derm_nb.results import Variant, count_parameters, results_table, skipped_variant, train_and_predict
 from derm_nb.studies.study002 import CARD
 from derm_nb.studies.study002.baselines import (
     UNSUPERVISED_BASELINES,
@@ -36,10 +36,14 @@ def scored_variant(name: str, frames: dict[str, pd.DataFrame], scores: dict[str,
                    seconds: float = 0.0, history: pd.DataFrame | None = None, record: dict | None = None,
                    seed: int = 0, threshold: float = 0.5) -> Variant:
     """A variant from malignancy scores in [0, 1] per split, scored on `test` in study 002's table form
-    (class-weighted metrics at `threshold`, the study's nearest-prototype / argmax boundary)."""
+    (class-weighted metrics at `threshold`, the study's nearest-prototype / argmax boundary); skipped
+    when a score is not finite."""
     test = frames["test"]["target"].to_numpy()
-    metrics = {**class_weighted_metrics(test, scores["test"], threshold, seed=seed), "n_params": 0,
-               **(record or {}), "train_seconds": round(seconds, 1)}  # n_params 0: no network (scikit-learn)
+    record = {"n_params": 0, **(record or {}), "train_seconds": round(seconds, 1)}  # n_params 0: scikit-learn
+    try:
+        metrics = {**class_weighted_metrics(test, scores["test"], threshold, seed=seed), **record}
+    except Skipped as error:
+        return skipped_variant(name, str(error), provenance, history, record, seconds)
     predictions = pd.concat([pd.DataFrame({"image_id": frames[s]["image_id"].to_numpy(), "split": s, "model": name,
                                            "label": frames[s]["target"].to_numpy(), "prob": np.asarray(p, float)})
                              for s, p in scores.items()], ignore_index=True)
@@ -52,12 +56,18 @@ def run_clustering_variant(name: str, inputs: ModelInputs, cfg: ClusterConfig, f
                            checkpoint_dir: Path, dim: int = 128, augment: bool = False, feature_selection: bool = True,
                            train_rows: np.ndarray | None = None) -> Variant:
     """Train an SDC / UDC embedder on `inputs` (a features.ModelInputs), score val and test by the
-    nearest prototype (Eq. 14), with the study's prototype feature selection when asked."""
+    nearest prototype (Eq. 14), with the study's prototype feature selection when asked. Skipped when SDC's
+    training rows lack a class (no triplets) or training never produced prototypes."""
     cfg.desc = name
+    if cfg.mode == "supervised" and (reason := _training_class_reason(inputs, train_rows)):
+        return skipped_variant(name, f"SDC's triplets: the training split {reason}", inputs.provenance.as_dict())
     model = inputs.embedder(dim)
     result = train_clustering(model, inputs.dataset("train", augment, train_rows), inputs.dataset("val"), cfg,
                               checkpoint_dir)
     protos = result.prototypes
+    if protos.minority is None:
+        return skipped_variant(name, "training never produced two finite prototypes", inputs.provenance.as_dict(),
+                               result.history, {"n_params": count_parameters(model)}, result.seconds)
     keep = select_features(protos.minority, protos.majority) if feature_selection else None
     embeddings = {s: embed(model, inputs.dataset(s), device=cfg.device) for s in ("val", "test")}
     scores = {s: malignancy_score(e, protos, keep) for s, e in embeddings.items()}
@@ -66,8 +76,10 @@ def run_clustering_variant(name: str, inputs: ModelInputs, cfg: ClusterConfig, f
     record = {"best_epoch": result.best_epoch, "epochs_run": len(result.history), "device": result.device,
               "n_params": count_parameters(model), "prototype_updates": protos.updates,
               "prototype_separation": protos.separation, "features_kept": int(keep.sum()) if keep is not None else dim,
-              "roc_auc_all_features": float(roc_auc_score(test_y, all_features)) if len(set(test_y)) == 2 else None,
-              "n_train": len(train_rows) if train_rows is not None else len(frames["train"])}
+              "roc_auc_all_features": NAN if missing_class_reason(test_y) else float(roc_auc_score(test_y, all_features)),
+              "n_train": len(train_rows) if train_rows is not None else len(frames["train"]),
+              "best_epoch_skipped": None if result.best_epoch >= 1 else
+              f"validation AUC {missing_class_reason(inputs.targets['val']) or 'never finite'}; the last epoch was kept"}
     return scored_variant(name, frames, scores, inputs.provenance.as_dict(), result.seconds, result.history,
                           record, seed=cfg.seed)
 
@@ -76,7 +88,10 @@ def run_direct_classifier(name: str, inputs: ModelInputs, cfg: TrainConfig, fram
                           augment: bool = False, loss_weighting: bool = False,
                           train_rows: np.ndarray | None = None) -> Variant:
     """Study 002's direct classifier (BCE, argmax boundary 0.5), optionally with augmentation or loss
-    weighting (positives weighted by n_majority / n_minority), scored in the study's table form."""
+    weighting (positives weighted by n_majority / n_minority), scored in the study's table form; skipped when
+    the training rows lack a class."""
+    if reason := _training_class_reason(inputs, train_rows):
+        return skipped_variant(name, f"a classifier: the training split {reason}", inputs.provenance.as_dict())
     train = inputs.dataset("train", augment, train_rows)
     targets = np.asarray(train.targets)
     pos_weight = (targets == 0).sum() / max(1, (targets == 1).sum()) if loss_weighting else None
@@ -90,6 +105,12 @@ def run_direct_classifier(name: str, inputs: ModelInputs, cfg: TrainConfig, fram
                           record, seed=cfg.seed)
 
 
+def _training_class_reason(inputs: ModelInputs, train_rows: np.ndarray | None) -> str | None:
+    """Why the training rows cannot train a model that needs both classes; None when they can."""
+    targets = inputs.targets["train"]
+    return missing_class_reason(targets if train_rows is None else targets[np.asarray(train_rows)])
+
+
 STUDY002_COLUMNS = {"recall": "Recall", "precision": "Precision", "specificity": "Specificity",
                     "accuracy": "Accuracy", "f1_weighted": "F1-score", "roc_auc": "AUC",
                     "melanoma_recall": "melanoma recall"}
@@ -99,7 +120,7 @@ def table(variants: list[Variant]):
     """Study 002's table form, in percent like the study, with the AUC's CI and the weights each row used."""
     table = results_table(variants, {**STUDY002_COLUMNS, "roc_auc_ci_low": "AUC CI low",
                                      "roc_auc_ci_high": "AUC CI high"})
-    numeric = [c for c in table.columns if c != "weights"]
+    numeric = [c for c in table.columns if c not in ("weights", "skipped")]
     table[numeric] = table[numeric].astype(float) * 100
     return table.style.format(dict.fromkeys(numeric, "{:.2f}"))
 
@@ -117,12 +138,9 @@ def imbalance_subset(frame: pd.DataFrame, majority: int, minority: int, seed: in
 
 
 def imbalance_ratios(majority: int, minorities: list[int], scale: float, pool: pd.DataFrame) -> list[tuple[int, int]]:
-    """Scale the study's 4500:{...} sizes by `scale`, keeping at least 2 of each class."""
-    pairs = [(max(2, round(majority * scale)), max(2, round(m * scale))) for m in minorities]
-    for maj, mino in pairs:
-        if maj > (pool["target"] == 0).sum() or mino > (pool["target"] == 1).sum():
-            raise DataError(f"scaled subset {maj}:{mino} exceeds the pool; lower the scale parameter ({scale})")
-    return pairs
+    """Scale the study's 4500:{...} sizes by `scale`, keeping at least 2 of each class. A pair `pool` cannot
+    supply is kept: `imbalance_sweep` reports it as skipped, with the reason."""
+    return [(max(2, round(majority * scale)), max(2, round(m * scale))) for m in minorities]
 
 
 def split_table(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -153,64 +171,103 @@ def sdc_by_backbone(names: list[str], main_name: str, main: ModelInputs, inputs_
 def shallow_variants(inputs: ModelInputs, frames: dict[str, pd.DataFrame], seed: int = 0) -> list[Variant]:
     """The shallow unsupervised baselines (§IV) on the frozen backbone's features, each scored on the test split."""
     frozen = {s: inputs.features(s) for s in ("train", "val", "test")}
-    return [scored_variant(name, frames, {s: unsupervised_baseline(name, frozen["train"], frozen[s], seed)
-                                          for s in ("val", "test")}, inputs.provenance.as_dict(), seed=seed)
-            for name in UNSUPERVISED_BASELINES]
+    return [_shallow_variant(name, frozen, frames, inputs.provenance.as_dict(), seed) for name in UNSUPERVISED_BASELINES]
+
+
+def _shallow_variant(name: str, frozen: dict[str, np.ndarray], frames: dict[str, pd.DataFrame], provenance: dict,
+                     seed: int) -> Variant:
+    try:
+        scores = {s: unsupervised_baseline(name, frozen["train"], frozen[s], seed) for s in ("val", "test")}
+    except Skipped as error:
+        return skipped_variant(name, str(error), provenance)
+    return scored_variant(name, frames, scores, provenance, seed=seed)
 
 
 def cae_variant(inputs: ModelInputs, frames: dict[str, pd.DataFrame], cfg: CAEConfig, checkpoint_dir: Path) -> Variant:
     """The convolutional autoencoder baseline: trained on the training images, its encoder's features split by
-    k-means with two centres, scored by the nearest centre."""
+    k-means with two centres, scored by the nearest centre; skipped when those features leave nothing to split."""
     images = {s: CachedImages(inputs.images[s], inputs.targets[s], eval_transform(inputs.size)) for s in frames}
     model = ConvAutoencoder()
     history = train_autoencoder(model, images["train"], cfg, checkpoint_dir)
-    scores = {s: cae_scores(model, images["train"], images[s], cfg.seed, cfg.device) for s in ("val", "test")}
     provenance = {"backbone": "conv autoencoder", "weights": "none", "source": "random init", "sha256": None,
                   "substituted_for": None}
-    return scored_variant("CAE", frames, scores, provenance, float(history["seconds"].sum()), history, seed=cfg.seed)
+    seconds = float(history["seconds"].sum())
+    try:
+        scores = {s: cae_scores(model, images["train"], images[s], cfg.seed, cfg.device) for s in ("val", "test")}
+    except Skipped as error:
+        return skipped_variant("CAE", str(error), provenance, history, {"train_seconds": round(seconds, 1)}, seconds)
+    return scored_variant("CAE", frames, scores, provenance, seconds, history, seed=cfg.seed)
 
 
 def imbalance_sweep(inputs: ModelInputs, frames: dict[str, pd.DataFrame], pairs: list[tuple[int, int]], repeats: int,
                     cluster_cfg: dict, classifier_cfg: dict, checkpoints: Path, dim: int,
                     feature_selection: bool = True) -> pd.DataFrame:
     """Fig. 4: SDC COM-Triplet and the direct classifier trained on each majority:minority subset of the
-    training split (`repeats` draws each, seeds `seed + repeat`), both scored by test AUC."""
+    training split (`repeats` draws each, seeds `seed + repeat`), both scored by test AUC. A subset the
+    training split cannot supply, or a test AUC that cannot be computed, gives NaN and a `skipped` reason."""
     seed, rows = cluster_cfg["seed"], []
     for maj, mino in pairs:
         for rep in range(repeats):
-            positions = imbalance_subset(frames["train"], maj, mino, seed + rep).index.to_numpy()
-            tag = f"{maj}_{mino}_{rep}"
+            tag, cell = f"{maj}_{mino}_{rep}", {"majority": maj, "minority": mino, "repeat": rep, "ratio": f"{maj}:{mino}"}
+            try:
+                positions = imbalance_subset(frames["train"], maj, mino, seed + rep).index.to_numpy()
+            except DataError as error:
+                rows += [{"method": m, **cell, "roc_auc": NAN, "skipped": str(error)} for m in SWEEP_METHODS]
+                continue
             sdc = run_clustering_variant(f"sweep SDC {tag}", inputs, ClusterConfig(**{**cluster_cfg, "seed": seed + rep}),
                                          frames, checkpoints / f"sweep_sdc_{tag}", dim,
                                          feature_selection=feature_selection, train_rows=positions)
             clf = run_direct_classifier(f"sweep classifier {tag}", inputs,
                                         TrainConfig(**{**classifier_cfg, "seed": seed + rep}), frames,
                                         checkpoints / f"sweep_clf_{tag}", train_rows=positions)
-            rows += [{"method": method, "majority": maj, "minority": mino, "repeat": rep, "ratio": f"{maj}:{mino}",
-                      "roc_auc": v.metrics["roc_auc"]} for method, v in (("SDC COM-Triplet", sdc), ("Classifier", clf))]
+            rows += [{"method": m, **cell, "roc_auc": auc_of(v), "skipped": v.skipped or v.metrics.get("auc_skipped")}
+                     for m, v in zip(SWEEP_METHODS, (sdc, clf))]
     return pd.DataFrame(rows)
 
 
+SWEEP_METHODS = ("SDC COM-Triplet", "Classifier")
+
+
+def auc_of(variant: Variant) -> float:
+    """The variant's test ROC-AUC; NaN when it was skipped or the AUC could not be computed."""
+    value = variant.metrics.get("roc_auc")
+    return NAN if value is None else float(value)
+
+
 def sweep_summary(sweep: pd.DataFrame) -> pd.DataFrame:
-    """Mean test AUC by ratio and method, in the sweep's order, with SDC's lead over the classifier."""
-    summary = sweep.pivot_table(index="ratio", columns="method", values="roc_auc", aggfunc="mean", sort=False)
+    """Mean test AUC by ratio and method, in the sweep's order, with SDC's lead over the classifier; NaN for a
+    ratio that was skipped, and then a `skipped` column with the reasons."""
+    summary = sweep.pivot_table(index="ratio", columns="method", values="roc_auc", aggfunc="mean", sort=False,
+                                dropna=False)
     summary["SDC - Classifier"] = summary["SDC COM-Triplet"] - summary["Classifier"]
+    reasons = sweep.dropna(subset=["skipped"]).groupby("ratio", sort=False)["skipped"].agg(lambda r: "; ".join(r.unique()))
+    if len(reasons):
+        summary["skipped"] = reasons.reindex(summary.index).fillna("")
     return summary
 
 
 def findings(sdc_main: Variant, direct: list[Variant], udc: list[Variant], shallow: list[Variant],
              summary: pd.DataFrame, ceiling: float | None) -> dict[str, float | str]:
     """The chapter's closing numbers (for glue): SDC against the best direct classifier, UDC and the shallow
-    baselines, and SDC's lead at the most imbalanced ratio beside the study's."""
-    best = max(direct, key=lambda v: v.metrics["roc_auc"])
+    baselines, and SDC's lead at the most imbalanced ratio that ran, beside the study's. Skipped variants and
+    ratios are left out; a number that none could give is NaN (a name "none")."""
+    scored = [v for v in direct if np.isfinite(auc_of(v))]
+    best = max(scored, key=auc_of) if scored else None
+    shallow_aucs = np.array([a for a in map(auc_of, shallow) if np.isfinite(a)])
+    gaps = summary["SDC - Classifier"].dropna()
     paper = CARD.tables["Sweep"].iloc[:, 0]
-    return {"sdc_auc": sdc_main.metrics["roc_auc"], "sdc_ci_low": sdc_main.metrics["roc_auc_ci_low"],
-            "sdc_ci_high": sdc_main.metrics["roc_auc_ci_high"], "best_direct": best.name,
-            "best_direct_auc": best.metrics["roc_auc"], "best_direct_ci_low": best.metrics["roc_auc_ci_low"],
-            "best_direct_ci_high": best.metrics["roc_auc_ci_high"],
-            "oracle_clause": f"; the oracle ceiling is {ceiling:.3f}" if ceiling else "",
-            "udc_auc": udc[0].metrics["roc_auc"], "udc_triplet_auc": udc[1].metrics["roc_auc"],
-            "shallow_min_auc": min(v.metrics["roc_auc"] for v in shallow),
-            "shallow_max_auc": max(v.metrics["roc_auc"] for v in shallow),
-            "extreme_ratio": str(summary.index[-1]), "extreme_gap": float(summary["SDC - Classifier"].iloc[-1]),
+    return {**_auc_and_ci("sdc", sdc_main), "best_direct": best.name if best else "none",
+            **_auc_and_ci("best_direct", best), "oracle_clause": f"; the oracle ceiling is {ceiling:.3f}" if ceiling else "",
+            "udc_auc": auc_of(udc[0]), "udc_triplet_auc": auc_of(udc[1]),
+            "shallow_min_auc": float(shallow_aucs.min()) if len(shallow_aucs) else NAN,
+            "shallow_max_auc": float(shallow_aucs.max()) if len(shallow_aucs) else NAN,
+            "extreme_ratio": str(gaps.index[-1]) if len(gaps) else "none",
+            "extreme_gap": float(gaps.iloc[-1]) if len(gaps) else NAN,
             "paper_gap": float(paper.iloc[-1]) / 100, "paper_ratio": str(paper.index[-1])}
+
+
+def _auc_and_ci(prefix: str, variant: Variant | None) -> dict[str, float]:
+    metrics = variant.metrics if variant is not None else {}
+    return {f"{prefix}_auc": NAN if variant is None else auc_of(variant),
+            **{f"{prefix}_{k}": NAN if metrics.get(f"roc_auc_{k}") is None else float(metrics[f"roc_auc_{k}"])
+               for k in ("ci_low", "ci_high")}}

@@ -11,8 +11,13 @@ from __future__ import annotations
 import pandas as pd
 
 from derm_nb.cards import PaperCard
+from derm_nb.data.catalog import Use
 
-SPLIT = {"train": 2000 / 2750, "val": 150 / 2750, "test": 600 / 2750}   # ISIC 2017's official proportions
+SPLIT = {"train": 2000 / 2750, "val": 150 / 2750, "test": 600 / 2750}   # where the archive ships no partitions
+OFFICIAL_SPLIT = True   # ISIC 2017's own 2000 / 150 / 600 partitions when present
+DATASETS = {"study004": Use("isic2017", "melanoma", "ISIC 2017 (2,000 / 150 / 600 official partitions)",
+                            only=("isic2017",), why_only="its chapter reads the melanoma / seborrheic keratosis / "
+                            "nevus classes and segments against the lesion masks")}
 
 CARD = PaperCard(
     study="004",

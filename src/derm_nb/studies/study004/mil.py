@@ -150,7 +150,9 @@ def train_mil(model: nn.Module, train: list[Data], val: list[Data], cfg: MILConf
 
 @torch.no_grad()
 def predict_bags(model: GCNMIL, bags: list[Data], device: str = "auto") -> tuple[np.ndarray, list[np.ndarray]]:
-    """Class probabilities per bag and each bag's block attention weights."""
+    """Class probabilities per bag and each bag's block attention weights (empty for no bags)."""
+    if not bags:
+        return np.zeros((0, model.fc.out_features), np.float32), []
     dev = pick_device(device)
     model.to(dev).eval()
     probs, attention = [], []
@@ -220,10 +222,14 @@ def standardise_bags(bags: dict[str, list[Data]], reference: str = "train") -> t
     """Scale every block feature by the mean and SD of the `reference` split's blocks, in place.
 
     Frozen-backbone features are small and sparse (most post-ReLU channels are 0); unscaled, the GCN's
-    outputs barely differ between bags and SGD stays at the class prior. Returns (mean, sd).
+    outputs barely differ between bags and SGD stays at the class prior. Returns (mean, sd); a feature
+    with no spread (constant, or a single block) gets SD 1e-6, so it becomes 0 everywhere.
     """
+    if not bags[reference]:
+        raise ValueError(f"no '{reference}' bags to standardise by")
     x = torch.cat([b.x for b in bags[reference]])
-    mean, sd = x.mean(0), x.std(0).clamp_min(1e-6)
+    sd = x.std(0) if len(x) > 1 else torch.zeros(x.shape[1])
+    mean, sd = x.mean(0), sd.clamp_min(1e-6)
     for split in bags.values():
         for bag in split:
             bag.x = (bag.x - mean) / sd

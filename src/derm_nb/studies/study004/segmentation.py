@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from torch import nn
 from torch_geometric.data import Data
 
-from derm_nb.metrics import evaluate_binary, multiclass_report
+from derm_nb.metrics import NAN, evaluate_binary, format_metric, multiclass_report
 from derm_nb.results import Variant
 from derm_nb.studies.study004 import CARD
 from derm_nb.studies.study004.mil import predict_bags
@@ -34,8 +34,10 @@ def pixel_scores(attention: np.ndarray, class_prob: float, corners: np.ndarray, 
     return scores
 
 
-def jaccard(pred: np.ndarray, truth: np.ndarray) -> float:
-    """Eq. 9: |pred and truth| / |pred or truth|; two empty masks agree perfectly (1)."""
+def jaccard(pred: np.ndarray, truth: np.ndarray | None) -> float:
+    """Eq. 9: |pred and truth| / |pred or truth|; two empty masks agree perfectly (1); NaN without a mask."""
+    if truth is None:
+        return NAN
     pred, truth = np.asarray(pred, bool), np.asarray(truth, bool)
     union = np.logical_or(pred, truth).sum()
     return float(np.logical_and(pred, truth).sum() / union) if union else 1.0
@@ -45,9 +47,17 @@ ETA_GRID = np.round(np.arange(0.0, 1.0001, 0.05), 2)
 
 
 def sweep_eta(score_maps: list[np.ndarray], masks: list[np.ndarray], etas: np.ndarray = ETA_GRID) -> pd.DataFrame:
-    """Mean Jaccard over the images for each threshold eta (pixel = lesion where score >= eta)."""
-    return pd.DataFrame({"eta": etas, "jaccard": [np.mean([jaccard(s >= eta, m) for s, m in zip(score_maps, masks)])
+    """Mean Jaccard over the images for each threshold eta (pixel = lesion where score >= eta); NaN without images."""
+    pairs = [(s, m) for s, m in zip(score_maps, masks) if m is not None]
+    return pd.DataFrame({"eta": etas, "jaccard": [mean_or_nan([jaccard(s >= eta, m) for s, m in pairs])
                                                    for eta in etas]})
+
+
+def mean_or_nan(values: np.ndarray | list[float]) -> float:
+    """The mean, or NaN (without numpy's empty-slice warning) when there is nothing to average."""
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]
+    return float(values.mean()) if values.size else NAN
 
 
 def score_maps(prob: np.ndarray, attention: list[np.ndarray], bags: list[Data], block: int,
@@ -67,15 +77,25 @@ class Segmentation:
     masks: list[np.ndarray]    # test ground truth
     jaccard: np.ndarray        # per test image at η
     whole_image: np.ndarray    # per test image, calling the whole image lesion (the trivial mask)
+    skipped: str | None = None  # why η could not be calibrated (η and the test Jaccards are then NaN)
 
 
-def segment(train_maps: list[np.ndarray], train_masks: list[np.ndarray], test_maps: list[np.ndarray],
-            test_masks: list[np.ndarray]) -> Segmentation:
-    """Sweep η on the training maps, keep the best, and score every test image at it."""
+def segment(train_maps: list[np.ndarray], train_masks: list[np.ndarray | None] | None, test_maps: list[np.ndarray],
+            test_masks: list[np.ndarray | None] | None) -> Segmentation:
+    """Sweep η on the training maps, keep the best, and score every test image at it. Without training
+    maps (no melanoma in the training split) or without lesion masks (`None`: the dataset has none) η
+    cannot be calibrated: it is NaN and `skipped` says why. An image kept without a mask scores NaN."""
+    if train_masks is None or test_masks is None:
+        nothing = np.full(len(test_maps), NAN)
+        return Segmentation(NAN, sweep_eta([], []), test_maps, [None] * len(test_maps), nothing, nothing,
+                            "this dataset has no lesion masks")
     sweep = sweep_eta(train_maps, train_masks)
+    whole = np.array([jaccard(np.ones_like(s), m) for s, m in zip(test_maps, test_masks)])
+    if not len(train_maps) or sweep["jaccard"].isna().all():
+        return Segmentation(NAN, sweep, test_maps, test_masks, np.full(len(test_maps), NAN), whole,
+                            "no melanoma in the training split to calibrate η on")
     eta = float(sweep.loc[sweep["jaccard"].idxmax(), "eta"])
     test_ja = np.array([jaccard(s >= eta, m) for s, m in zip(test_maps, test_masks)])
-    whole = np.array([jaccard(np.ones_like(m), m) for m in test_masks])
     return Segmentation(eta, sweep, test_maps, test_masks, test_ja, whole)
 
 
@@ -89,7 +109,7 @@ def recognition(prob: np.ndarray, y: np.ndarray, classes: list[str], seed: int =
             "melanoma": evaluate_binary((y == mel).astype(int), prob[:, mel], "0.5", seed=seed),
             "sk": evaluate_binary((y == sk).astype(int), prob[:, sk], "0.5", seed=seed),
             "accuracy": float((mel_pred == (y == mel)).mean()),
-            "recall": float(mel_pred[y == mel].mean()) if (y == mel).any() else float("nan")}
+            "recall": mean_or_nan(mel_pred[y == mel])}
 
 
 def table_row(scores: dict, seg: Segmentation, y: np.ndarray, mel: int, label: str) -> pd.DataFrame:
@@ -97,8 +117,9 @@ def table_row(scores: dict, seg: Segmentation, y: np.ndarray, mel: int, label: s
     m = scores["melanoma"]
     return pd.DataFrame({"Seborrheic Keratosis-AUC": [scores["sk"]["roc_auc"]], "AUC": [m["roc_auc"]],
                          "Accuracy": [scores["accuracy"]], "Recall": [scores["recall"]],
-                         "JA": [float(seg.jaccard.mean())], "JA (melanomas)": [float(seg.jaccard[y == mel].mean())],
-                         "AUC CI": [f"{m['roc_auc_ci_low']:.3f}-{m['roc_auc_ci_high']:.3f}"]}, index=[label])
+                         "JA": [mean_or_nan(seg.jaccard)], "JA (melanomas)": [mean_or_nan(seg.jaccard[y == mel])],
+                         "AUC CI": [f"{format_metric(m['roc_auc_ci_low'])}-{format_metric(m['roc_auc_ci_high'])}"]},
+                        index=[label])
 
 
 def gcn_mil_variant(name: str, history: pd.DataFrame, frame: pd.DataFrame, prob: np.ndarray, y: np.ndarray,
@@ -106,10 +127,12 @@ def gcn_mil_variant(name: str, history: pd.DataFrame, frame: pd.DataFrame, prob:
     """The trained model as a variant under the artifact contract (metrics, per-image predictions)."""
     mel = classes.index("melanoma")
     m, report, pred = scores["melanoma"], scores["report"], scores["pred"]
-    metrics = {**{k: m[k] for k in ("roc_auc", "roc_auc_ci_low", "roc_auc_ci_high", "pauc_80", "sens_at_spec90")},
+    metrics = {**{k: m[k] for k in ("roc_auc", "roc_auc_ci_low", "roc_auc_ci_high", "pauc_80", "sens_at_spec90",
+                                    "auc_skipped")},
                "accuracy": scores["accuracy"], "recall": scores["recall"], "sk_roc_auc": scores["sk"]["roc_auc"],
-               "jaccard": float(seg.jaccard.mean()), "jaccard_melanoma": float(seg.jaccard[y == mel].mean()),
-               "eta": seg.eta, "jaccard_whole_image": float(seg.whole_image.mean()),
+               "sk_auc_skipped": scores["sk"]["auc_skipped"],
+               "jaccard": mean_or_nan(seg.jaccard), "jaccard_melanoma": mean_or_nan(seg.jaccard[y == mel]),
+               "eta": seg.eta, "jaccard_whole_image": mean_or_nan(seg.whole_image), "segmentation_skipped": seg.skipped,
                "accuracy_3class": float((pred == y).mean()), "f1_weighted": float(report.loc["weighted avg", "f1-score"]),
                "target_class": "melanoma", "per_class": report.drop(index="weighted avg").to_dict("index"),
                **record, "epochs_run": len(history), "train_seconds": float(history["seconds"].sum()),
@@ -132,7 +155,9 @@ def melanoma_maps(model: nn.Module, bags: list[Data], labels: np.ndarray, mel: i
 
 def attention_adds(seg: Segmentation, margin: float = 0.02) -> str:
     """Whether the attention masks beat calling the whole image lesion by more than `margin` Jaccard."""
-    return "adds" if seg.jaccard.mean() > seg.whole_image.mean() + margin else "adds little"
+    if seg.skipped:
+        return f"cannot be shown to add (skipped: {seg.skipped})"
+    return "adds" if mean_or_nan(seg.jaccard) > mean_or_nan(seg.whole_image) + margin else "adds little"
 
 
 def findings(scores: dict, seg: Segmentation, y: np.ndarray, mel: int, blocks: int) -> dict[str, float | int | str]:
@@ -140,9 +165,9 @@ def findings(scores: dict, seg: Segmentation, y: np.ndarray, mel: int, blocks: i
     m, paper = scores["melanoma"], CARD.tables["Table 5"].loc["GCN-based MIL"]
     return {"mel_auc": m["roc_auc"], "mel_ci_low": m["roc_auc_ci_low"], "mel_ci_high": m["roc_auc_ci_high"],
             "sk_auc": scores["sk"]["roc_auc"], "n_test": len(y), "paper_mel_auc": float(paper["AUC"]),
-            "paper_sk_auc": float(paper["Seborrheic Keratosis-AUC"]), "jaccard": float(seg.jaccard.mean()),
-            "eta": seg.eta, "jaccard_melanoma": float(seg.jaccard[y == mel].mean()), "paper_jaccard": float(paper["JA"]),
-            "blocks_per_bag": blocks, "jaccard_whole_image": float(seg.whole_image.mean()),
+            "paper_sk_auc": float(paper["Seborrheic Keratosis-AUC"]), "jaccard": mean_or_nan(seg.jaccard),
+            "eta": seg.eta, "jaccard_melanoma": mean_or_nan(seg.jaccard[y == mel]), "paper_jaccard": float(paper["JA"]),
+            "blocks_per_bag": blocks, "jaccard_whole_image": mean_or_nan(seg.whole_image),
             "attention_adds": attention_adds(seg)}
 
 
@@ -175,8 +200,10 @@ def contour_figure(images: torch.Tensor, rows: np.ndarray, seg: Segmentation, pr
     fig, axes = plt.subplots(1, len(rows), figsize=(3 * len(rows), 3.3), squeeze=False)
     for ax, i in zip(axes[0], rows):
         ax.imshow(images[i].permute(1, 2, 0).numpy())
-        ax.contour(seg.maps[i] >= seg.eta, levels=[0.5], colors="lime", linewidths=1.2)
-        ax.contour(seg.masks[i], levels=[0.5], colors="red", linewidths=1.2)
+        if not np.isnan(seg.eta):
+            ax.contour(seg.maps[i] >= seg.eta, levels=[0.5], colors="lime", linewidths=1.2)
+        if seg.masks[i] is not None:
+            ax.contour(seg.masks[i], levels=[0.5], colors="red", linewidths=1.2)
         ax.set_title(f"pred {classes[pred[i]]}\nJA {seg.jaccard[i]:.2f}", fontsize=8)
         ax.axis("off")
     fig.suptitle(title)

@@ -1,0 +1,197 @@
+"""The dataset catalog: which source each study reads, with which target, and from which folder.
+
+A *slot* is one data need of a study (`study000`, `study002_sweep`, ...). Each study declares its
+slots with its paper's source and target (`Use`); a profile's `datasets` mapping may point a slot
+at another source. Roots come per source (`--data NAME=ROOT`). With no root given at all, every
+source is the built-in generator's output in that source's real layout; once any root is given, a
+slot whose source has none is *missing*, and `missing_data` says whether its chapters stop with an
+error or are skipped with a note.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from derm_nb.data.errors import DataError
+from derm_nb.data.quality import QualityReport
+from derm_nb.data.sources import CLASSES
+
+SYNTHETIC = "synthetic"
+POLICIES = ("error", "skip")
+
+
+class CatalogError(DataError):
+    """A slot, source, target or root the catalog cannot use, named with the key at fault."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """A binary target over a source's classes: the positive labels, and the labels kept (None: all)."""
+
+    name: str
+    description: str
+    positive: Mapping[str, tuple[str, ...]]
+    keep: Mapping[str, tuple[str, ...]] | None = None
+
+    def supports(self, source: str) -> bool:
+        return source in self.positive and (self.keep is None or source in self.keep)
+
+    def describe(self, source: str) -> str:
+        """The target in this source's own class names, e.g. 'malignant (MEL, BCC, AKIEC) vs NV, BKL, DF, VASC'."""
+        positive = self.positive[source]
+        rest = [c for c in self.classes(source) if c not in positive]
+        dropped = [c for c in CLASSES[source] if c not in self.classes(source)]
+        return (f"{self.name} ({', '.join(positive)}) vs {', '.join(rest)}"
+                + (f"; {', '.join(dropped)} excluded" if dropped else ""))
+
+    def classes(self, source: str) -> list[str]:
+        """The source's classes this target keeps, in the source's order."""
+        kept = None if self.keep is None else set(self.keep[source])
+        return [c for c in CLASSES[source] if kept is None or c in kept]
+
+
+TARGETS: dict[str, Target] = {t.name: t for t in (
+    Target("melanoma", "melanoma vs every other class",
+           {"isic2020": ("malignant",), "isic2018": ("MEL",), "isic2019": ("MEL",), "ham10000": ("mel",),
+            "isic2017": ("melanoma",)}),
+    Target("malignant", "malignant vs benign (melanoma, basal cell carcinoma, actinic keratosis / Bowen's, SCC)",
+           {"isic2020": ("malignant",), "isic2018": ("MEL", "BCC", "AKIEC"), "isic2019": ("MEL", "BCC", "AK", "SCC"),
+            "ham10000": ("mel", "bcc", "akiec"), "isic2017": ("melanoma",), "busi": ("malignant",)}),
+    Target("melanoma_vs_nevus", "melanoma vs nevus; every other class excluded",
+           {"isic2018": ("MEL",), "isic2019": ("MEL",), "ham10000": ("mel",), "isic2017": ("melanoma",)},
+           {"isic2018": ("MEL", "NV"), "isic2019": ("MEL", "NV"), "ham10000": ("mel", "nv"),
+            "isic2017": ("melanoma", "nevus")}),
+)}
+
+
+@dataclass(frozen=True)
+class Use:
+    """What a study slot reads by default: its paper's source and the target it asks of it."""
+
+    source: str
+    target: str
+    paper_data: str = ""
+    only: tuple[str, ...] = ()   # the sources its chapter can read at all (empty: any with the target)
+    why_only: str = ""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One prepared dataset: a source read under one target (`isic2019-melanoma_vs_nevus`)."""
+
+    source: str
+    target: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.source}-{self.target}"
+
+
+@dataclass
+class Plan:
+    """The resolved catalog of a run: every slot's dataset, each source's root, and the missing slots."""
+
+    slots: dict[str, Dataset]
+    roots: dict[str, str]
+    missing: dict[str, str]
+    policy: str
+
+    def datasets(self) -> list[Dataset]:
+        """The distinct datasets to prepare, in slot order (missing ones left out)."""
+        seen: dict[str, Dataset] = {}
+        for slot, dataset in self.slots.items():
+            if slot not in self.missing:
+                seen.setdefault(dataset.key, dataset)
+        return list(seen.values())
+
+    def record(self) -> dict:
+        """The JSON the chapters read (`00_data/catalog.json`)."""
+        return {"policy": self.policy, "roots": self.roots, "slots": {
+            slot: {"source": d.source, "target": d.target, "folder": d.key,
+                   "status": "missing" if slot in self.missing else "ready",
+                   "synthetic": self.roots.get(d.source) == SYNTHETIC,
+                   "message": missing_message(slot, d.source) if slot in self.missing else ""}
+            for slot, d in self.slots.items()}}
+
+
+def missing_message(slot: str, source: str) -> str:
+    """What a chapter says when its source was not given: the source and the flag to give."""
+    return (f"{slot} reads the '{source}' dataset, which this run was not given: pass "
+            f"`--data {source}=/path/to/{source}` (or `--data {source}=synthetic` for the built-in stand-in), "
+            f"or set `missing_data: skip` to skip its chapters")
+
+
+def _dataset(slot: str, source: str, target: str) -> Dataset:
+    if source not in CLASSES:
+        raise CatalogError(f"datasets.{slot} = '{source}' is not a source (known: {', '.join(CLASSES)})")
+    if not TARGETS[target].supports(source):
+        able = [s for s in CLASSES if TARGETS[target].supports(s)]
+        raise CatalogError(f"datasets.{slot} = '{source}': {slot} asks for the target '{target}' "
+                           f"({TARGETS[target].description}), which {source} does not have "
+                           f"(sources that do: {', '.join(able)})")
+    return Dataset(source, target)
+
+
+def _roots(data: Mapping[str, str]) -> dict[str, str]:
+    roots = {}
+    for source, root in data.items():
+        if source not in CLASSES:
+            raise CatalogError(f"data.{source}: unknown source (known: {', '.join(CLASSES)})")
+        root = str(root).strip()
+        if not root:
+            raise CatalogError(f"data.{source}: empty root; give the dataset folder or 'synthetic'")
+        if root != SYNTHETIC:
+            path = Path(root).expanduser()
+            if not path.is_dir():
+                raise CatalogError(f"data.{source} = {root}: no such folder")
+            root = str(path.resolve())
+        roots[source] = root
+    return roots
+
+
+def resolve(uses: Mapping[str, Use], datasets: Mapping[str, str], data: Mapping[str, str],
+            missing_data: str = "error") -> Plan:
+    """Check the slot overrides, roots and policy against the studies' uses; the run's plan."""
+    unknown = sorted(set(datasets) - set(uses))
+    if unknown:
+        raise CatalogError(f"datasets.{unknown[0]} is not a study slot (known: {', '.join(uses)})")
+    if missing_data not in POLICIES:
+        raise CatalogError(f"missing_data = '{missing_data}' (allowed: {', '.join(POLICIES)})")
+    for slot, source in datasets.items():
+        if uses[slot].only and source not in uses[slot].only:
+            raise CatalogError(f"datasets.{slot} = '{source}': {slot} runs on {', '.join(uses[slot].only)} only "
+                               f"({uses[slot].why_only})")
+    slots = {slot: _dataset(slot, datasets.get(slot, use.source), use.target) for slot, use in uses.items()}
+    roots = _roots(data)
+    if not roots:
+        roots = {d.source: SYNTHETIC for d in slots.values()}
+    missing = {slot: d.source for slot, d in slots.items() if d.source not in roots}
+    return Plan(slots, roots, missing, missing_data)
+
+
+def apply_target(manifest: pd.DataFrame, target: Target, report: QualityReport) -> pd.DataFrame:
+    """The rows `target` keeps, labels renumbered over its classes and `target` recomputed; each
+    excluded row goes into the report."""
+    source = str(manifest["source"].iloc[0]) if len(manifest) else ""
+    classes = target.classes(source)
+    kept = manifest["label_name"].isin(classes)
+    for row in manifest.loc[~kept].itertuples():
+        report.add(row.path, None, row.image_id, "outside the study's classes", "excluded",
+                   f"{row.label_name} is not one of {', '.join(classes)} ({target.description})")
+    out = manifest.loc[kept].copy()
+    out["label"] = out["label_name"].map({c: k for k, c in enumerate(classes)}).astype("int64")
+    out["target"] = out["label_name"].isin(target.positive[source]).astype("int64")
+    return out.reset_index(drop=True)
+
+
+def oracle_probability(oracle: pd.DataFrame, source: str, target: Target) -> pd.Series:
+    """The generator's true probability of `target`: P(positive) / P(kept classes) from its per-class columns."""
+    columns = [f"p_{c}" for c in target.classes(source)]
+    if not all(c in oracle for c in columns):
+        return oracle["p_true"]
+    positive = oracle[[f"p_{c}" for c in target.positive[source]]].sum(axis=1)
+    return positive / oracle[columns].sum(axis=1)

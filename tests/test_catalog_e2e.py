@@ -1,0 +1,69 @@
+"""The smoke book end to end on archive-format fixtures our generator did not make, every study on
+its own source in one run, given with `--data` as a user would."""
+
+from __future__ import annotations
+
+import formats
+import nbformat
+import pandas as pd
+import pytest
+
+from derm_nb.artifacts import read_json
+from derm_nb.chapters import CHAPTERS, MODEL_CHAPTERS, spec
+from derm_nb.cli import main
+
+SOURCES = {"isic2020": 160, "isic2018": 120, "isic2019": 140, "busi": 90, "isic2017": 120}
+OWN = {"study000": "isic2020", "study001": "isic2018", "study002": "isic2020", "study002_sweep": "isic2019",
+       "study003": "busi", "study004": "isic2017"}
+STEMS = [c.stem for c in CHAPTERS if c.stem != "10_speed"]   # the appendix reads no data
+
+
+@pytest.fixture(scope="module")
+def archive_run(tmp_path_factory):
+    """The smoke book on one fixture per source; a tiny-data overlay only scales the sweep down."""
+    base = tmp_path_factory.mktemp("archives")
+    argv = ["run", "--profile", "smoke", "--run-dir", str(base / "run"), "--only", *STEMS]
+    for source, n in SOURCES.items():
+        argv += ["--data", f"{source}={formats.populate(source, base / source, n, seed=1)}"]
+    overlay = base / "tiny.yaml"
+    overlay.write_text("notebooks:\n  05_deep_clustering: {sweep_minorities: [4500, 1125], sweep_scale: 0.003}\n")
+    assert main([*argv, "--params", str(overlay)]) == 0
+    return base / "run"
+
+
+def test_every_study_read_its_own_archive(archive_run):
+    catalog = read_json(archive_run / "00_data" / "catalog.json")["slots"]
+    assert {slot: entry["source"] for slot, entry in catalog.items()} == OWN
+    assert all(entry["status"] == "ready" and not entry["synthetic"] for entry in catalog.values())
+    for stem in MODEL_CHAPTERS:
+        metrics = read_json(archive_run / stem / "metrics.json")["variants"]
+        assert metrics and all(m["n_eval"] > 0 for m in metrics.values()), stem
+        assert read_json(archive_run / "00_data" / "summary.json")["datasets"][catalog[spec(stem).dataset]["folder"]]
+
+
+def test_study004_uses_the_official_partitions(archive_run):
+    manifest = pd.read_parquet(archive_run / "00_data" / "isic2017-melanoma" / "manifest.parquet")
+    assert (manifest["split_study004"].fillna("") == manifest["official_split"]).all()
+    assert set(manifest["official_split"]) == {"train", "val", "test"}
+
+
+def test_sweep_is_melanoma_vs_nevus(archive_run):
+    folder = archive_run / "00_data" / "isic2019-melanoma_vs_nevus"
+    manifest = pd.read_parquet(folder / "manifest.parquet")
+    assert set(manifest["label_name"]) == {"MEL", "NV"}
+    quality = pd.read_csv(folder / "quality_report.csv")
+    assert (quality["check"] == "outside the study's classes").sum() > 0
+
+
+def _text(run_dir, stem: str) -> str:
+    nb = nbformat.read(run_dir / "notebooks" / f"{stem}.ipynb", as_version=4)
+    return "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/markdown", ""))
+                     for cell in nb.cells for o in cell.get("outputs", []))
+
+
+def test_mask_analyses_are_skipped_not_zero_on_maskless_data(archive_run):
+    assert "has no lesion masks" in _text(archive_run, "04_efficientnet")      # ISIC 2018 Task 3
+    assert "has no lesion masks" in _text(archive_run, "08_error_analysis")    # ISIC 2020
+    mass = pd.read_parquet(archive_run / "04_efficientnet" / "gradcam_mass.parquet")
+    assert mass["lesion_mass"].isna().all() and mass["corner_mass"].notna().any()
+    assert not list((archive_run / "00_data" / "cache" / "isic2020").rglob("*_mask.png"))

@@ -1,34 +1,16 @@
 """The smoke book end to end on archive-format fixtures our generator did not make, every study on
-its own source in one run, given with `--data` as a user would."""
+its own source in one run, given with `--data` as a user would (the run: tests/archive_run.py)."""
 
 from __future__ import annotations
 
-import formats
 import nbformat
 import pandas as pd
-import pytest
 
 from derm_nb.artifacts import read_json
-from derm_nb.chapters import CHAPTERS, MODEL_CHAPTERS, spec
-from derm_nb.cli import main
+from derm_nb.chapters import MODEL_CHAPTERS, spec
 
-SOURCES = {"isic2020": 160, "isic2018": 120, "isic2019": 140, "busi": 90, "isic2017": 120}
 OWN = {"study000": "isic2020", "study001": "isic2018", "study002": "isic2020", "study002_sweep": "isic2019",
        "study003": "busi", "study004": "isic2017"}
-STEMS = [c.stem for c in CHAPTERS if c.stem != "10_speed"]   # the appendix reads no data
-
-
-@pytest.fixture(scope="module")
-def archive_run(tmp_path_factory):
-    """The smoke book on one fixture per source; a tiny-data overlay only scales the sweep down."""
-    base = tmp_path_factory.mktemp("archives")
-    argv = ["run", "--profile", "smoke", "--run-dir", str(base / "run"), "--only", *STEMS]
-    for source, n in SOURCES.items():
-        argv += ["--data", f"{source}={formats.populate(source, base / source, n, seed=1)}"]
-    overlay = base / "tiny.yaml"
-    overlay.write_text("notebooks:\n  05_deep_clustering: {sweep_minorities: [4500, 1125], sweep_scale: 0.003}\n")
-    assert main([*argv, "--params", str(overlay)]) == 0
-    return base / "run"
 
 
 def test_every_study_read_its_own_archive(archive_run):

@@ -95,7 +95,6 @@ DF_W = {"fibrosis": 2.8, "diameter": -0.6, "age": -0.4}
 VASC_W = {"vascular": 2.8}
 BUSI_MALIGNANT_W = {"irregularity": 1.4, "margin": 1.6, "orientation": 1.0, "shadowing": 1.0, "echo": 0.5,
                     "size": 0.4}
-WEIGHTS = MEL_W  # the melanoma model, kept under its old name
 
 
 def _standardise(x: np.ndarray) -> np.ndarray:
@@ -217,7 +216,7 @@ def sample_metadata(cfg: SynthConfig) -> pd.DataFrame:
     df = _groups_frame(rng, sizes)
     df = df.join(spec.attributes(rng, df, cfg, mix))
     if spec.groups == "lesion":  # every image of a lesion shows the same lesion at the same site
-        shared = [c for c in (*SKIN_ATTRS, "pigment", "site") if c in df]
+        shared = [c for c in (*SKIN_ATTRS, "pigment", "site", "age") if c in df]
         df[shared] = df.groupby("patient")[shared].transform("first")
     feats = _features(df)
     logits = np.stack([sum(w * feats[k] for k, w in weights.items()) + np.zeros(len(df))
@@ -793,8 +792,9 @@ def generate(cfg: SynthConfig, out: str | os.PathLike[str]) -> Path:
     meta = spec.layout(_add_duplicates(sample_metadata(cfg), cfg, rng), out, cfg, rng)
     _write_files(meta, spec, cfg, rng)
     spec.write(meta, out, cfg, rng)
+    meta["duplicate_of"] = [meta.at[k, "image_id"] if k >= 0 else "" for k in meta["dup_of"]]
     columns = ["image_id", "label", "p_true", *[f"p_{c}" for c in spec.classes], "patient", "partition",
-               *LATENTS[spec.look]]
+               "duplicate_of", *LATENTS[spec.look]]
     write_csv(oracle_path(out), meta[columns])
     write_json(out / MARKER, {"config": _config_record(cfg), "complete": True})
     return out

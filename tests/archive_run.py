@@ -1,11 +1,7 @@
-"""The end-to-end archive run as a background process: started when the session collects the test that
-needs it, so it shares the 2 cores with the smoke run instead of waiting for it (most of a chapter's
-time is single-threaded imports)."""
+"""The end-to-end archive run's command line: one populated archive per source, given with `--data`."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import formats
@@ -22,11 +18,3 @@ def argv(base: Path, stems: list[str]) -> list[str]:
         args += ["--data", f"{source}={formats.populate(source, base / source, n, seed=1)}"]
     (base / "tiny.yaml").write_text(TINY)
     return [*args, "--params", str(base / "tiny.yaml")]
-
-
-def start(base: Path, stems: list[str]) -> subprocess.Popen:
-    """Write the archives and start the run; its output goes to `base/run.log`."""
-    base.mkdir(parents=True, exist_ok=True)
-    log = (base / "run.log").open("w")
-    code = "import sys; from derm_nb.cli import main; sys.exit(main(sys.argv[1:]))"
-    return subprocess.Popen([sys.executable, "-c", code, *argv(base, stems)], stdout=log, stderr=subprocess.STDOUT)

@@ -51,7 +51,7 @@ from IPython.display import Markdown, display
 
 from derm_nb.artifacts import write_json
 from derm_nb.chapters import chapter
-from derm_nb.data.catalog import resolve
+from derm_nb.data.catalog import resolve, slot_scheme
 from derm_nb.data.prepared import oracle_auc, prepare_catalog, split_summary
 from derm_nb.plots import image_grid
 from derm_nb.studies import dataset_uses, official_schemes, split_schemes
@@ -106,7 +106,7 @@ for key, d in prepared.items():
 
 # %%
 for key, d in prepared.items():
-    schemes = sorted({s.split("_")[0] for s in slots_of[key]})
+    schemes = sorted({slot_scheme(s) for s in slots_of[key]})
     notes = "; ".join(f"{s}: {d.summary['splits'][s]}" for s in schemes)
     display(Markdown(f"**{key}**. {notes}."))
     display(split_summary(d.manifest, schemes))
@@ -140,7 +140,7 @@ ceilings = {}
 for slot, dataset in plan.slots.items():
     if slot in plan.missing:
         continue
-    d, scheme = prepared[dataset.key], slot.split("_")[0]
+    d, scheme = prepared[dataset.key], slot_scheme(slot)
     ceilings[slot] = oracle_auc(d, d.split(scheme, "val"))
     print(f"{slot} ({dataset.key}): oracle AUC on its validation split =",
           "n/a (real data)" if ceilings[slot] is None else f"{ceilings[slot]:.3f}")

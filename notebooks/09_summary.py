@@ -37,13 +37,14 @@ from derm_nb.analysis import load_model_runs
 from derm_nb.artifacts import write_csv
 from derm_nb.cards import headline_table
 from derm_nb.chapters import chapter
+from derm_nb.data.catalog import slot_scheme
 from derm_nb.results import weights_label
 
 ctx = chapter("09_summary", profile, run_dir)
 metrics, _ = load_model_runs(ctx.run_dir)
 catalog = ctx.read("catalog")["slots"]
 data_of = {slot.removeprefix("study"): ("synthetic " if entry["synthetic"] else "") + entry["folder"]
-           for slot, entry in catalog.items() if "_" not in slot}
+           for slot, entry in catalog.items() if slot == slot_scheme(slot)}
 table = pd.DataFrame({
     "study": metrics["study"], "model": metrics["variant"], "data": metrics["study"].map(data_of),
     "split": metrics["evaluation"].str.extract(r"(study\d+ \w+)", expand=False),

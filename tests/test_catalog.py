@@ -150,16 +150,16 @@ def _run_with_catalog(tmp_path, policy: str):
 
 def test_runner_stops_a_chapter_whose_data_is_missing(root, tmp_path):
     run_dir = _run_with_catalog(tmp_path, "error")
-    assert check_data(root, run_dir, "02_baseline") == {}
+    assert check_data(run_dir, "02_baseline") == {}
     with pytest.raises(NotebookFailed, match=re.escape("--data isic2018=")):
-        check_data(root, run_dir, "04_efficientnet")
+        check_data(run_dir, "04_efficientnet")
     with pytest.raises(MissingData, match="isic2018"):
         _ = chapter("04_efficientnet", "smoke", run_dir).data
 
 
 def test_runner_skips_with_a_note_where_the_profile_says_so(root, tmp_path):
     run_dir = _run_with_catalog(tmp_path, "skip")
-    reasons = check_data(root, run_dir, "05_deep_clustering")
+    reasons = check_data(run_dir, "05_deep_clustering")
     assert list(reasons) == ["study002_sweep"]
     nb = skipped_notebook(root, "05_deep_clustering", reasons)
     nbformat.validate(nb)

@@ -20,6 +20,7 @@ from derm_nb.chapters import CHAPTERS, catalog_record, missing_slots, spec
 from derm_nb.params import Declared, Profile, declared_from_inspection, load_profile
 
 KERNEL = "python3"
+KERNELSPEC = {"name": KERNEL, "display_name": "Python 3", "language": "python"}
 
 
 class NotebookFailed(RuntimeError):
@@ -34,7 +35,7 @@ def source_path(root: Path, stem: str) -> Path:
 def read_source(root: Path, stem: str) -> nbformat.NotebookNode:
     """Read the text notebook with jupytext (one way: the `.py` is the source of truth)."""
     nb = jupytext.read(source_path(root, stem))
-    nb.metadata.setdefault("kernelspec", {"name": KERNEL, "display_name": "Python 3", "language": "python"})
+    nb.metadata.setdefault("kernelspec", dict(KERNELSPEC))
     return nb
 
 
@@ -90,11 +91,11 @@ def skipped_notebook(root: Path, stem: str, reasons: Mapping[str, str]) -> nbfor
     note = (f"{title}\n\n```{{note}}\nThis chapter was **skipped** in this run (`missing_data: skip`):\n\n"
             f"{why}\n```\n")
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(note)])
-    nb.metadata["kernelspec"] = {"name": KERNEL, "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
     return nb
 
 
-def check_data(root: Path, run_dir: Path, stem: str) -> dict[str, str]:
+def check_data(run_dir: Path, stem: str) -> dict[str, str]:
     """{slot: message} of the slots `stem` reads that this run has no data for; NotebookFailed under
     `missing_data: error`, so a chapter never starts on data it lacks."""
     if stem == "00_data" or not spec(stem).slots:
@@ -136,7 +137,7 @@ def run_notebooks(
         values = profile.for_notebook(stem, declared[stem])
         values["run_dir"] = str(run_dir)
         start = time.perf_counter()
-        reasons = check_data(root, run_dir, stem)
+        reasons = check_data(run_dir, stem)
         if reasons:
             nbformat.write(skipped_notebook(root, stem, reasons), output)
             log[stem] = {"seconds": 0.0, "skipped": list(reasons.values()), "sources": profile.sources}

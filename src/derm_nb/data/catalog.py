@@ -118,6 +118,11 @@ class Plan:
             for slot, d in self.slots.items()}}
 
 
+def slot_scheme(slot: str) -> str:
+    """The split scheme a slot's study uses: its study's (`study002_sweep` -> `study002`)."""
+    return slot.split("_")[0]
+
+
 def missing_message(slot: str, source: str) -> str:
     """What a chapter says when its source was not given: the source and the flag to give."""
     return (f"{slot} reads the '{source}' dataset, which this run was not given: pass "
@@ -191,7 +196,5 @@ def apply_target(manifest: pd.DataFrame, target: Target, report: QualityReport) 
 def oracle_probability(oracle: pd.DataFrame, source: str, target: Target) -> pd.Series:
     """The generator's true probability of `target`: P(positive) / P(kept classes) from its per-class columns."""
     columns = [f"p_{c}" for c in target.classes(source)]
-    if not all(c in oracle for c in columns):
-        return oracle["p_true"]
     positive = oracle[[f"p_{c}" for c in target.positive[source]]].sum(axis=1)
     return positive / oracle[columns].sum(axis=1)

@@ -101,11 +101,9 @@ def prepare(dataset: Dataset, root: str | os.PathLike[str], out: str | os.PathLi
     if manifest.empty:
         raise DataError(f"{root}: no usable images left after the quality checks\n{report}")
     manifest, split_notes = add_study_splits(manifest, schemes, seed, stratify="label", official=official)
-    pairs = getattr(report, "near_duplicates", None)
     for scheme in schemes:
         assert_no_leakage(manifest, split_column(scheme))
-        if pairs is not None:
-            assert_no_cross_split_pairs(manifest, pairs, split_column(scheme))
+        assert_no_cross_split_pairs(manifest, report.near_duplicates, split_column(scheme))
     quality = report.frame()
     write_parquet(out / "manifest.parquet", manifest)
     write_csv(out / "quality_report.csv", quality)

@@ -52,18 +52,18 @@ patience = 5
 variants = ["recipe", "300px", "mixup", "shades_of_grey", "no_focal", "no_sampler"]
 gradcam_images = 8                 # per group (correct / incorrect) in the gallery
 gradcam_min_size = 7               # Grad-CAM layer: the last convolution with maps at least this wide
-num_workers = 2                       # worker processes preparing augmented batches while the model trains
+num_workers = 0                       # batches are gathered from memory and augmented on the device: workers only add IPC
 
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import torch
 from IPython.display import Markdown, display
 from myst_nb import glue
 
 from derm_nb.artifacts import write_parquet
 from derm_nb.chapters import chapter
+from derm_nb.datasets import gather
 from derm_nb.explain import conv_layer_at_resolution, gradcam_maps
 from derm_nb.models.heads import build_classifier
 from derm_nb.plots import confusion_matrices, loss_curves, roc_curves
@@ -141,7 +141,7 @@ plt.show()
 # %%
 model, sets, size = models["recipe"]
 recipe = results["recipe"].predictions.query("split == 'test'").reset_index(drop=True)
-batch = torch.stack([sets["test"][i]["image"] for i in range(len(sets["test"]))])
+batch = gather(sets["test"], range(len(sets["test"])))["image"]   # the test images as the model sees them
 layer_name, layer, layer_px = conv_layer_at_resolution(model.cpu(), size, gradcam_min_size)
 display(Markdown(f"Grad-CAM layer: `{layer_name}` ({layer_px} x {layer_px} maps at {size} px input)."))
 cams = gradcam_maps(model, batch, recipe["pred"].to_numpy(), layer=layer)

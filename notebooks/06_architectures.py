@@ -42,7 +42,7 @@ pretrained_backbone = "resnet101"
 weights = "imagenet"
 weights_fallback = "efficientnet_lite0"
 architectures = ["simple_cnn", "mobilenet", "pretrained"]
-num_workers = 2                       # worker processes preparing augmented batches while the model trains
+num_workers = 0                       # batches are gathered from memory and augmented on the device: workers only add IPC
 
 # %%
 import matplotlib.pyplot as plt

@@ -21,11 +21,17 @@ def root() -> Path:
 
 @pytest.fixture(scope="session")
 def smoke_run(root, tmp_path_factory):
-    """Every notebook under the smoke profile, once per test session, through the real runner."""
-    from derm_nb.runner import run_notebooks
+    """Every notebook under the smoke profile, once per test session, through the CLI: synthetic ISIC 2020
+    and 2019, archive-format fixtures for the other sources (tests/archive_run.py)."""
+    import archive_run
 
-    run_dir = tmp_path_factory.mktemp("runs") / "smoke"
-    timings = run_notebooks(root, "smoke", run_dir=run_dir)
+    from derm_nb.artifacts import read_json
+    from derm_nb.cli import main
+
+    base = tmp_path_factory.mktemp("runs")
+    run_dir = base / "smoke"
+    assert main(archive_run.argv(run_dir, base / "archives")) == 0
+    timings = {stem: entry["seconds"] for stem, entry in read_json(run_dir / "run_log.json").items()}
     return run_dir, timings
 
 
@@ -35,18 +41,3 @@ def smoke_book(root, smoke_run):
     from derm_nb.runner import build_book
 
     return build_book(root, "smoke", run_dir=smoke_run[0])
-
-
-@pytest.fixture(scope="session")
-def archive_run(tmp_path_factory) -> Path:
-    """The smoke book on one archive-format fixture per source, every root given with `--data` (see
-    tests/archive_run.py); run in this process after the smoke run (measured: faster than beside it)."""
-    import archive_run as archives
-
-    from derm_nb.chapters import CHAPTERS
-    from derm_nb.cli import main
-
-    base = tmp_path_factory.mktemp("archives")
-    stems = [c.stem for c in CHAPTERS if c.stem != "10_speed"]   # the appendix reads no data
-    assert main(archives.argv(base, stems)) == 0
-    return base / "run"

@@ -3,14 +3,32 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
-from derm_nb.artifacts import write_json, write_parquet
-from derm_nb.bench import check_targets, loader_speed, model_speed, notebook_times
+from derm_nb.artifacts import read_json, write_json, write_parquet
+from derm_nb.bench import (
+    amp_speedup,
+    check_targets,
+    estimate,
+    estimate_report,
+    loader_speed,
+    model_speed,
+    notebook_times,
+    target_table,
+)
+from derm_nb.chapters import CHAPTERS, MODEL_CHAPTERS
+from derm_nb.runner import resolved_parameters
+from derm_nb.workload import passes
+
+
+def _book(seconds: list[float]) -> list[dict]:
+    """A whole book's run-log rows: the given seconds for the first chapters, 1 s for the rest."""
+    seconds = seconds + [1.0] * (len(CHAPTERS) - len(seconds))
+    return [{"notebook": c.stem, "seconds": s, "data_wait_share": 0.9} for c, s in zip(CHAPTERS, seconds)]
 
 
 def _result(smoke_seconds: list[float], wait: float, speedup: float, aucs: list[float]) -> dict:
-    return {"notebooks": {"smoke": [{"notebook": f"{i:02d}_x", "seconds": s, "data_wait_share": 0.9}
-                                    for i, s in enumerate(smoke_seconds)], "default": []},
+    return {"notebooks": {"smoke": _book(smoke_seconds), "default": []},
             "data_wait": [{"num_workers": 0, "data_wait_share": wait / 2}],
             "cache": {"speedup": speedup, "ours_images_per_s": 300.0, "naive_images_per_s": 300.0 / speedup,
                       "with_masks_speedup": speedup / 2},
@@ -24,7 +42,7 @@ def test_targets_met_and_missed():
     assert met["data wait under 10 % of step time"] and met["every default model above chance"]
     assert met["default book under 30 min"] is None  # not run: neither met nor missed
     missed = check_targets(_result([200, 120], 0.2, 2.0, [0.7, 0.45])).set_index("target")
-    assert not missed["met"]["smoke book under 5 min"] and "00_x" in missed["note"]["smoke book under 5 min"]
+    assert not missed["met"]["smoke book under 5 min"] and "00_data" in missed["note"]["smoke book under 5 min"]
     assert not missed["met"]["cache build 3x the naive loop"]
     assert not missed["met"]["data wait under 10 % of step time"]
     chance = "every default model above chance"
@@ -58,3 +76,70 @@ def test_feature_head_epochs_do_not_count_as_image_pipelines():
     assert row["met"] and row["measured"] == "max 4.0%" and "05_x 30%" in row["note"]
     result["notebooks"]["default"][0]["data_wait_share"] = 0.2
     assert not check_targets(result).set_index("target").loc["data wait under 10 % of step time", "met"]
+
+
+def test_a_budget_is_judged_on_a_whole_book_only():
+    result = _result([100, 120], 0.05, 3.5, [0.7])
+    result["notebooks"]["default"] = _book([300, 200, 100])[:3]
+    result["calibration"] = {"seconds_per_unit": 10.0}
+    row = target_table(result).set_index("target").loc["default book under 30 min"]
+    assert row["met"] == "incomplete" and row["measured"] == "incomplete: 3 of 11 notebooks"
+    assert "10_speed" in row["note"] and "60 calibration units" in row["note"]
+    smoke = target_table(result).set_index("target").loc["smoke book under 5 min"]
+    assert smoke["met"] == "yes" and "calibration units" in smoke["note"]
+
+
+def test_amp_speedup_pairs_float32_with_bf16_channels_last():
+    rows = [{"model": "resnet18", "size": 224, "device": "cuda", "channels_last": cl, "amp": amp,
+             "train_images_per_s": 1000.0 * (1 + cl + 2 * amp)} for cl in (False, True) for amp in (False, True)]
+    speedup = amp_speedup(rows)
+    assert speedup["speedup"].tolist() == [4.0]
+    assert amp_speedup([{**r, "device": "cpu"} for r in rows]).empty
+
+
+@pytest.fixture(scope="module")
+def full_params(root):
+    return resolved_parameters(root, "full")
+
+
+def test_every_model_chapter_has_a_workload_that_follows_its_parameters(full_params):
+    work = passes(full_params)
+    assert set(work) == set(MODEL_CHAPTERS)
+    assert all(w.images > 0 for items in work.values() for w in items)
+    images = {stem: sum(w.images for w in items) for stem, items in work.items()}
+    doubled = {**full_params, "04_efficientnet": {**full_params["04_efficientnet"], "epochs": 40}}
+    assert sum(w.images for w in passes(doubled)["04_efficientnet"]) == pytest.approx(2 * images["04_efficientnet"],
+                                                                                        rel=0.01)
+    fewer = {**full_params, "05_deep_clustering": {**full_params["05_deep_clustering"], "backbones": ["vgg16"]}}
+    assert sum(w.images for w in passes(fewer)["05_deep_clustering"]) < images["05_deep_clustering"]
+    sizes = {w.size for w in work["04_efficientnet"]}
+    assert sizes == {224, 300}  # the 300 px ablation at its own size
+
+
+def test_estimate_sums_passes_into_chapter_hours(root, monkeypatch):
+    import derm_nb.bench as bench
+
+    monkeypatch.setattr(bench, "cache_speed", lambda **_: {"ours_images_per_s": 100.0})
+    result = estimate(root, "full", "cpu", seconds=lambda work, device, measured: 0.01)
+    frame = pd.DataFrame(result["passes"])
+    assert set(result["chapters"]) == {"00_data", *MODEL_CHAPTERS}
+    assert result["total_hours"] == pytest.approx(sum(result["chapters"].values()))
+    assert result["chapters"]["04_efficientnet"] == pytest.approx(
+        frame.loc[frame["chapter"] == "04_efficientnet", "images"].sum() * 0.01 / 3600)
+    text = estimate_report(result)
+    assert "07_gcn_mil" in text and "total" in text and " h " in text
+
+
+def test_bench_estimate_on_the_command_line(root, tmp_path, monkeypatch, capsys):
+    import derm_nb.bench as bench
+    from derm_nb.cli import main
+
+    monkeypatch.setattr(bench, "cache_speed", lambda **_: {"ours_images_per_s": 100.0})
+    monkeypatch.setattr(bench, "pass_seconds", lambda work, device, measured: 0.001)
+    out = tmp_path / "bench.json"
+    write_json(out, {"machine": {"earlier": True}})
+    assert main(["bench", "--estimate", "full", "--device", "cpu", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "05_deep_clustering" in printed and "goal on one H100-class GPU" in printed
+    saved = read_json(out)
+    assert saved["machine"] == {"earlier": True} and saved["estimates"]["full"]["total_hours"] > 0

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "derm_nb"
-FACE = {"derm_nb.cli"}  # the command line gathers every study's split scheme for `derm-nb data`
+# The faces that gather every study through the registry: the command line (every study's split scheme
+# for `derm-nb data`) and the workload behind `derm-nb bench --estimate` (every study's passes).
+FACE = {"derm_nb.cli", "derm_nb.workload"}
 
 
 def module_name(path: Path) -> str:

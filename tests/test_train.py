@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from derm_nb import datasets
 from derm_nb.datasets import CachedImages
 from derm_nb.losses import BCE, FocalBCE
 from derm_nb.studies.study000 import FusionNet, GatedExperts, augment, encode_tabular, sex_gate
@@ -174,22 +175,18 @@ def test_checkpoint_of_another_configuration_is_not_resumed(tmp_path, capsys):
     pd.testing.assert_frame_equal(again.history, changed.history)  # same configuration: resumed, not retrained
 
 
-def test_augmented_copies_are_fixed_and_computed_once():
+def test_augmented_copies_are_fixed_and_computed_once(monkeypatch):
     images = torch.randint(0, 256, (3, 3, 16, 16), dtype=torch.uint8)
-    calls = {"n": 0}
-    augment_fn = augment(16)
-
-    def counting(x):
-        calls["n"] += 1
-        return augment_fn(x)
-
-    ds = CachedImages(images, np.zeros(3), transform=lambda x: x.float(), copies=2, augment=counting, seed=3)
-    first = [ds[i]["image"] for i in range(len(ds))]
-    assert calls["n"] == 6  # two copies of three images
-    second = [ds[i]["image"] for i in range(len(ds))]
-    assert calls["n"] == 6 and all(torch.equal(a, b) for a, b in zip(first, second))
-    fresh = CachedImages(images, np.zeros(3), transform=lambda x: x.float(), copies=2, augment=augment_fn, seed=3)
-    assert all(torch.equal(first[i], fresh[i]["image"]) for i in range(len(ds)))  # the same copies in a new run
+    calls = []
+    draw = datasets._fixed_copies
+    monkeypatch.setattr(datasets, "_fixed_copies", lambda *a, **k: calls.append(1) or draw(*a, **k))
+    ds = CachedImages(images, np.zeros(3), transform=lambda x: x, copies=2, augment=augment(16), seed=3)
+    first = ds.__getitems__(range(len(ds)))["image"]
+    second = ds.__getitems__(range(len(ds)))["image"]
+    assert len(calls) == 1 and torch.equal(first, second) and first.dtype == torch.uint8
+    fresh = CachedImages(images, np.zeros(3), transform=lambda x: x, copies=2, augment=augment(16), seed=3)
+    assert torch.equal(first, fresh.__getitems__(range(len(fresh)))["image"])  # the same copies in a new run
+    assert torch.equal(first[0], images[0]) and torch.equal(first[3], images[1])  # item 0 of each image: itself
     assert not torch.equal(first[1], first[2])  # copies differ from each other
 
 

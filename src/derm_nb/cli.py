@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from derm_nb.artifacts import project_root
+from derm_nb.artifacts import project_root, read_json
 
 
 def data_roots(pairs: list[str]) -> dict[str, str]:
@@ -82,10 +82,18 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from derm_nb.bench import report, run_benchmark, save
+    from derm_nb.bench import estimate, estimate_report, report, run_benchmark, save
 
-    result = run_benchmark(project_root(), args.run_profile, args.quick, args.device)
-    print(report(result))
+    earlier = read_json(args.out) if args.out.is_file() else {}
+    if args.estimate:  # only the estimate, kept beside the last full benchmark in the same file
+        result = earlier
+        result.setdefault("estimates", {})[args.estimate] = estimate(project_root(), args.estimate, args.device,
+                                                                     args.params)
+        print(estimate_report(result["estimates"][args.estimate]))
+    else:
+        result = run_benchmark(project_root(), args.run_profile, args.quick, args.device)
+        result["estimates"] = earlier.get("estimates", {})
+        print(report(result))
     print(f"\nwritten to {save(result, args.out)}")
     return 0
 
@@ -138,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--run-profile", metavar="PROFILE", help="first execute this profile's notebooks (e.g. smoke)")
     bench.add_argument("--quick", action="store_true", help="fewer images and steps, 128 px models only")
     bench.add_argument("--device", default="auto", help="auto (CUDA when available, CPU too), cpu or cuda")
+    bench.add_argument("--estimate", metavar="PROFILE", help="only estimate the hours per chapter of PROFILE "
+                       "(e.g. full) at the archives' sizes from measured per-image step times on this machine")
+    bench.add_argument("--params", type=Path, help="a parameter file layered over the estimated profile")
     bench.add_argument("--out", type=Path, default=Path("runs/benchmarks/bench.json"))
     bench.set_defaults(func=_cmd_bench)
     for command in sub.choices.values():  # a partial flag is an error, never another flag's prefix

@@ -1,13 +1,15 @@
-"""In-memory datasets over the image cache: uint8 images, targets, tabular features and a transform."""
+"""In-memory datasets over the image cache: uint8 images, targets, tabular features, and the view a
+model sees of them, applied to whole batches on their device (see `transforms.BatchView`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 from derm_nb.data.cache import load_images
 
@@ -17,20 +19,38 @@ def to_tensor_images(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array)).permute(0, 3, 1, 2).contiguous()
 
 
+def to_device(batch: Any, device: torch.device) -> Any:
+    """A batch (dict of tensors, tensor, or a torch-geometric batch) on `device`, copied asynchronously."""
+    if isinstance(batch, dict):
+        return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    return batch.to(device, non_blocking=True) if hasattr(batch, "to") else batch
+
+
+def _fixed_copies(images: torch.Tensor, augment: Callable, copies: int, seed: int, chunk: int = 256) -> torch.Tensor:
+    """(N, copies, 3, H, W) uint8: `copies` augmented versions of every image, drawn once with seeds fixed by
+    (seed, chunk) and kept like augmentations written to disk once (at the cache's resolution)."""
+    out = torch.empty((len(images), copies, *images.shape[1:]), dtype=torch.uint8)
+    pixels = getattr(augment, "pixels", None)
+    for start in range(0, len(images), chunk):
+        part = images[start:start + chunk]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(hash((seed, start)) % (2**31))
+            for k in range(copies):
+                x = pixels(part, resize=False) if pixels is not None else augment(part).float() / 255
+                out[start:start + chunk, k] = (x * 255).round().clamp(0, 255).to(torch.uint8)
+    return out
+
+
 class CachedImages(Dataset):
-    """Images held in memory as uint8, with targets, optional tabular features and a transform.
+    """Images held in memory as uint8, with targets, optional tabular features and gate, and the
+    `transform` (a `BatchView`, or any callable on a batch) that `present` applies to a batch.
 
     `copies > 0` adds that many augmented copies of every image (study 000's "small + N aug"):
-    copy k of image i is drawn with a seed fixed by (seed, i, k), so the copies are the same
-    every epoch and every run, like augmentations written to disk once. `augment_classes` instead
-    applies `augment` on the fly, only to items of those classes (study 003's minority-class
-    augmentation).
-
-    Because a fixed copy is the same in every epoch, it is computed once and kept in memory (up to
-    `copy_cache_bytes`), so later epochs do not wait for the augmentation again.
+    drawn once with `augment`, seeded by `seed`, the same every epoch and every run, like
+    augmentations written to disk once. `augment_classes` instead applies `augment` afresh in every
+    batch, to the items of those classes only (study 003's minority-class augmentation).
+    Items are uint8; `__getitems__` gathers a whole batch with one index operation.
     """
-
-    copy_cache_bytes = 2 * 1024**3
 
     def __init__(self, images: torch.Tensor, targets: np.ndarray, transform: Callable,
                  tabular: np.ndarray | None = None, copies: int = 0, augment: Callable | None = None,
@@ -41,39 +61,68 @@ class CachedImages(Dataset):
         self.tabular = None if tabular is None else torch.as_tensor(np.array(tabular), dtype=torch.float32)
         self.extra = None if extra is None else torch.as_tensor(np.array(extra), dtype=torch.float32)
         self.transform, self.augment = transform, augment
-        self.copies, self.seed = copies, seed
-        self.augment_classes = set(augment_classes)
-        self._copies: dict[int, torch.Tensor] = {}
-        self._copy_budget = self.copy_cache_bytes
+        self.copies, self.seed = (copies, seed) if augment is not None else (0, seed)
+        self.augment_classes = torch.as_tensor(sorted(augment_classes), dtype=torch.long)
+        self._copies: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.images) * (self.copies + 1)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        i, k = divmod(index, self.copies + 1)
-        if self.augment is not None and int(self.targets[i]) in self.augment_classes:
-            image = self.augment(self.images[i])
-        elif k == 0 or self.augment is None:
-            image = self.transform(self.images[i])
-        elif index in self._copies:
-            image = self._copies[index]
-        else:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(hash((self.seed, i, k)) % (2**31))
-                image = self.augment(self.images[i])
-            size = image.element_size() * image.nelement()
-            if size <= self._copy_budget:
-                self._copies[index], self._copy_budget = image, self._copy_budget - size
-        item = {"image": image, "target": self.targets[i], "index": torch.tensor(i)}
+    def _pixels(self, index: torch.Tensor) -> torch.Tensor:
+        i, k = index // (self.copies + 1), index % (self.copies + 1)
+        if self.copies == 0:
+            return self.images[i]
+        if self._copies is None:
+            self._copies = _fixed_copies(self.images, self.augment, self.copies, self.seed)
+        originals = self.images[i]
+        fixed = k > 0
+        originals[fixed] = self._copies[i[fixed], k[fixed] - 1]
+        return originals
+
+    def __getitems__(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        index = torch.as_tensor(list(indices), dtype=torch.long)
+        i = index // (self.copies + 1)
+        batch = {"image": self._pixels(index), "target": self.targets[i], "index": i}
         if self.tabular is not None:
-            item["tabular"] = self.tabular[i]
+            batch["tabular"] = self.tabular[i]
         if self.extra is not None:
-            item["gate"] = self.extra[i]
-        return item
+            batch["gate"] = self.extra[i]
+        return batch
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {k: v[0] for k, v in self.__getitems__([index]).items()}
+
+    @staticmethod
+    def collate(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The DataLoader's collate: `__getitems__` already gave the batch."""
+        return batch
+
+    def present(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The batch (on any device) as the model sees it: the view applied to all its images at once."""
+        images = batch["image"]
+        shown = self.transform(images)
+        if len(self.augment_classes) and self.augment is not None:
+            chosen = torch.isin(batch["target"].long(), self.augment_classes.to(images.device))
+            if chosen.any():
+                shown[chosen] = self.augment(images[chosen]).to(shown.dtype)
+        return {**batch, "image": shown}
 
     @property
     def all_targets(self) -> np.ndarray:
         return np.repeat(self.targets.numpy(), self.copies + 1)
+
+
+def present(dataset: Dataset, batch: Any) -> Any:
+    """`batch` as the model sees it: the dataset's own `present` where it has one (images), else as is."""
+    show = getattr(dataset, "present", None)
+    return show(batch) if show is not None else batch
+
+
+def gather(dataset: Dataset, index: Sequence[int], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """Items `index` of `dataset` as one batch on `device`, presented as the model sees them."""
+    getitems = getattr(dataset, "__getitems__", None)
+    batch = getitems([int(i) for i in index]) if getitems else default_collate([dataset[int(i)] for i in index])
+    return present(dataset, to_device(batch, torch.device(device)))
 
 
 def load_split_images(cache_dir, frame: pd.DataFrame) -> torch.Tensor:

@@ -13,9 +13,17 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity: a container's or a batch job's share), not the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no sched_getaffinity
+        return os.cpu_count() or 1
+
+
 def default_workers(workers: int = 0) -> int:
-    """`workers`, or (for 0) up to 4 processes by core count."""
-    return workers or min(4, os.cpu_count() or 1)
+    """`workers`, or (for 0) one process per available core."""
+    return workers or available_cores()
 
 
 def parallel_map(fn: Callable[[T], R], items: Sequence[T], workers: int = 0, desc: str = "",

@@ -62,6 +62,18 @@ def declared_parameters(inputs: Mapping[str, Path]) -> dict[str, dict[str, Decla
     return declared
 
 
+def resolved_parameters(root: Path, profile_name: str, user_params: Path | None = None) -> dict[str, dict[str, Any]]:
+    """Every notebook's parameters as a run under `profile_name` would see them: its own defaults with
+    the profile's (and `user_params`') values injected, checked like a run."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        declared = declared_parameters(prepare_inputs(root, Path(tmp), [c.stem for c in CHAPTERS]))
+    profile = load_profile(root, profile_name, declared, user_params)
+    return {stem: {name: d.default for name, d in declared[stem].items()} | profile.for_notebook(stem, declared[stem])
+            for stem in declared}
+
+
 def execution_order(only: Sequence[str] | None) -> list[str]:
     """All notebooks in registry order, or the named ones (checked to exist) in that order."""
     if not only:

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 from tqdm.auto import tqdm
 
 from derm_nb.artifacts import write_atomic
+from derm_nb.datasets import present, to_device
 from derm_nb.transforms import mixup
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
@@ -48,13 +49,6 @@ def seed_everything(seed: int) -> None:
 def autocast(device: torch.device, amp: bool) -> torch.autocast:
     """bf16 autocast on CUDA when `amp`; a no-op elsewhere (the CPU path stays in float32)."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
-
-
-def to_device(batch: Any, device: torch.device) -> Any:
-    """A batch (dict of tensors, tensor, or a torch-geometric batch) on `device`, copied asynchronously."""
-    if isinstance(batch, dict):
-        return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-    return batch.to(device, non_blocking=True) if hasattr(batch, "to") else batch
 
 
 class Stateful(Protocol):
@@ -276,7 +270,7 @@ class TrainConfig:
     mixup_alpha: float = 0.0         # >0: mixup with lam ~ Beta(alpha, alpha) (binary targets become soft)
     device: str = "auto"
     seed: int = 0
-    num_workers: int = 0
+    num_workers: int = 0              # DataLoader workers: 0 is fastest for the in-memory cache (see `derm-nb bench`)
     resume: bool = True
     desc: str = "train"
 
@@ -296,7 +290,10 @@ def balanced_sampler(targets: np.ndarray, pos_share: float, seed: int,
 def forward(model: nn.Module, batch: dict) -> torch.Tensor:
     """The model's output for a batch dict: one logit squeezed to (N,), or (N, classes)."""
     inputs = {k: batch[k] for k in ("tabular", "gate") if k in batch}
-    out = model(batch["image"], **inputs)
+    image = batch["image"]
+    if image.is_cuda and image.ndim == 4:
+        image = image.contiguous(memory_format=torch.channels_last)
+    out = model(image, **inputs)
     return out.squeeze(-1) if out.ndim == 2 and out.shape[1] == 1 else out
 
 
@@ -327,8 +324,10 @@ def make_optimizer(params: Iterable, cfg: TrainConfig) -> torch.optim.Optimizer:
     return OPTIMIZERS[cfg.optimizer](params, lr=cfg.lr, weight_decay=cfg.weight_decay, **extra)
 
 
-def _loader(dataset: Dataset, batch_size: int, device: torch.device, workers: int, **kw) -> DataLoader:
-    return DataLoader(dataset, batch_size, num_workers=workers, pin_memory=device.type == "cuda", **kw)
+def loader(dataset: Dataset, batch_size: int, device: torch.device, workers: int = 0, **kw) -> DataLoader:
+    """Batches of `dataset` (gathered whole where it can, `CachedImages.__getitems__`), pinned for CUDA."""
+    return DataLoader(dataset, batch_size, num_workers=workers, pin_memory=device.type == "cuda",
+                      collate_fn=getattr(dataset, "collate", None), persistent_workers=workers > 0, **kw)
 
 
 def fit(model: nn.Module, loss_fn: nn.Module, train: Dataset, val: Dataset, cfg: TrainConfig,
@@ -342,18 +341,18 @@ def fit(model: nn.Module, loss_fn: nn.Module, train: Dataset, val: Dataset, cfg:
     if cfg.sampler_pos_share > 0:
         targets = train_targets if train_targets is not None else train.all_targets
         sampler = balanced_sampler(targets, cfg.sampler_pos_share, cfg.seed, generator)
-        train_loader = _loader(train, cfg.batch_size, device, cfg.num_workers, sampler=sampler, drop_last=lone)
+        train_loader = loader(train, cfg.batch_size, device, cfg.num_workers, sampler=sampler, drop_last=lone)
     else:
-        train_loader = _loader(train, cfg.batch_size, device, cfg.num_workers, shuffle=True, generator=generator,
+        train_loader = loader(train, cfg.batch_size, device, cfg.num_workers, shuffle=True, generator=generator,
                                drop_last=lone)
-    val_loader = _loader(val, cfg.batch_size * 2, device, cfg.num_workers, shuffle=False)
+    val_loader = loader(val, cfg.batch_size * 2, device, cfg.num_workers, shuffle=False)
 
     def batches(epoch: Epoch) -> DataLoader:
         generator.manual_seed(cfg.seed + epoch.index)
         return train_loader
 
     def step(batch: dict, epoch: Epoch, _: int) -> StepOutput:
-        batch = to_device(batch, epoch.device)
+        batch = present(train, to_device(batch, epoch.device))
         target = batch["target"]
         if cfg.mixup_alpha > 0:
             batch["image"], target = mixup(batch["image"], target, cfg.mixup_alpha, epoch.rng)
@@ -371,13 +370,13 @@ def fit(model: nn.Module, loss_fn: nn.Module, train: Dataset, val: Dataset, cfg:
 
 
 @torch.no_grad()
-def evaluate_loss(model: nn.Module, loss_fn: nn.Module, loader: DataLoader, device: torch.device,
+def evaluate_loss(model: nn.Module, loss_fn: nn.Module, batches: DataLoader, device: torch.device,
                   amp: bool = False) -> tuple[float, float]:
     """Mean loss and accuracy over a loader."""
     model.eval()
     total, count, correct = 0.0, 0, 0
-    for batch in loader:
-        batch = to_device(batch, device)
+    for batch in batches:
+        batch = present(batches.dataset, to_device(batch, device))
         with autocast(device, amp):
             output = forward(model, batch)
             loss = loss_fn(output, batch["target"])
@@ -389,12 +388,14 @@ def evaluate_loss(model: nn.Module, loss_fn: nn.Module, loader: DataLoader, devi
 
 @torch.no_grad()
 def predict(model: nn.Module, dataset: Dataset, batch_size: int = 128, device: str = "auto",
-            activation: Callable[[torch.Tensor], torch.Tensor] | None = torch.sigmoid) -> np.ndarray:
-    """Model outputs for every item, in order: sigmoid probabilities by default, softmax for multi-class."""
+            activation: Callable[[torch.Tensor], torch.Tensor] | None = torch.sigmoid, amp: bool = False) -> np.ndarray:
+    """Model outputs for every item, in order: sigmoid probabilities by default, softmax for multi-class
+    (bf16 autocast on CUDA when `amp`)."""
     dev = pick_device(device)
     model.to(dev).eval()
     outputs = []
-    for batch in DataLoader(dataset, batch_size, shuffle=False, pin_memory=dev.type == "cuda"):
-        out = forward(model, to_device(batch, dev)).float()
+    for batch in loader(dataset, batch_size, dev, shuffle=False):
+        with autocast(dev, amp):
+            out = forward(model, present(dataset, to_device(batch, dev))).float()
         outputs.append((activation(out) if activation else out).cpu())
     return torch.cat(outputs).numpy()

@@ -7,6 +7,9 @@ experts with their gates, the named training sets, its paper card and its verdic
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import torch
@@ -20,6 +23,7 @@ from derm_nb.datasets import CachedImages
 from derm_nb.models.backbones import create_backbone
 from derm_nb.results import weights_label
 from derm_nb.transforms import augment_transform, eval_transform
+from derm_nb.workload import Pass, epochs_of
 
 SPLIT = {"train": 0.85, "val": 0.15}
 DATASETS = {"study000": Use("isic2020", "melanoma", "ISIC 2020 training set (33,126 images, 2,056 patients)")}
@@ -205,3 +209,18 @@ def verdict(rows: pd.DataFrame) -> str:
     if len(experts):
         text += f" Best expert model {experts.max():.3f} vs best base {auc[~auc.index.str.contains('experts')].max():.3f}."
     return text
+
+
+def workload(stem: str, p: Mapping[str, Any], n: Mapping[str, Any]) -> list[Pass]:
+    """The model passes of chapters 02 (the training sets) and 03 (two gated experts, each two
+    backbones, per training set) at archive scale, for `bench --estimate`."""
+    small = min(n["train"], n["positives_train"] + p["small_per_patient"] * n["groups_train"])
+    if stem == "02_baseline":
+        sets = {"Base All": (n["train"], 1), "Base Small": (small, 1),
+                **{f"Base Small {k}aug": (small, k + 1) for k in p["aug_copies"]}}
+    else:
+        named = {"all": n["train"], "small": small}
+        sets = {f"{gate} experts on {name}": (named[name], 2) for name in p["training_sets"]
+                for gate in ("Sex", "Brightness")}
+    return [work for what, (images, factor) in sets.items()
+            for work in epochs_of(p, images, n["val"], what, p["backbone"], p["image_size"], factor)]

@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import kornia.augmentation as K
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -19,13 +21,14 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 from torch import nn
-from torchvision.transforms import v2
 
 from derm_nb.cards import PaperCard
 from derm_nb.data.catalog import Use
 from derm_nb.datasets import CachedImages
 from derm_nb.explain import heatmap_mass
 from derm_nb.losses import BCE, FocalBCE
+from derm_nb.transforms import BatchView
+from derm_nb.workload import Pass, epochs_of
 
 SPLIT = {"train": 0.70, "val": 0.15, "test": 0.15}
 DATASETS = {"study001": Use("isic2018", "malignant", "ISIC 2018 Task 3 training set (10,015 images; MEL+BCC+AKIEC malignant)")}
@@ -59,25 +62,23 @@ class PerImageStandardize(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = image.float()
-        return (x - x.mean()) / (x.std() + self.eps)
+        dims = (-3, -2, -1)  # one image (C, H, W) or each image of a batch (N, C, H, W)
+        return (x - x.mean(dim=dims, keepdim=True)) / (x.std(dim=dims, keepdim=True) + self.eps)
 
 
-def transform(size: int, train: bool, shades_of_grey: bool = False) -> v2.Compose:
+def transform(size: int, train: bool, shades_of_grey: bool = False) -> BatchView:
     """Train-only augmentation (random resized crop 0.9-1.0, h/v flips, rotation ±15°, colour jitter
     0.1, zoom), optional Shades-of-Grey colour constancy, then per-image standardisation.
 
     Centre-crop to square already happened in the cache.
     """
-    steps: list = [v2.Resize(size, antialias=True)]
+    steps: list[nn.Module] = []
     if train:
-        steps += [v2.RandomResizedCrop(size, scale=(0.9, 1.0), antialias=True), v2.RandomHorizontalFlip(),
-                  v2.RandomVerticalFlip(), v2.RandomRotation(15), v2.ColorJitter(0.1, 0.1, 0.1, 0.1),
-                  v2.RandomAffine(degrees=0, scale=(1.0, 1.1))]
-    steps.append(v2.ToDtype(torch.float32, scale=True))
-    if shades_of_grey:
-        steps.append(ShadesOfGrey())
-    steps.append(PerImageStandardize())
-    return v2.Compose(steps)
+        steps += [K.RandomResizedCrop((size, size), scale=(0.9, 1.0)), K.RandomHorizontalFlip(),
+                  K.RandomVerticalFlip(), K.RandomRotation(15, p=1.0), K.ColorJitter(0.1, 0.1, 0.1, 0.1, p=1.0),
+                  K.RandomAffine(degrees=0, scale=(1.0, 1.1), p=1.0)]
+    finish = ([ShadesOfGrey()] if shades_of_grey else []) + [PerImageStandardize()]
+    return BatchView(size, steps, finish)
 
 
 @dataclass(frozen=True)
@@ -234,3 +235,14 @@ def verdict(rows: pd.DataFrame) -> str:
     return (f"* **Study 001**: recipe AUROC {recipe:.3f} (study: {published:.3f} on ISIC 2018). Variants beyond the "
             f"recipe's interval: {', '.join(better) if better else 'none'}; the study also found no ablation "
             "better than its recipe.")
+
+
+def workload(stem: str, p: Mapping[str, Any], n: Mapping[str, Any]) -> list[Pass]:
+    """Chapter 04's passes at archive scale: every variant for all its epochs, a validation pass per
+    epoch and the test split once, at the variant's size (`bench --estimate`)."""
+    out = []
+    for key in p["variants"]:
+        size = p["ablation_size"] if key == "300px" else p["image_size"]
+        out += epochs_of(p, n["train"], n["val"], key, p["backbone"], size)
+        out.append(Pass(f"{key}: test", p["backbone"], size, n["test"], train=False))
+    return out

@@ -7,6 +7,8 @@ name, the layout of its Table I, its paper card and its verdict for the summary.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
 
 import pandas as pd
 import torch
@@ -21,6 +23,7 @@ from derm_nb.models.backbones import Provenance
 from derm_nb.models.heads import build_classifier
 from derm_nb.results import Variant, weights_note
 from derm_nb.transforms import augment_transform, eval_transform
+from derm_nb.workload import Pass, epochs_of
 
 DATASETS = {"study003": Use("busi", "malignant", "BUSI (780 breast ultrasound images: benign / malignant / normal)")}
 SPLIT = {"train": 0.72, "val": 0.12, "test": 0.15}   # the seed's 72/12/15 sums to 99 and is normalised
@@ -139,3 +142,15 @@ def verdict(rows: pd.DataFrame) -> str:
     auc = pd.to_numeric(rows["roc_auc"], errors="coerce")
     return ("* **Study 003**: " + "; ".join(f"{m} target-class AUC {format_metric(v)}" for m, v in auc.items())
             + ". The study found its pretrained ResNet-101 clearly ahead on BUSI; see the chapter's Table I.")
+
+
+def workload(stem: str, p: Mapping[str, Any], n: Mapping[str, Any]) -> list[Pass]:
+    """Chapter 06's passes at archive scale: each architecture for all its epochs (`bench --estimate`)."""
+    size = p["image_size"]
+    networks = {"simple_cnn": ("simple_cnn", lambda: SimpleCNN(3, size)), "mobilenet": ("mobilenet_v2", None),
+                "pretrained": (p["pretrained_backbone"], None)}
+    out = []
+    for arch in p["architectures"]:
+        backbone, build = networks[arch]
+        out += [replace(w, build=build) for w in epochs_of(p, n["train"], n["val"], arch, backbone, size)]
+    return out

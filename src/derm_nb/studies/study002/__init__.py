@@ -11,10 +11,14 @@ This face adds the split, the paper card and the summary's verdict.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import pandas as pd
 
 from derm_nb.cards import PaperCard
 from derm_nb.data.catalog import Use
+from derm_nb.workload import Pass, epochs_of
 
 SPLIT = {"train": 0.75, "val": 0.125, "test": 0.125}
 DATASETS = {
@@ -71,3 +75,24 @@ def verdict(rows: pd.DataFrame) -> str:
     return (f"* **Study 002**: best SDC {sdc} vs best direct classifier {clf} (study: "
             f"{sup['SDC COM-Triplet']:.2f} vs {sup['Classifier TL+LW']:.2f} on ISIC 2020); best UDC {udc} "
             f"(study: {uns['UDC COM-Triplet']:.2f}). The imbalance sweep is in the chapter.")
+
+
+def workload(stem: str, p: Mapping[str, Any], n: Mapping[str, Any]) -> list[Pass]:
+    """Chapter 05's passes at archive scale (`bench --estimate`). With `finetune: all` an SDC/UDC epoch
+    embeds 3 x the training images (M triplets, or 3M images, per len/M iterations) and a classifier
+    epoch 1 x; with `finetune: head` each backbone's features are computed once (with `aug_views`)
+    and the heads on them cost next to nothing."""
+    size, main = p["image_size"], p["backbone"]
+    if p["finetune"] == "head":
+        views = n["train"] * (1 + p["aug_views"]) + n["val"] + n["test"]
+        return [Pass(f"features {b}", b, size, views, train=False) for b in p["backbones"]]
+    runs = [(f"SDC {b}", b, 3) for b in p["backbones"]] + [(f"SDC triplet α={m}", main, 3) for m in p["margins"]]
+    runs += [("SDC NP", main, 3), ("SDC TL+DA", main, 3), ("UDC COM-Triplet", main, 3), ("UDC triplet α=0.2", main, 3)]
+    runs += [(f"Classifier {b}", b, 1) for b in p["backbones"]]
+    runs += [("Classifier NP", main, 1), ("Classifier TL+DA", main, 1), ("Classifier TL+LW", main, 1)]
+    out = [w for what, b, factor in runs for w in epochs_of(p, n["train"], n["val"], what, b, size, factor)]
+    for minority in p["sweep_minorities"]:
+        subset = (p["sweep_majority"] + minority) * p["sweep_scale"]
+        for what, factor in ((f"sweep SDC 1:{minority}", 3), (f"sweep classifier 1:{minority}", 1)):
+            out += epochs_of(p, subset * p["sweep_repeats"], n["val"] * p["sweep_repeats"], what, main, size, factor)
+    return out

@@ -12,8 +12,9 @@ import pandas as pd
 import torch
 from sklearn.mixture import GaussianMixture
 from torch import nn
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import Dataset
 
+from derm_nb.datasets import gather
 from derm_nb.studies.study002.losses import (
     Prototypes,
     batch_centres,
@@ -56,9 +57,9 @@ class ClusterResult:
 
 
 def collate(dataset: Dataset, index: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Items `index` of `dataset` as one (images, targets) batch on `device`."""
-    batch = default_collate([dataset[int(i)] for i in index])
-    return batch["image"].to(device), batch["target"].to(device)
+    """Items `index` of `dataset` as one (images, targets) batch on `device`, as the model sees them."""
+    batch = gather(dataset, index, device)
+    return batch["image"], batch["target"]
 
 
 def sample_triplets(labels: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:

@@ -8,10 +8,14 @@ This face adds the split, the paper card and the summary's verdict.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import pandas as pd
 
 from derm_nb.cards import PaperCard
 from derm_nb.data.catalog import Use
+from derm_nb.workload import Pass
 
 SPLIT = {"train": 2000 / 2750, "val": 150 / 2750, "test": 600 / 2750}   # where the archive ships no partitions
 OFFICIAL_SPLIT = True   # ISIC 2017's own 2000 / 150 / 600 partitions when present
@@ -46,3 +50,21 @@ def verdict(rows: pd.DataFrame) -> str:
     return (f"* **Study 004**: GCN-based MIL melanoma AUC {ours['roc_auc']:.3f}, seborrheic keratosis AUC "
             f"{ours['sk_roc_auc']:.3f}, Jaccard {ours['jaccard']:.3f} from attention alone (study: {paper['AUC']:.3f}, "
             f"{paper['Seborrheic Keratosis-AUC']:.3f}, {paper['JA']:.3f} on ISIC 2017).")
+
+
+def workload(stem: str, p: Mapping[str, Any], n: Mapping[str, Any]) -> list[Pass]:
+    """Chapter 07's passes at archive scale (`bench --estimate`): the frozen backbone over every block of
+    every bag (training images once per rotation angle of their class), then the GCN's steps, one bag
+    each at batch 1 for every epoch (measured by a probe on a bag of that many blocks)."""
+    from derm_nb.studies.study004 import mil
+
+    size, block = n["cache_size"], p["block_size"]
+    blocks = len(mil.block_grid(size, size, block, mil.stride_for_height(size, p["stride_scale"])))
+    angles = mil.rotations(p["rotation_steps"], list(n["classes_train"]))
+    train_bags = sum(count * len(angles[k]) for k, count in enumerate(n["classes_train"].values()))
+    bags = train_bags + n["val"] + n["test"]
+    steps = p["epochs"] * train_bags / p["batch_size"]
+    return [Pass("block features", p["backbone"], block, bags * blocks, train=False),
+            Pass("GCN-MIL training steps", "gcn_mil", blocks, steps,
+                 probe=lambda device: mil.step_seconds(device, blocks, p["gcn_hidden"], p["attention_dim"],
+                                                       p["batch_size"]))]

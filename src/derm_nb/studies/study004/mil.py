@@ -148,6 +148,39 @@ def train_mil(model: nn.Module, train: list[Data], val: list[Data], cfg: MILConf
     return run_epochs(model, task, cfg, checkpoint_dir).history
 
 
+def step_seconds(device: torch.device, blocks: int, hidden: int, attention: int, batch_size: int = 1,
+                 in_features: int = 512, steps: int = 20) -> float:
+    """Measured seconds of one training step (collate, forward, backward, SGD) on bags of `blocks` blocks
+    in a square grid, for `bench --estimate`."""
+    import time
+
+    from torch_geometric.data import Batch
+
+    side = max(1, round(math.sqrt(blocks)))
+    corners = block_grid(side, side, 1, 1)
+    edges = block_adjacency(corners, 1)
+    bags = [make_bag(torch.randn(len(corners), in_features), edges, k % 3, corners, k) for k in range(batch_size)]
+    model = GCNMIL(in_features, hidden, attention).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-5, momentum=0.9)
+
+    def step() -> None:
+        batch = Batch.from_data_list(bags).to(device)
+        loss = F.cross_entropy(model(batch), batch.y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    tic = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - tic) / steps
+
+
 @torch.no_grad()
 def predict_bags(model: GCNMIL, bags: list[Data], device: str = "auto") -> tuple[np.ndarray, list[np.ndarray]]:
     """Class probabilities per bag and each bag's block attention weights (empty for no bags)."""

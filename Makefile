@@ -12,8 +12,9 @@ $(CURDIR)/.tools/bin/uv:
 	python3 -m venv .tools
 	.tools/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
 
-.venv/.derm-nb-synced: pyproject.toml uv.lock | $(UV)
+.venv/.derm-nb-synced: pyproject.toml uv.lock src/derm_nb/lab.py | $(UV)
 	$(UV) sync --frozen
+	$(RUN) python -m derm_nb.lab   # JupyterLab: .py chapters open as notebooks; saving an unchanged one rewrites nothing
 	@touch $@
 
 # Headless Chromium for the book's browser test (Debian's package; needs root or sudo).
@@ -31,8 +32,9 @@ book: setup ## execute every notebook under $(PROFILE) (default) and build the H
 	$(RUN) derm-nb run --profile $(PROFILE)
 	$(RUN) derm-nb book --profile $(PROFILE)
 
-notebooks: setup ## regenerate each notebooks/*.ipynb from its reviewed .py (outputs stripped)
+notebooks: setup ## regenerate each notebooks/*.ipynb from its reviewed .py, outputs stripped
 	$(RUN) jupytext --to ipynb --update notebooks/[0-9]*.py
+	$(RUN) python -m derm_nb.lab --strip notebooks/[0-9]*.ipynb
 
 test: setup ## the test suite, with the smoke-profile notebook run
 	$(RUN) pytest $(PYTEST_ARGS)

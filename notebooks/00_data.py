@@ -30,6 +30,7 @@
 # per-image probabilities go to an oracle file beside the dataset, which no model ever reads.
 
 # %% tags=["parameters"]
+# The default profile (params/default.yaml: the book on 2 CPU cores); params/full.yaml holds the studies' own.
 profile = "default"
 run_dir = ""
 seed = 0
@@ -38,7 +39,7 @@ datasets = {}            # slot -> source, over each study's own (README: the ca
 data = {}                # source -> dataset folder or "synthetic" (the --data flags); none given: all synthetic
 missing_data = "error"   # a study whose source was not given: error | skip (its chapters are skipped with a note)
 synth_patients = {"isic2020": 200, "isic2018": 1200, "isic2019": 600, "busi": 780, "isic2017": 150}  # patients, lesions or cases
-synth_prevalence = 0.05  # ISIC 2020 layout only (the archive: 0.0176); the others follow their archive's class mix
+synth_prevalence = 0.1  # ISIC 2020 layout only (the archive: 0.0176); the others follow their archive's class mix
 synth_height = 240
 synth_width = 320
 cache_size = 128         # px of the centre-cropped square cache the models read

@@ -21,6 +21,7 @@
 # `00_data` prepared, and test the differences instead of only picturing them.
 
 # %% tags=["parameters"]
+# The default profile (params/default.yaml: the book on 2 CPU cores); params/full.yaml holds the studies' own.
 profile = "default"
 run_dir = ""
 seed = 0

@@ -27,6 +27,7 @@
 # the chapter runs on a CPU.
 
 # %% tags=["parameters"]
+# The default profile (params/default.yaml: the book on 2 CPU cores); params/full.yaml holds the studies' own.
 profile = "default"
 run_dir = ""
 seed = 0
@@ -34,11 +35,11 @@ device = "auto"
 backbone = "resnet18"
 weights = "imagenet"                  # none | imagenet | path to a state dict
 weights_fallback = "efficientnet_lite0"  # used only if ImageNet weights for `backbone` cannot be had
-image_size = 128
-epochs = 10
+image_size = 64
+epochs = 4
 batch_size = 64
-lr = 1e-5
-patience = 3
+lr = 0.0003
+patience = 2
 small_per_patient = 2
 aug_copies = [3, 5]
 num_workers = 0

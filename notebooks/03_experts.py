@@ -26,6 +26,7 @@
 # computed on training melanomas only.
 
 # %% tags=["parameters"]
+# The default profile (params/default.yaml: the book on 2 CPU cores); params/full.yaml holds the studies' own.
 profile = "default"
 run_dir = ""
 seed = 0
@@ -33,13 +34,13 @@ device = "auto"
 backbone = "resnet18"
 weights = "imagenet"
 weights_fallback = "efficientnet_lite0"
-image_size = 128
-epochs = 10
+image_size = 64
+epochs = 4
 batch_size = 64
-lr = 1e-5
-patience = 3
+lr = 0.0003
+patience = 2
 small_per_patient = 2
-training_sets = ["all", "small"]   # which study-000 training sets the experts are trained on
+training_sets = ["all"]   # which study-000 training sets the experts are trained on
 num_workers = 0
 
 # %%

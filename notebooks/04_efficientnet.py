@@ -29,6 +29,7 @@
 # are read when they sit beside it).
 
 # %% tags=["parameters"]
+# The default profile (params/default.yaml: the book on 2 CPU cores); params/full.yaml holds the studies' own.
 profile = "default"
 run_dir = ""
 seed = 0
@@ -36,9 +37,9 @@ device = "auto"
 backbone = "efficientnet_b0"
 weights = "imagenet"
 weights_fallback = "efficientnet_lite0"
-image_size = 224
-ablation_size = 300
-epochs = 20
+image_size = 64
+ablation_size = 86
+epochs = 4
 warmup_epochs = 1
 batch_size = 32
 grad_accum = 2
@@ -48,7 +49,7 @@ sampler_pos_share = 0.4
 focal_alpha = 0.6
 focal_gamma = 2.0
 mixup_alpha = 0.2
-patience = 5
+patience = 2
 variants = ["recipe", "300px", "mixup", "shades_of_grey", "no_focal", "no_sampler"]
 gradcam_images = 8                 # per group (correct / incorrect) in the gallery
 gradcam_min_size = 7               # Grad-CAM layer: the last convolution with maps at least this wide

@@ -27,17 +27,18 @@
 # early stopping with patience 2 after at least 5 epochs, batch 8, fixed seed.
 
 # %% tags=["parameters"]
+# The default profile (params/default.yaml: the book on 2 CPU cores); params/full.yaml holds the studies' own.
 profile = "default"
 run_dir = ""
 seed = 0
 device = "auto"
-image_size = 224
-epochs = 30
-batch_size = 8
+image_size = 64
+epochs = 6
+batch_size = 16
 patience = 2
-min_epochs = 5
+min_epochs = 4
 lr_scratch = 1e-3
-lr_pretrained = 5e-5
+lr_pretrained = 0.0003
 pretrained_backbone = "resnet101"
 weights = "imagenet"
 weights_fallback = "efficientnet_lite0"

@@ -19,7 +19,8 @@
 # in this run: ROC-AUC with its bootstrap 95 % interval, the ISIC partial AUC above 80 %
 # sensitivity, balanced accuracy, sensitivity at 90 % specificity, training time, parameter
 # count and the weights each model started from. On synthetic data the oracle AUC, the AUC of
-# the true probability, is the ceiling.
+# the true probability, is the ceiling, and `oracle_lift` = (AUC - 0.5) / (oracle AUC - 0.5) is
+# the share of the oracle's lift over chance that a model reached (1 is the ceiling, 0 chance).
 
 # %% tags=["parameters"]
 profile = "default"
@@ -29,37 +30,25 @@ seed = 0
 # %%
 import matplotlib.pyplot as plt
 import pandas as pd
-from IPython.display import Markdown, display
+from IPython.display import HTML, Markdown, display
 from myst_nb import glue
 
 from derm_nb import studies
-from derm_nb.analysis import load_model_runs
+from derm_nb.analysis import SHOWN, benchmark_table, load_model_runs
 from derm_nb.artifacts import write_csv
 from derm_nb.cards import headline_table
 from derm_nb.chapters import chapter
-from derm_nb.data.catalog import slot_scheme
-from derm_nb.results import weights_label
 
 ctx = chapter("09_summary", profile, run_dir)
 metrics, _ = load_model_runs(ctx.run_dir)
-catalog = ctx.read("catalog")["slots"]
-data_of = {slot.removeprefix("study"): ("synthetic " if entry["synthetic"] else "") + entry["folder"]
-           for slot, entry in catalog.items() if slot == slot_scheme(slot)}
-table = pd.DataFrame({
-    "study": metrics["study"], "model": metrics["variant"], "data": metrics["study"].map(data_of),
-    "split": metrics["evaluation"].str.extract(r"(study\d+ \w+)", expand=False),
-    "ROC-AUC": metrics["roc_auc"], "CI low": metrics["roc_auc_ci_low"], "CI high": metrics["roc_auc_ci_high"],
-    "pAUC (TPR≥0.8)": metrics["pauc_80"], "balanced acc.": metrics["balanced_accuracy"],
-    "sens. @ 90 % spec.": metrics["sens_at_spec90"], "oracle AUC": metrics["oracle_auc"],
-    "train time (s)": metrics["train_seconds"], "parameters": metrics["n_params"],
-    "weights": metrics["weights"].map(weights_label),
-    "skipped": metrics["skipped"] if "skipped" in metrics else None})
-numeric = table.columns.difference(["study", "model", "data", "split", "weights", "skipped"])
-table[numeric] = table[numeric].apply(pd.to_numeric, errors="coerce")
+table = benchmark_table(metrics, ctx.read("catalog")["slots"])
 write_csv(ctx.out / "benchmark.csv", table)
 # One format call: a second .format() would reset every other column to the default precision.
-display(table.style.hide(axis="index").format({"parameters": "{:,.0f}", "train time (s)": "{:.0f}"},
-                                              precision=3, na_rep="-"))
+display(table[SHOWN].style.hide(axis="index").format({"oracle_lift": "{:.0%}"}, precision=3, na_rep="-"))
+display(HTML('<details><summary>Every column (also in <code>09_summary/benchmark.csv</code>)</summary>'
+             '<div style="overflow-x: auto">' + table.style.hide(axis="index").format(
+                 {"parameters": "{:,.0f}", "train time (s)": "{:.0f}", "oracle_lift": "{:.0%}"},
+                 precision=3, na_rep="-").to_html() + "</div></details>"))
 
 # %%
 scored = table.dropna(subset=["ROC-AUC"])

@@ -111,6 +111,33 @@ plt.show()
 # %%
 display(pd.DataFrame(result["data_wait"]).style.hide(axis="index").format({"data_wait_share": "{:.1%}"}))
 
+# %% [markdown]
+# ## The full book on this machine
+#
+# `derm-nb bench --estimate full` counts each chapter's passes at the archives' published sizes
+# (images x epochs x variants from the resolved `full` parameters) and times each model per image
+# here. Where the benchmark file holds such an estimate, it is shown below: the hours per chapter,
+# and the passes that dominate.
+
+# %%
+estimates = result.get("estimates", {})
+for name, estimate in estimates.items():
+    passes = pd.DataFrame(estimate["passes"])
+    hours = pd.Series(estimate["chapters"], name="hours").sort_values(ascending=False)
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    sns.barplot(x=hours.values, y=hours.index, ax=ax, color="tab:blue")
+    ax.set(title=f"Estimated hours per chapter, {name} profile on {estimate['device']} "
+           f"(total {estimate['total_hours']:.1f} h)", xlabel="hours", ylabel="")
+    plt.show()
+    display(passes.nlargest(8, "hours")[["chapter", "what", "backbone", "size", "images", "hours"]]
+            .style.hide(axis="index").format({"images": "{:,.0f}", "hours": "{:.2f}"}))
+if not estimates:
+    display(Markdown("This benchmark file holds no estimate: run `derm-nb bench --estimate full`."))
+if "calibration" in result:
+    cal = result["calibration"]
+    display(Markdown(f"Calibration workload: {cal['workload']}, {cal['images_per_s']:.1f} images/s here; one unit "
+                     f"(1,000 images) takes {cal['seconds_per_unit']:.1f} s."))
+
 # %%
 fastest = models.loc[models["train_images_per_s"].idxmax()]
 missed = checks[checks["met"] == "no"]

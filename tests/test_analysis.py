@@ -45,3 +45,13 @@ def test_calibration_of_perfectly_calibrated_probabilities():
 
 def test_age_band():
     assert age_band(pd.Series([25.0, 50.0, 75.0])).tolist() == ["<40", "40-60", ">60"]
+
+
+def test_oracle_lift_is_the_share_of_the_ceiling_over_chance():
+    import pandas as pd
+
+    from derm_nb.analysis import oracle_lift
+
+    lift = oracle_lift(pd.Series([0.75, 0.5, 0.9, 0.7]), pd.Series([1.0, 0.8, None, 0.5]))
+    assert lift.iloc[0] == 0.5 and lift.iloc[1] == 0.0
+    assert lift.iloc[2:].isna().all()  # no oracle (real data), or an oracle at chance

@@ -74,3 +74,12 @@ def test_screenshot_of_the_summary_page(smoke_book, smoke_run):
     page = smoke_book.parent / "notebooks" / "09_summary.html"
     result = run_chromium(f"--screenshot={shot}", "--window-size=1280,2200", page.as_uri())
     assert result.returncode == 0 and shot.is_file() and shot.stat().st_size > 20_000, result.stderr[-2000:]
+
+
+def test_pages_carry_no_run_path_and_fold_the_code(smoke_book, smoke_run):
+    """papermill's injected cell names this machine's run folder: the published page must not; code folds."""
+    run_dir = str(smoke_run[0])
+    for nb in CHAPTERS:
+        html = (smoke_book.parent / "notebooks" / f"{nb.stem}.html").read_text()
+        assert run_dir not in html, nb.stem
+        assert "tag_hide-input" in html, nb.stem

@@ -138,7 +138,7 @@ def test_a_dataset_without_masks_says_so(tmp_path):
     d = prepare(Dataset("isic2020", "melanoma"), tmp_path / "raw", tmp_path / "out", split_schemes(), cache_size=32,
                 workers=1)
     assert not d.has_masks and (d.manifest["mask_path"] == "").all()
-    assert "isic2020 from" in d.describe()
+    assert "ISIC 2020 from" in d.describe()
 
 
 def _run_with_catalog(tmp_path, policy: str):

@@ -108,3 +108,13 @@ def test_papermill_reads_every_assignment_of_each_parameters_cell(root, real_dec
         assigned = {t.id for node in ast.parse(cell.source).body if isinstance(node, ast.Assign)
                     for t in node.targets if isinstance(t, ast.Name)}
         assert assigned == set(real_declared[nb.stem]), nb.stem
+
+
+def test_parameters_cells_are_the_default_profile(root, real_declared):
+    """A chapter run by hand in JupyterLab writes to runs/default/: it must be configured like the batch run."""
+    loaded = load_profile(root, "default", real_declared)
+    for nb in CHAPTERS:
+        values = loaded.for_notebook(nb.stem, real_declared[nb.stem])
+        differing = {k: (real_declared[nb.stem][k].default, v) for k, v in values.items()
+                     if real_declared[nb.stem][k].default != v}
+        assert not differing, f"{nb.stem}: parameters cell vs params/default.yaml (cell, profile): {differing}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import archive_run
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -81,3 +82,26 @@ def test_model_artifacts_follow_the_contract(smoke_run, stem):
     substituted = [m["weights"] for m in metrics.values() if m["weights"]["substituted_for"]]
     for record in substituted:  # offline: the packaged Lite0 weights, with their file hash
         assert record["backbone"] == "efficientnet_lite0" and len(record["sha256"]) == 64
+
+
+def test_progress_bars_are_output_not_error_boxes(smoke_run):
+    """tqdm on stderr renders as a pink error box in an executed notebook and the book."""
+    import nbformat
+
+    run_dir, _ = smoke_run
+    for nb in CHAPTERS:
+        cells = nbformat.read(run_dir / "notebooks" / f"{nb.stem}.ipynb", as_version=4).cells
+        errors = [o["text"] for c in cells for o in c.get("outputs", [])
+                  if o.get("output_type") == "stream" and o.get("name") == "stderr"]
+        assert not [e for e in errors if "%|" in e or "it/s]" in e], nb.stem
+
+
+def test_summary_reports_the_oracle_lift_of_every_model(smoke_run):
+    run_dir, _ = smoke_run
+    table = pd.read_csv(run_dir / "09_summary" / "benchmark.csv")
+    assert "oracle_lift" in table.columns
+    scored = table.dropna(subset=["ROC-AUC"])
+    synthetic = scored["data"].str.startswith("synthetic")
+    assert scored.loc[synthetic, "oracle_lift"].notna().all() and scored.loc[~synthetic, "oracle_lift"].isna().all()
+    expected = (scored["ROC-AUC"] - 0.5) / (scored["oracle AUC"] - 0.5)
+    assert np.allclose(scored.loc[synthetic, "oracle_lift"], expected[synthetic])

@@ -82,3 +82,36 @@ def calibration(predictions: pd.DataFrame, n_bins: int = 10) -> tuple[pd.DataFra
         curves.append(pd.DataFrame({"model": model, "predicted": predicted, "observed": observed}))
     return (pd.DataFrame(scores, columns=["model", "brier", "mean_prob", "prevalence", "n"]),
             pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=["model", "predicted", "observed"]))
+
+
+SHOWN = ["study", "model", "data", "ROC-AUC", "CI low", "CI high", "oracle AUC", "oracle_lift"]
+
+
+def oracle_lift(auc: pd.Series, oracle: pd.Series) -> pd.Series:
+    """(AUC - 0.5) / (oracle AUC - 0.5): the share of the oracle's lift over chance a model reached;
+    NaN on real data (no oracle) or where the oracle itself is at chance."""
+    auc, oracle = pd.to_numeric(auc, errors="coerce"), pd.to_numeric(oracle, errors="coerce")
+    return ((auc - 0.5) / (oracle - 0.5)).where(oracle > 0.5)
+
+
+def benchmark_table(metrics: pd.DataFrame, slots: dict) -> pd.DataFrame:
+    """One row per model of every chapter (`load_model_runs`), with its dataset (from the catalog's `slots`),
+    split, AUC with CI, the oracle ceiling and `oracle_lift`, and its cost and weights."""
+    from derm_nb.data.catalog import slot_scheme
+    from derm_nb.results import weights_label
+
+    data_of = {slot.removeprefix("study"): ("synthetic " if entry["synthetic"] else "") + entry["folder"]
+               for slot, entry in slots.items() if slot == slot_scheme(slot)}
+    table = pd.DataFrame({
+        "study": metrics["study"], "model": metrics["variant"], "data": metrics["study"].map(data_of),
+        "split": metrics["evaluation"].str.extract(r"(study\d+ \w+)", expand=False),
+        "ROC-AUC": metrics["roc_auc"], "CI low": metrics["roc_auc_ci_low"], "CI high": metrics["roc_auc_ci_high"],
+        "pAUC (TPR≥0.8)": metrics["pauc_80"], "balanced acc.": metrics["balanced_accuracy"],
+        "sens. @ 90 % spec.": metrics["sens_at_spec90"], "oracle AUC": metrics["oracle_auc"],
+        "oracle_lift": oracle_lift(metrics["roc_auc"], metrics["oracle_auc"]),
+        "train time (s)": metrics["train_seconds"], "parameters": metrics["n_params"],
+        "weights": metrics["weights"].map(weights_label),
+        "skipped": metrics["skipped"] if "skipped" in metrics else None})
+    numeric = table.columns.difference(["study", "model", "data", "split", "weights", "skipped"])
+    table[numeric] = table[numeric].apply(pd.to_numeric, errors="coerce")
+    return table

@@ -38,6 +38,13 @@ def notebook_dir(run_dir: str | os.PathLike[str], stem: str) -> Path:
     return folder
 
 
+def current_umask() -> int:
+    """The process's umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside `target`; rename it over `target` only if the block succeeds."""
@@ -48,6 +55,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~current_umask())  # mkstemp makes 0600; an ordinary write honours the umask
         os.replace(tmp_path, target)
     finally:
         tmp_path.unlink(missing_ok=True)

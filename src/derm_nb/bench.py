@@ -19,10 +19,10 @@ import pandas as pd
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from derm_nb.artifacts import read_json, write_json
 from derm_nb.chapters import CHAPTERS
+from derm_nb.progress import bar
 from derm_nb.train import autocast
 
 TARGETS = {"smoke_book_seconds": 300.0, "default_book_seconds": 1800.0, "data_wait_share": 0.10,
@@ -259,7 +259,7 @@ def estimate(root: Path, profile: str = "full", device: str = "auto", user_param
     params = resolved_parameters(root, profile, user_params)
     cache = cache_speed(patients=6, width=640, height=480, size=params["00_data"]["cache_size"])
     rows, measured = data_seconds(params, cache["ours_images_per_s"]), {}
-    for stem, items in tqdm(passes(params).items(), desc=f"estimate [{profile}]", unit="chapter"):
+    for stem, items in bar(passes(params).items(), desc=f"estimate [{profile}]", unit="chapter"):
         rows += [{"chapter": stem, "what": w.what, "backbone": w.backbone, "size": w.size, "train": w.train,
                   "images": w.images, "seconds_per_image": seconds(w, dev, measured)} for w in items]
     frame = pd.DataFrame(rows).assign(hours=lambda f: f["images"] * f["seconds_per_image"] / 3600)
@@ -394,7 +394,7 @@ def run_benchmark(root: Path, run_profile: str | None = None, quick: bool = Fals
         configs += [(m, s, "cuda", layout, amp) for m, s in grid for layout in (False, True) for amp in (False, True)]
     result["models"] = [model_speed(m, s, d, batch_size=128 if d == "cuda" else 32,
                                     steps=20 if d == "cuda" else steps, channels_last=layout, amp=amp)
-                        for m, s, d, layout, amp in tqdm(configs, desc="model throughput", unit="config")]
+                        for m, s, d, layout, amp in bar(configs, desc="model throughput", unit="config")]
     result["data_wait"] = data_wait_in_training(device=device)
     result["notebooks"] = {p: notebook_times(d).to_dict("records") for p, d in run_dirs.items()}
     result["run_dirs"] = {p: str(d) for p, d in run_dirs.items()}

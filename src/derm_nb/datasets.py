@@ -26,19 +26,26 @@ def to_device(batch: Any, device: torch.device) -> Any:
     return batch.to(device, non_blocking=True) if hasattr(batch, "to") else batch
 
 
-def _fixed_copies(images: torch.Tensor, augment: Callable, copies: int, seed: int, chunk: int = 256) -> torch.Tensor:
-    """(N, copies, 3, H, W) uint8: `copies` augmented versions of every image, drawn once with seeds fixed by
-    (seed, chunk) and kept like augmentations written to disk once (at the cache's resolution)."""
-    out = torch.empty((len(images), copies, *images.shape[1:]), dtype=torch.uint8)
+def _fixed_copies(images: torch.Tensor, augment: Callable, copies: int, seed: int,
+                  chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """(originals, copies) as uint8 at the augmentation's size: every image resized once, and `copies`
+    augmented versions of it (N, copies, 3, H, W), drawn once with seeds fixed by (seed, chunk) and kept,
+    like augmentations written to disk once."""
+    from torchvision.transforms.v2 import functional as TF
+
+    size = getattr(augment, "size", None)
     pixels = getattr(augment, "pixels", None)
-    for start in range(0, len(images), chunk):
-        part = images[start:start + chunk]
+    resized = images if size is None else torch.cat([TF.resize(images[k:k + chunk], [size], antialias=True)
+                                                      for k in range(0, len(images), chunk)])
+    out = torch.empty((len(resized), copies, *resized.shape[1:]), dtype=torch.uint8)
+    for start in range(0, len(resized), chunk):
+        part = resized[start:start + chunk]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(hash((seed, start)) % (2**31))
             for k in range(copies):
                 x = pixels(part, resize=False) if pixels is not None else augment(part).float() / 255
                 out[start:start + chunk, k] = (x * 255).round().clamp(0, 255).to(torch.uint8)
-    return out
+    return resized, out
 
 
 class CachedImages(Dataset):
@@ -46,8 +53,8 @@ class CachedImages(Dataset):
     `transform` (a `BatchView`, or any callable on a batch) that `present` applies to a batch.
 
     `copies > 0` adds that many augmented copies of every image (study 000's "small + N aug"):
-    drawn once with `augment`, seeded by `seed`, the same every epoch and every run, like
-    augmentations written to disk once. `augment_classes` instead applies `augment` afresh in every
+    drawn once with `augment` at its size, seeded by `seed`, the same every epoch and every run,
+    like augmentations written to disk once. `augment_classes` instead applies `augment` afresh in every
     batch, to the items of those classes only (study 003's minority-class augmentation).
     Items are uint8; `__getitems__` gathers a whole batch with one index operation.
     """
@@ -63,7 +70,8 @@ class CachedImages(Dataset):
         self.transform, self.augment = transform, augment
         self.copies, self.seed = (copies, seed) if augment is not None else (0, seed)
         self.augment_classes = torch.as_tensor(sorted(augment_classes), dtype=torch.long)
-        self._copies: torch.Tensor | None = None
+        self._originals: torch.Tensor | None = None   # with copies: the images and their copies at the
+        self._copies: torch.Tensor | None = None      # augmentation's size, drawn on first use
 
     def __len__(self) -> int:
         return len(self.images) * (self.copies + 1)
@@ -73,8 +81,8 @@ class CachedImages(Dataset):
         if self.copies == 0:
             return self.images[i]
         if self._copies is None:
-            self._copies = _fixed_copies(self.images, self.augment, self.copies, self.seed)
-        originals = self.images[i]
+            self._originals, self._copies = _fixed_copies(self.images, self.augment, self.copies, self.seed)
+        originals = self._originals[i]
         fixed = k > 0
         originals[fixed] = self._copies[i[fixed], k[fixed] - 1]
         return originals

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import TypeVar
 
-from tqdm.auto import tqdm
+from derm_nb.progress import bar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -32,5 +32,5 @@ def parallel_map(fn: Callable[[T], R], items: Sequence[T], workers: int = 0, des
     workers = default_workers(workers)
     if workers > 1 and len(items) > min_items:
         with ProcessPoolExecutor(workers) as pool:
-            return list(tqdm(pool.map(fn, items, chunksize=chunksize), total=len(items), desc=desc, unit=unit))
-    return [fn(x) for x in tqdm(items, desc=desc, unit=unit)]
+            return list(bar(pool.map(fn, items, chunksize=chunksize), total=len(items), desc=desc, unit=unit))
+    return [fn(x) for x in bar(items, desc=desc, unit=unit)]

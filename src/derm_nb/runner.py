@@ -174,6 +174,19 @@ def run_notebooks(
     return timings
 
 
+def for_the_page(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """An executed chapter as the book shows it: papermill's injected cell (it holds this machine's run
+    path) removed, every other code cell folded behind a toggle, so prose, figures and tables lead."""
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        tags = cell.metadata.setdefault("tags", [])
+        extra = "remove-cell" if "injected-parameters" in tags else "hide-input"
+        if extra not in tags:
+            tags.append(extra)
+    return nb
+
+
 def build_book(root: Path, profile_name: str, run_dir: Path | None = None) -> Path:
     """Stage `_config.yml`, `_toc.yml`, `book/` and the executed notebooks, then build HTML."""
     run_dir = (run_dir or root / "runs" / profile_name).resolve()
@@ -192,7 +205,8 @@ def build_book(root: Path, profile_name: str, run_dir: Path | None = None) -> Pa
     shutil.copytree(root / "book", stage / "book")
     (stage / "notebooks").mkdir()
     for nb in CHAPTERS:
-        shutil.copy2(executed_path(run_dir, nb.stem), stage / "notebooks" / f"{nb.stem}.ipynb")
+        nbformat.write(for_the_page(nbformat.read(executed_path(run_dir, nb.stem), as_version=4)),
+                       stage / "notebooks" / f"{nb.stem}.ipynb")
     jb = Path(sys.executable).with_name("jupyter-book")
     # -W --keep-going: a warning (a broken reference, a missing glue key) fails the build, and every
     # warning is reported, not only the first.

@@ -22,10 +22,10 @@ import pandas as pd
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
-from tqdm.auto import tqdm
 
 from derm_nb.artifacts import write_atomic
 from derm_nb.datasets import present, to_device
+from derm_nb.progress import bar
 from derm_nb.transforms import mixup
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
@@ -165,9 +165,9 @@ def _train_one_epoch(model: nn.Module, task: Task, epoch: Epoch, desc: str, tota
     batches = task.batches(epoch)
     n_batches = len(batches) if isinstance(batches, Sized) else None
     total, count, correct, wait, tic = 0.0, 0, 0, 0.0, time.perf_counter()
-    bar = tqdm(batches, desc=f"{desc} epoch {epoch.index + 1}/{total_epochs}", leave=False)
+    progress = bar(batches, desc=f"{desc} epoch {epoch.index + 1}/{total_epochs}", leave=False)
     fetched = time.perf_counter()
-    for i, batch in enumerate(bar):
+    for i, batch in enumerate(progress):
         wait += time.perf_counter() - fetched
         with autocast(device, task.amp):
             out = task.step(batch, epoch, i)
@@ -178,7 +178,7 @@ def _train_one_epoch(model: nn.Module, task: Task, epoch: Epoch, desc: str, tota
         total += float(out.loss.detach()) * out.n
         count += out.n
         correct = None if out.correct is None or correct is None else correct + out.correct
-        bar.set_postfix(loss=f"{total / count:.4f}")
+        progress.set_postfix(loss=f"{total / count:.4f}")
         fetched = time.perf_counter()
     stats = {"train_loss": total / max(count, 1)}
     if correct is not None:

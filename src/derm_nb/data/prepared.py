@@ -14,7 +14,6 @@ from typing import Any
 
 import pandas as pd
 from sklearn.metrics import roc_auc_score
-from tqdm.auto import tqdm
 
 from derm_nb.artifacts import read_json, write_csv, write_json, write_parquet
 from derm_nb.data.cache import build_cache, cache_paths
@@ -23,8 +22,9 @@ from derm_nb.data.errors import DataError
 from derm_nb.data.manifest import MANIFEST_SCHEMA
 from derm_nb.data.near_duplicates import assert_no_cross_split_pairs
 from derm_nb.data.quality import REPORT_COLUMNS
-from derm_nb.data.sources import load_source
+from derm_nb.data.sources import NAMES, load_source
 from derm_nb.data.splits import add_study_splits, assert_no_leakage, split_column, split_schemes
+from derm_nb.progress import bar
 
 
 @dataclass
@@ -50,9 +50,10 @@ class Prepared:
         return bool(self.summary.get("has_masks"))
 
     def describe(self) -> str:
-        """'synthetic, in the ISIC 2020 layout' or 'isic2020 from /data/siim', with the target."""
-        where = (f"synthetic, in the {self.summary['source']} layout" if self.summary.get("synthetic")
-                 else f"{self.summary['source']} from {self.summary['root']}")
+        """'synthetic, in the ISIC 2020 layout' or 'ISIC 2020 from /data/siim', with the target."""
+        source = self.summary["source"]
+        where = (f"synthetic, in the {NAMES.get(source, source)} layout" if self.summary.get("synthetic")
+                 else f"{NAMES.get(source, source)} from {self.summary['root']}")
         return f"{where}; target: {self.summary['target_description']}"
 
     def image_paths(self, frame: pd.DataFrame | None = None) -> list[Path]:
@@ -154,7 +155,7 @@ def prepare_catalog(plan: Plan, out: str | os.PathLike[str], schemes: Mapping[st
     synth = dict(synth or {})
     patients = dict(synth.pop("n_patients", {}) or {})
     prepared = {}
-    for dataset in tqdm(plan.datasets(), desc="datasets", unit="set"):
+    for dataset in bar(plan.datasets(), desc="datasets", unit="set"):
         root, oracle = plan.roots[dataset.source], None
         if root == SYNTHETIC:
             extra = {"n_patients": int(patients[dataset.source])} if dataset.source in patients else {}

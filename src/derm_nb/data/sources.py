@@ -56,6 +56,9 @@ CLASSES: dict[str, list[str]] = {
     "ham10000": HAM_CLASSES, "isic2017": ISIC2017_CLASSES, "busi": BUSI_CLASSES,
 }
 
+NAMES: dict[str, str] = {"isic2020": "ISIC 2020", "isic2019": "ISIC 2019", "isic2018": "ISIC 2018 Task 3",
+                         "ham10000": "HAM10000", "isic2017": "ISIC 2017", "busi": "BUSI"}
+
 # ISIC 2020 ground truth in order of preference (the archive's v2, its v1, Kaggle's train.csv), and image folders.
 ISIC2020_TRUTH = ("ISIC_2020_Training_GroundTruth_v2.csv", "ISIC_2020_Training_GroundTruth.csv", "train.csv")
 ISIC2020_IMAGES = ("jpeg/train/", "train/", "ISIC_2020_Training_JPEG/train/")

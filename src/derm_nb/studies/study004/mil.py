@@ -17,8 +17,8 @@ from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 from torch_geometric.nn import AttentionalAggregation, GCNConv
 from torch_geometric.utils import softmax as segment_softmax
-from tqdm.auto import tqdm
 
+from derm_nb.progress import bar
 from derm_nb.train import Epoch, StepOutput, Task, pick_device, run_epochs
 
 STUDY_STRIDES = ((1000, 50), (2000, 120), (math.inf, 200))  # Eq. 4: (height below, stride) at 224 px blocks
@@ -240,7 +240,7 @@ def build_bags(backbone: nn.Module, images: torch.Tensor, labels: np.ndarray, bl
         pending.clear()
         blocks.clear()
 
-    for i, angle in tqdm(jobs, desc=desc, leave=False):
+    for i, angle in bar(jobs, desc=desc, leave=False):
         image = (rotate(images[i], angle).float() / 255 - mean) / std
         blocks.append(extract_blocks(image, corners, block))
         pending.append((i, angle))

@@ -1,0 +1,18 @@
+"""The package's progress bars: tqdm on stdout.
+
+In an executed notebook a bar on stderr is shown as a pink error box; on stdout it is ordinary
+output, and the book (MyST-NB's merged streams) keeps only each line's last state.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+from tqdm import tqdm
+
+
+def bar(iterable: Iterable | None = None, **kwargs: Any) -> tqdm:
+    """`tqdm(iterable, **kwargs)` writing to the current stdout (the kernel's, inside a notebook)."""
+    return tqdm(iterable, file=sys.stdout, **kwargs)

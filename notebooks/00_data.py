@@ -146,5 +146,5 @@ for slot, dataset in plan.slots.items():
     print(f"{slot} ({dataset.key}): oracle AUC on its validation split =",
           "n/a (real data)" if ceilings[slot] is None else f"{ceilings[slot]:.3f}")
 
-write_json(out / "summary.json", {"datasets": {k: d.summary for k, d in prepared.items()},
-                                  "catalog": plan.record(), "oracle_auc_val": ceilings})
+summary_file = write_json(out / "summary.json", {"datasets": {k: d.summary for k, d in prepared.items()},
+                                                 "catalog": plan.record(), "oracle_auc_val": ceilings})

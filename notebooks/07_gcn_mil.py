@@ -210,7 +210,7 @@ record = {"blocks_per_bag": int(example.num_nodes), "stride": stride, "block_siz
 variant = gcn_mil_variant("GCN-MIL", history, frames["test"], prob, y, classes, scores, seg, provenance.as_dict(),
                           record)
 write_model_artifacts(ctx.out, [variant], {"study": "004", "evaluation": "study004 test split (ISIC 2017 layout)",
-                                           "classes": classes})
+                                           "classes": classes, "oracle_auc": ctx.oracle_auc(frames["test"])})
 for key, value in findings(scores, seg, y, MEL, int(example.num_nodes)).items():
     glue(key, value, display=False)
 

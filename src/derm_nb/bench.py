@@ -227,7 +227,9 @@ def pass_seconds(work, device: torch.device, measured: dict) -> float:
     if work.probe is not None:
         key = ("probe", work.backbone, work.size)
         if key not in measured:
-            measured[key] = work.probe(device)
+            step, sync, repeats = work.probe(device), device.type == "cuda", 20
+            _timed(step, sync)  # warm-up
+            measured[key] = _timed(lambda: [step() for _ in range(repeats)], sync) / repeats
         return measured[key]
     key = (work.backbone, work.size)
     if key not in measured:

@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from derm_nb.data.cache import load_images
+from derm_nb.transforms import BatchView
 
 
 def to_tensor_images(array: np.ndarray) -> torch.Tensor:
@@ -26,25 +27,22 @@ def to_device(batch: Any, device: torch.device) -> Any:
     return batch.to(device, non_blocking=True) if hasattr(batch, "to") else batch
 
 
-def _fixed_copies(images: torch.Tensor, augment: Callable, copies: int, seed: int,
+def _fixed_copies(images: torch.Tensor, augment: BatchView, copies: int, seed: int,
                   chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
     """(originals, copies) as uint8 at the augmentation's size: every image resized once, and `copies`
     augmented versions of it (N, copies, 3, H, W), drawn once with seeds fixed by (seed, chunk) and kept,
     like augmentations written to disk once."""
     from torchvision.transforms.v2 import functional as TF
 
-    size = getattr(augment, "size", None)
-    pixels = getattr(augment, "pixels", None)
-    resized = images if size is None else torch.cat([TF.resize(images[k:k + chunk], [size], antialias=True)
-                                                      for k in range(0, len(images), chunk)])
+    resized = torch.cat([TF.resize(images[k:k + chunk], [augment.size], antialias=True)
+                         for k in range(0, len(images), chunk)])
     out = torch.empty((len(resized), copies, *resized.shape[1:]), dtype=torch.uint8)
     for start in range(0, len(resized), chunk):
         part = resized[start:start + chunk]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(hash((seed, start)) % (2**31))
             for k in range(copies):
-                x = pixels(part, resize=False) if pixels is not None else augment(part).float() / 255
-                out[start:start + chunk, k] = (x * 255).round().clamp(0, 255).to(torch.uint8)
+                out[start:start + chunk, k] = (augment.pixels(part, resize=False) * 255).round().to(torch.uint8)
     return resized, out
 
 
@@ -60,7 +58,7 @@ class CachedImages(Dataset):
     """
 
     def __init__(self, images: torch.Tensor, targets: np.ndarray, transform: Callable,
-                 tabular: np.ndarray | None = None, copies: int = 0, augment: Callable | None = None,
+                 tabular: np.ndarray | None = None, copies: int = 0, augment: BatchView | None = None,
                  seed: int = 0, extra: np.ndarray | None = None, augment_classes: tuple[int, ...] = ()):
         self.images = images
         # np.array copies: pandas' Arrow-backed columns give read-only arrays that torch warns about.
@@ -68,7 +66,7 @@ class CachedImages(Dataset):
         self.tabular = None if tabular is None else torch.as_tensor(np.array(tabular), dtype=torch.float32)
         self.extra = None if extra is None else torch.as_tensor(np.array(extra), dtype=torch.float32)
         self.transform, self.augment = transform, augment
-        self.copies, self.seed = (copies, seed) if augment is not None else (0, seed)
+        self.copies, self.seed = copies if augment is not None else 0, seed
         self.augment_classes = torch.as_tensor(sorted(augment_classes), dtype=torch.long)
         self._originals: torch.Tensor | None = None   # with copies: the images and their copies at the
         self._copies: torch.Tensor | None = None      # augmentation's size, drawn on first use

@@ -388,14 +388,12 @@ def evaluate_loss(model: nn.Module, loss_fn: nn.Module, batches: DataLoader, dev
 
 @torch.no_grad()
 def predict(model: nn.Module, dataset: Dataset, batch_size: int = 128, device: str = "auto",
-            activation: Callable[[torch.Tensor], torch.Tensor] | None = torch.sigmoid, amp: bool = False) -> np.ndarray:
-    """Model outputs for every item, in order: sigmoid probabilities by default, softmax for multi-class
-    (bf16 autocast on CUDA when `amp`)."""
+            activation: Callable[[torch.Tensor], torch.Tensor] | None = torch.sigmoid) -> np.ndarray:
+    """Model outputs for every item, in order: sigmoid probabilities by default, softmax for multi-class."""
     dev = pick_device(device)
     model.to(dev).eval()
     outputs = []
     for batch in loader(dataset, batch_size, dev, shuffle=False):
-        with autocast(dev, amp):
-            out = forward(model, present(dataset, to_device(batch, dev))).float()
+        out = forward(model, present(dataset, to_device(batch, dev))).float()
         outputs.append((activation(out) if activation else out).cpu())
     return torch.cat(outputs).numpy()

@@ -23,7 +23,7 @@ class Pass:
     """`images` forward passes (with backward and step when `train`) of `backbone` at `size` px.
 
     `build` makes the model where `backbone` is no torchvision or timm name (a study's own network);
-    `probe` measures seconds per unit directly where the unit is no image (a graph, a bag).
+    `probe(device)` gives one unit's step to time where the unit is no image (a graph, a bag).
     """
 
     what: str
@@ -32,13 +32,14 @@ class Pass:
     images: float
     train: bool = True
     build: Callable[[], nn.Module] | None = None
-    probe: Callable[[torch.device], float] | None = None
+    probe: Callable[[torch.device], Callable[[], None]] | None = None
 
 
 @dataclass(frozen=True)
 class Scale:
     """An archive's size as it ships, for one target: images, groups (patients or lesions), positives,
-    per-class counts where a study needs them, and its official partitions where it has them."""
+    its official partitions where it has them, and per-class counts where a study needs them (of the
+    images the training split is drawn from: the official training partition where there is one)."""
 
     images: int
     groups: int
@@ -84,8 +85,7 @@ def chapter_numbers(stem: str, params: Mapping[str, Mapping[str, Any]]) -> dict[
     sizes = split_sizes(scale, study(chapter.study).SPLIT)
     share = sizes["train"] / scale.images
     return {**sizes, "groups_train": scale.groups * share, "positives_train": scale.positives * share,
-            "classes_train": {c: n * share for c, n in scale.classes.items()} if not scale.official
-            else {c: n * sizes["train"] / sum(scale.classes.values()) for c, n in scale.classes.items()},
+            "classes_train": {c: n * sizes["train"] / sum(scale.classes.values()) for c, n in scale.classes.items()},
             "cache_size": params["00_data"]["cache_size"], "source": use.source}
 
 

@@ -55,7 +55,7 @@ def verdict(rows: pd.DataFrame) -> str:
 def workload(stem: str, p: Mapping[str, Any], n: Mapping[str, Any]) -> list[Pass]:
     """Chapter 07's passes at archive scale (`bench --estimate`): the frozen backbone over every block of
     every bag (training images once per rotation angle of their class), then the GCN's steps, one bag
-    each at batch 1 for every epoch (measured by a probe on a bag of that many blocks)."""
+    each at batch 1 for every epoch (timed on a bag of that many blocks)."""
     from derm_nb.studies.study004 import mil
 
     size, block = n["cache_size"], p["block_size"]
@@ -66,5 +66,5 @@ def workload(stem: str, p: Mapping[str, Any], n: Mapping[str, Any]) -> list[Pass
     steps = p["epochs"] * train_bags / p["batch_size"]
     return [Pass("block features", p["backbone"], block, bags * blocks, train=False),
             Pass("GCN-MIL training steps", "gcn_mil", blocks, steps,
-                 probe=lambda device: mil.step_seconds(device, blocks, p["gcn_hidden"], p["attention_dim"],
-                                                       p["batch_size"]))]
+                 probe=lambda device: mil.train_step(device, blocks, p["gcn_hidden"], p["attention_dim"],
+                                                     p["batch_size"]))]

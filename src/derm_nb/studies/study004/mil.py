@@ -5,6 +5,7 @@ training on the package's engine."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,12 +149,10 @@ def train_mil(model: nn.Module, train: list[Data], val: list[Data], cfg: MILConf
     return run_epochs(model, task, cfg, checkpoint_dir).history
 
 
-def step_seconds(device: torch.device, blocks: int, hidden: int, attention: int, batch_size: int = 1,
-                 in_features: int = 512, steps: int = 20) -> float:
-    """Measured seconds of one training step (collate, forward, backward, SGD) on bags of `blocks` blocks
-    in a square grid, for `bench --estimate`."""
-    import time
-
+def train_step(device: torch.device, blocks: int, hidden: int, attention: int, batch_size: int = 1,
+               in_features: int = 512) -> Callable[[], None]:
+    """One training step (collate, forward, backward, SGD) on random bags of `blocks` blocks in a square
+    grid, for `bench --estimate` to time."""
     from torch_geometric.data import Batch
 
     side = max(1, round(math.sqrt(blocks)))
@@ -170,15 +169,7 @@ def step_seconds(device: torch.device, blocks: int, hidden: int, attention: int,
         loss.backward()
         optimizer.step()
 
-    step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    tic = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - tic) / steps
+    return step
 
 
 @torch.no_grad()

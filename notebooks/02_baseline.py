@@ -148,6 +148,15 @@ glue("ci_overlap", "overlap, so a difference between them is not established on 
      else "do not overlap, so the difference between them is unlikely to be chance alone", display=False)
 
 # %% [markdown]
+# ## What differs from the paper
+#
+# Every setting of this run that is not the paper's, and every departure of method, generated from
+# the study's paper card and this run's parameters (the `full` profile starts from the card).
+
+# %%
+display(ctx.differences(CARD, globals()).style.hide(axis="index"))
+
+# %% [markdown]
 # ## What we learned
 #
 # The best ROC-AUC was reached by **{glue:text}`best_model`**: {glue:text}`best_auc:.3f` (95 % CI

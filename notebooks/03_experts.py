@@ -150,6 +150,15 @@ glue("small_experts", "no expert model was trained on the small set in this run"
      "95 % interval above 0.5", display=False)
 
 # %% [markdown]
+# ## What differs from the paper
+#
+# Every setting of this run that is not the paper's, and every departure of method, generated from
+# the study's paper card and this run's parameters (the `full` profile starts from the card).
+
+# %%
+display(ctx.differences(CARD, globals()).style.hide(axis="index"))
+
+# %% [markdown]
 # ## What we learned
 #
 # The best expert model is **{glue:text}`best_expert`**, with a ROC-AUC of

@@ -184,6 +184,15 @@ glue("gradcam_correct", study001.gradcam_finding(summary, "correct"), display=Fa
 glue("gradcam_incorrect", study001.gradcam_finding(summary, "incorrect"), display=False)
 
 # %% [markdown]
+# ## What differs from the paper
+#
+# Every setting of this run that is not the paper's, and every departure of method, generated from
+# the study's paper card and this run's parameters (the `full` profile starts from the card).
+
+# %%
+display(ctx.differences(study001.CARD, globals()).style.hide(axis="index"))
+
+# %% [markdown]
 # ## What we learned
 #
 # * The recipe reached a test AUROC of {glue:text}`recipe_auc:.3f` (95 % CI

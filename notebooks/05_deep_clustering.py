@@ -236,6 +236,15 @@ for key, value in findings(sdc_main, direct, udc, shallow, summary, ceiling).ite
     glue(key, value, display=False)
 
 # %% [markdown]
+# ## What differs from the paper
+#
+# Every setting of this run that is not the paper's, and every departure of method, generated from
+# the study's paper card and this run's parameters (the `full` profile starts from the card).
+
+# %%
+display(ctx.differences(CARD, globals()).style.hide(axis="index"))
+
+# %% [markdown]
 # ## What we learned
 #
 # * SDC with the COM-Triplet loss reached a test AUC of {glue:text}`sdc_auc:.3f` (CI

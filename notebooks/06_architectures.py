@@ -125,6 +125,15 @@ glue("data_source", ctx.data.summary["source"], display=False)
 glue("n_test", len(frames["test"]), display=False)
 
 # %% [markdown]
+# ## What differs from the paper
+#
+# Every setting of this run that is not the paper's, and every departure of method, generated from
+# the study's paper card and this run's parameters (the `full` profile starts from the card).
+
+# %%
+display(ctx.differences(study003.CARD, globals()).style.hide(axis="index"))
+
+# %% [markdown]
 # ## What we learned
 #
 # * The highest weighted F1 on the test split was reached by **{glue:text}`best_model`**

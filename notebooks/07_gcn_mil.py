@@ -215,6 +215,15 @@ for key, value in findings(scores, seg, y, MEL, int(example.num_nodes)).items():
     glue(key, value, display=False)
 
 # %% [markdown]
+# ## What differs from the paper
+#
+# Every setting of this run that is not the paper's, and every departure of method, generated from
+# the study's paper card and this run's parameters (the `full` profile starts from the card).
+
+# %%
+display(ctx.differences(CARD, globals()).style.hide(axis="index"))
+
+# %% [markdown]
 # ## What we learned
 #
 # * Melanoma AUC {glue:text}`mel_auc:.3f` (CI {glue:text}`mel_ci_low:.3f`-{glue:text}`mel_ci_high:.3f`),

@@ -20,6 +20,16 @@ def root() -> Path:
 
 
 @pytest.fixture(scope="session")
+def real_declared(root, tmp_path_factory):
+    """Every chapter's declared parameters (from its parameters cell)."""
+    from derm_nb.chapters import CHAPTERS
+    from derm_nb.runner import declared_parameters, prepare_inputs
+
+    inputs = prepare_inputs(root, tmp_path_factory.mktemp("inputs"), [nb.stem for nb in CHAPTERS])
+    return declared_parameters(inputs)
+
+
+@pytest.fixture(scope="session")
 def smoke_run(root, tmp_path_factory):
     """Every notebook under the smoke profile, once per test session, through the CLI: synthetic ISIC 2020
     and 2019, archive-format fixtures for the other sources (tests/archive_run.py)."""

@@ -7,7 +7,6 @@ import yaml
 
 from derm_nb.chapters import CHAPTERS
 from derm_nb.params import PROFILES, Declared, ParameterError, load_profile
-from derm_nb.runner import declared_parameters, prepare_inputs
 
 DECLARED = {
     "00_data": {"seed": Declared("seed", 0), "data_source": Declared("data_source", "synthetic"),
@@ -69,12 +68,6 @@ def test_user_file_and_overrides_layer_with_the_same_validation(tmp_path):
         load_profile(root, "p", DECLARED, user_file=user)
     with pytest.raises(ParameterError, match="command line: common.seed = 'x'"):
         load_profile(root, "p", DECLARED, overrides={"seed": "x"})
-
-
-@pytest.fixture(scope="module")
-def real_declared(root, tmp_path_factory):
-    inputs = prepare_inputs(root, tmp_path_factory.mktemp("inputs"), [nb.stem for nb in CHAPTERS])
-    return declared_parameters(inputs)
 
 
 @pytest.mark.parametrize("profile", PROFILES)

@@ -6,17 +6,31 @@ type and the display helpers every chapter shares.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
 
 @dataclass(frozen=True)
-class PaperCard:
-    """One study's paper: its data, its published tables, notes, and headline figures for the summary.
+class Deviation:
+    """A way our method departs from the paper's in every profile (not a parameter), and why."""
 
-    `headlines` are (model, metric, value, data) rows; every value is the paper's, never ours.
+    aspect: str
+    paper: str
+    ours: str
+    why: str
+
+
+@dataclass(frozen=True)
+class PaperCard:
+    """One study's paper: its data, splits and settings, its published tables, and where we depart from it.
+
+    `settings` are the paper's hyper-parameters per chapter, keyed by the chapter's parameter names:
+    the `full` profile starts from them. `reasons` says, per chapter and key, why `full` still runs
+    another value; `methods` lists departures no parameter captures. `headlines` are (model, metric,
+    value, data) rows; every value is the paper's, never ours.
     """
 
     study: str
@@ -25,6 +39,10 @@ class PaperCard:
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
     headlines: tuple[tuple[str, str, float, str], ...] = ()
+    splits: str = ""
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    reasons: dict[str, dict[str, str]] = field(default_factory=dict)
+    methods: dict[str, tuple[Deviation, ...]] = field(default_factory=dict)
 
     def quote(self, table: str, precision: int = 3, data: str | None = None):
         """One of the card's tables, captioned as published (not computed here) on the card's data."""
@@ -40,3 +58,49 @@ def headline_table(cards: Iterable[PaperCard]) -> pd.DataFrame:
     """The studies' headline figures, one row each, for the summary chapter."""
     return pd.DataFrame([{"study": c.study, "model": m, "metric": metric, "value": v, "data": d}
                          for c in cards for m, metric, v, d in c.headlines])
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}: {_shown(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_shown(v) for v in value)
+    return str(value)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return a == b
+
+
+def differences(card: PaperCard, stem: str, params: Mapping[str, Any], data: str, synthetic: bool,
+                profile: str, follows_paper: bool = False, profile_note: str = "") -> pd.DataFrame:
+    """The chapter's "What differs from the paper" table: data, every setting this run changed, and
+    every method departure, each with why (aspect, paper, this run, why).
+
+    `follows_paper` marks a profile that starts from the cards (`full`): there a changed setting is
+    the card's stated reason, or else the user's own choice."""
+    why_data = ("the built-in synthetic stand-in: the archive is not bundled (point `--data` at it)" if synthetic
+                else "the study's archive, as prepared by 00_data")
+    rows = [("data", card.data, data, why_data)]
+    if card.splits:
+        rows.append(("splits", card.splits, "as 00_data's summary states for this chapter", why_data))
+    reasons = card.reasons.get(stem, {})
+    for key, paper in card.settings.get(stem, {}).items():
+        if key not in params:
+            raise KeyError(f"{stem}: the card of study {card.study} sets '{key}', which the chapter does not declare")
+        if _same(params[key], paper):
+            continue
+        budget = f"the {profile} profile" + (f" ({profile_note})" if profile_note else "")
+        if follows_paper:
+            why = reasons.get(key, f"set for this run, over the {profile} profile's paper value")
+        else:
+            why = budget + (f"; under full too: {reasons[key]}" if key in reasons else "")
+        rows.append((key, _shown(paper), _shown(params[key]), why))
+    rows += [(d.aspect, d.paper, d.ours, d.why) for d in card.methods.get(stem, ())]
+    return pd.DataFrame(rows, columns=["aspect", "paper", "this run", "why"])

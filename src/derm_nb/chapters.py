@@ -20,8 +20,10 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from derm_nb.artifacts import notebook_dir, read_json, run_dir_for
+from derm_nb.artifacts import notebook_dir, project_root, read_json, run_dir_for, write_csv
+from derm_nb.cards import PaperCard, differences
 from derm_nb.data.prepared import Prepared, load_prepared, oracle_auc
+from derm_nb.params import profile_facts
 
 
 @dataclass(frozen=True)
@@ -177,6 +179,18 @@ class ChapterContext:
     def oracle_auc(self, frame: pd.DataFrame) -> float | None:
         """The generator's oracle AUC on `frame` (None for real data)."""
         return oracle_auc(self.data, frame)
+
+    def differences(self, card: PaperCard, params: Mapping[str, Any]) -> pd.DataFrame:
+        """This chapter's "What differs from the paper" table for the run's parameters (pass the
+        notebook's `globals()`), also written to `differences.csv`."""
+        try:
+            follows_paper, note = profile_facts(project_root(), self.profile)
+        except FileNotFoundError:
+            follows_paper, note = False, ""
+        table = differences(card, self.chapter.stem, params, self.data.describe(),
+                            bool(self.data.summary.get("synthetic")), self.profile, follows_paper, note)
+        write_csv(self.out / "differences.csv", table)
+        return table
 
     def path(self, name: str) -> Path:
         """The path of the upstream file `name`; only reads the registry lists for this chapter."""

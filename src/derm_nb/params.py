@@ -26,6 +26,7 @@ import yaml
 
 PROFILES = ("smoke", "default", "full")
 SECTIONS = ("common", "notebooks")
+FLAGS = ("paper_settings",)  # top-level booleans: `paper_settings: true` starts from the studies' paper cards
 
 
 class ParameterError(ValueError):
@@ -88,8 +89,10 @@ def read_param_file(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ParameterError(f"{path}: expected a mapping with 'common' and 'notebooks'")
     for key in data:
-        if key not in SECTIONS:
-            raise ParameterError(f"{path}: unknown top-level key '{key}' (allowed: {', '.join(SECTIONS)})")
+        if key not in (*SECTIONS, *FLAGS):
+            raise ParameterError(f"{path}: unknown top-level key '{key}' (allowed: {', '.join((*SECTIONS, *FLAGS))})")
+        if key in FLAGS and not isinstance(data[key], bool):
+            raise ParameterError(f"{path}: '{key}' must be true or false, not {data[key]!r}")
     for section in SECTIONS:
         if not isinstance(data.get(section) or {}, dict):
             raise ParameterError(f"{path}: '{section}' must be a mapping")
@@ -150,14 +153,23 @@ def load_profile(
     declared: Mapping[str, Mapping[str, Declared]],
     user_file: Path | None = None,
     overrides: Mapping[str, Any] | None = None,
+    paper: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Profile:
-    """Load `params/<name>.yaml`, then a user file, then command-line overrides; validate each layer."""
+    """Load `params/<name>.yaml`, then a user file, then command-line overrides; validate each layer.
+
+    A profile file with `paper_settings: true` starts from `paper` ({notebook: {key: the paper's value}},
+    from the studies' cards), so the file itself holds only what differs from the papers."""
     path = params_dir(root) / f"{name}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in params_dir(root).glob("*.yaml"))
         raise ParameterError(f"unknown profile '{name}': no {path} (known: {', '.join(known)})")
     profile = Profile(name=name)
-    layers: list[tuple[dict[str, Any], str]] = [(read_param_file(path), str(path))]
+    first = read_param_file(path)
+    layers: list[tuple[dict[str, Any], str]] = [(first, str(path))]
+    if first.get("paper_settings"):
+        if paper is None:
+            raise ParameterError(f"{path}: paper_settings is true, but no paper settings were given to load it")
+        layers.insert(0, ({"notebooks": {stem: dict(v) for stem, v in paper.items()}}, "the studies' paper cards"))
     if user_file is not None:
         layers.append((read_param_file(Path(user_file)), str(user_file)))
     if overrides:
@@ -166,6 +178,17 @@ def load_profile(
         validate_file(data, source, declared)
         _merge(profile, copy.deepcopy(data), source)
     return profile
+
+
+def profile_facts(root: Path, name: str) -> tuple[bool, str]:
+    """Whether a profile starts from the paper cards, and what it is for (its file's first comment
+    line, without the '# name:' lead); (False, "") for a profile with no file."""
+    path = params_dir(root) / f"{name}.yaml"
+    if not path.is_file():
+        return False, ""
+    first = path.read_text(encoding="utf-8").splitlines()[0]
+    note = first.lstrip("# ").removeprefix(f"{name}:").strip() if first.startswith("#") else ""
+    return bool(read_param_file(path).get("paper_settings")), note
 
 
 def parse_default(text: str) -> Any:

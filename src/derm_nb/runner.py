@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from derm_nb.artifacts import read_json, write_json
 from derm_nb.chapters import CHAPTERS, catalog_record, missing_slots, spec
 from derm_nb.params import Declared, Profile, declared_from_inspection, load_profile
+from derm_nb.studies import paper_settings
 
 KERNEL = "python3"
 KERNELSPEC = {"name": KERNEL, "display_name": "Python 3", "language": "python"}
@@ -69,7 +70,7 @@ def resolved_parameters(root: Path, profile_name: str, user_params: Path | None 
 
     with tempfile.TemporaryDirectory() as tmp:
         declared = declared_parameters(prepare_inputs(root, Path(tmp), [c.stem for c in CHAPTERS]))
-    profile = load_profile(root, profile_name, declared, user_params)
+    profile = load_profile(root, profile_name, declared, user_params, paper=paper_settings())
     return {stem: {name: d.default for name, d in declared[stem].items()} | profile.for_notebook(stem, declared[stem])
             for stem in declared}
 
@@ -132,7 +133,7 @@ def run_notebooks(
     all_stems = [c.stem for c in CHAPTERS]
     inputs = prepare_inputs(root, run_dir, all_stems)
     declared = declared_parameters(inputs)
-    profile: Profile = load_profile(root, profile_name, declared, user_params, overrides)
+    profile: Profile = load_profile(root, profile_name, declared, user_params, overrides, paper_settings())
     order = execution_order(only)
     for stem in order:
         for need in spec(stem).needs:

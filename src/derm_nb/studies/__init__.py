@@ -48,3 +48,12 @@ def dataset_uses() -> dict[str, Use]:
 def cards() -> list[PaperCard]:
     """Every study's paper card, in study order."""
     return [study(sid).CARD for sid in STUDIES]
+
+
+def paper_settings() -> dict[str, dict[str, object]]:
+    """Every chapter's settings as its study's paper ran them ({notebook: {parameter: value}}), from the cards."""
+    settings: dict[str, dict[str, object]] = {}
+    for sid in STUDIES:
+        for stem, values in study(sid).CARD.settings.items():
+            settings.setdefault(stem, {}).update(values)
+    return settings

@@ -1,0 +1,78 @@
+"""Paper cards: the full profile starts from them, and each chapter's "What differs from the paper" table."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from derm_nb.cards import Deviation, PaperCard, differences
+from derm_nb.params import ParameterError, load_profile, profile_facts
+from derm_nb.studies import STUDIES, paper_settings, study
+
+CARD = PaperCard(study="999", title="t", data="the paper's archive", splits="80:20 by patient",
+                 settings={"02_baseline": {"image_size": 256, "lr": 1e-5, "sets": ["all", "small"]}},
+                 reasons={"02_baseline": {"lr": "a stated reason"}},
+                 methods={"02_baseline": (Deviation("head", "two dropouts", "one dropout", "a method reason"),)})
+
+
+def _table(params: dict, profile: str = "default", follows: bool = False) -> pd.DataFrame:
+    return differences(CARD, "02_baseline", params, "synthetic", True, profile, follows, "the CPU budget")
+
+
+def test_a_table_lists_the_changed_settings_with_why():
+    table = _table({"image_size": 64, "lr": 1e-5, "sets": ["all"]}).set_index("aspect")
+    assert list(table.index) == ["data", "splits", "image_size", "sets", "head"]
+    assert table.loc["image_size", "paper"] == "256" and table.loc["image_size", "this run"] == "64"
+    assert table.loc["image_size", "why"] == "the default profile (the CPU budget)"
+    assert table.loc["head", "why"] == "a method reason"
+    assert "synthetic stand-in" in table.loc["data", "why"]
+
+
+def test_under_the_paper_profile_a_change_gives_the_cards_reason_or_names_the_user():
+    table = _table({"image_size": 128, "lr": 1e-4, "sets": ["all", "small"]}, "full", True).set_index("aspect")
+    assert table.loc["lr", "why"] == "a stated reason"
+    assert table.loc["image_size", "why"].startswith("set for this run")
+    assert "sets" not in table.index
+
+
+def test_a_setting_the_chapter_does_not_declare_is_an_error():
+    with pytest.raises(KeyError, match="image_size"):
+        _table({"lr": 1e-5, "sets": []})
+
+
+def test_a_paper_profile_starts_from_the_cards(tmp_path):
+    (tmp_path / "params").mkdir()
+    (tmp_path / "params" / "p.yaml").write_text("# p: a test\npaper_settings: true\nnotebooks:\n  nb:\n    b: 3\n")
+    from derm_nb.params import Declared
+
+    declared = {"nb": {"a": Declared("a", 1), "b": Declared("b", 1)}}
+    loaded = load_profile(tmp_path, "p", declared, paper={"nb": {"a": 7, "b": 5}})
+    assert loaded.for_notebook("nb", declared["nb"]) == {"a": 7, "b": 3, "profile": "p"}
+    assert profile_facts(tmp_path, "p") == (True, "a test")
+    with pytest.raises(ParameterError, match="paper_settings"):
+        load_profile(tmp_path, "p", declared)
+    with pytest.raises(ParameterError, match="not a parameter of nb"):
+        load_profile(tmp_path, "p", declared, paper={"nb": {"c": 1}})
+
+
+@pytest.mark.parametrize("sid", sorted(STUDIES))
+def test_every_card_states_its_data_and_splits(sid):
+    card = study(sid).CARD
+    assert card.data and card.splits, f"study {sid}: the card must say the paper's data and splits"
+    assert card.settings, f"study {sid}: the card holds no settings"
+    for stem, reasons in card.reasons.items():
+        assert set(reasons) <= set(card.settings.get(stem, {})), f"{sid}: a reason for a setting the card lacks"
+        assert all(len(r) > 10 for r in reasons.values())
+
+
+def test_the_full_profile_is_the_cards_but_for_stated_reasons(root, real_declared):
+    """Resolved `full` equals each card's settings; every key where it differs has the card's reason."""
+    loaded = load_profile(root, "full", real_declared, paper=paper_settings())
+    for sid in STUDIES:
+        card = study(sid).CARD
+        for stem, settings in card.settings.items():
+            values = loaded.for_notebook(stem, real_declared[stem])
+            differing = {k for k, v in settings.items() if values[k] != v}
+            assert differing == set(card.reasons.get(stem, {})), (
+                f"study {sid}, {stem}: full differs from the card on {sorted(differing)}; reasons are given for "
+                f"{sorted(card.reasons.get(stem, {}))}")

@@ -361,3 +361,16 @@ def test_interrupted_run_resumes_and_a_new_config_replaces_the_old(tmp_path):
 def test_class_mix_is_checked():
     with pytest.raises(ValueError, match="class_mix for isic2018 needs 7"):
         sample_metadata(SynthConfig("isic2018", class_mix=(0.5, 0.5)))
+
+
+def test_a_latent_changes_the_lesion_and_nothing_else():
+    """Skin, lesion and lens draw from separate streams, and the lesion layer only touches the lesion's box."""
+    import cv2
+
+    plain = dict(skin_tone=0.3, hair=True, asymmetry=0.3, border=0.3, variegation=0.4, diameter=0.4, waxiness=0.1,
+                 pigment=0.5, vascular=0.05, scale=0.05, fibrosis=0.05, arborizing=0.05, patient_effect=0.0)
+    a, (mask,) = render(plain, (0, 7), 120, 160)
+    b, _ = render({**plain, "fibrosis": 0.8, "variegation": 0.9}, (0, 7), 120, 160)
+    far = cv2.dilate(mask, np.ones((41, 41), np.uint8)) == 0
+    assert far.any() and np.array_equal(a[far], b[far])
+    assert np.abs(a.astype(int) - b.astype(int))[mask > 0].mean() > 5

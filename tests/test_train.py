@@ -190,6 +190,19 @@ def test_augmented_copies_are_fixed_and_computed_once(monkeypatch):
     assert not torch.equal(first[1], first[2])  # copies differ from each other
 
 
+def test_copies_beyond_the_memory_bound_go_to_a_mapped_file_with_the_same_pixels(monkeypatch):
+    images = torch.randint(0, 256, (5, 3, 16, 16), dtype=torch.uint8)
+    in_ram = CachedImages(images, np.zeros(5), transform=lambda x: x, copies=2, augment=augment(16), seed=3)
+    expected = in_ram.__getitems__(range(len(in_ram)))["image"]
+    mapped = []
+    open_memmap = np.lib.format.open_memmap
+    monkeypatch.setattr(datasets, "COPIES_IN_MEMORY", 100)
+    monkeypatch.setattr(np.lib.format, "open_memmap", lambda *a, **k: mapped.append(k["shape"]) or open_memmap(*a, **k))
+    on_disk = CachedImages(images, np.zeros(5), transform=lambda x: x, copies=2, augment=augment(16), seed=3)
+    assert torch.equal(on_disk.__getitems__(range(len(on_disk)))["image"], expected)
+    assert mapped == [(5, 2, 3, 16, 16)]
+
+
 def test_a_lone_last_batch_does_not_break_batchnorm(tmp_path):
     """17 images at batch 16 leave one image; BatchNorm refuses a batch of one in training mode."""
 

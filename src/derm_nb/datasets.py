@@ -3,6 +3,7 @@ model sees of them, applied to whole batches on their device (see `transforms.Ba
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -27,16 +28,29 @@ def to_device(batch: Any, device: torch.device) -> Any:
     return batch.to(device, non_blocking=True) if hasattr(batch, "to") else batch
 
 
+COPIES_IN_MEMORY = 1 << 30  # bytes of fixed augmented copies kept in RAM; more go to a memory-mapped file
+
+
+def _copies_store(shape: tuple[int, ...]) -> torch.Tensor:
+    """An empty uint8 tensor for the fixed copies: in RAM up to COPIES_IN_MEMORY bytes, else backed by a
+    memory-mapped temporary file (removed at once, alive while mapped), so memory stays bounded at any size."""
+    if int(np.prod(shape)) <= COPIES_IN_MEMORY:
+        return torch.empty(shape, dtype=torch.uint8)
+    with tempfile.NamedTemporaryFile(prefix="derm_nb_copies_", suffix=".npy") as handle:
+        array = np.lib.format.open_memmap(handle.name, mode="w+", dtype=np.uint8, shape=shape)
+    return torch.from_numpy(array)
+
+
 def _fixed_copies(images: torch.Tensor, augment: BatchView, copies: int, seed: int,
                   chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
     """(originals, copies) as uint8 at the augmentation's size: every image resized once, and `copies`
     augmented versions of it (N, copies, 3, H, W), drawn once with seeds fixed by (seed, chunk) and kept,
-    like augmentations written to disk once."""
+    like augmentations written to disk once (and on disk when they exceed COPIES_IN_MEMORY)."""
     from torchvision.transforms.v2 import functional as TF
 
     resized = torch.cat([TF.resize(images[k:k + chunk], [augment.size], antialias=True)
                          for k in range(0, len(images), chunk)])
-    out = torch.empty((len(resized), copies, *resized.shape[1:]), dtype=torch.uint8)
+    out = _copies_store((len(resized), copies, *resized.shape[1:]))
     for start in range(0, len(resized), chunk):
         part = resized[start:start + chunk]
         with torch.random.fork_rng(devices=[]):

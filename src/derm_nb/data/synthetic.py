@@ -19,7 +19,6 @@ can reach. They are written to an oracle file *beside* the dataset folder, never
 from __future__ import annotations
 
 import functools
-
 import json
 import os
 import shutil
@@ -341,12 +340,15 @@ def _hair_and_lens(img: np.ndarray, attrs: dict, rng: np.random.Generator) -> np
             cv2.polylines(img, [np.round(curve).astype(np.int32)], False, (shade, shade * 0.85, shade * 0.75),
                           int(rng.integers(1, 3)), cv2.LINE_AA)
     dist, falloff = _lens_distance(h, w)
-    img = img * (1 - rng.uniform(0.05, 0.3) * falloff) * rng.normal(1.0, 0.07)
+    strength, gain = rng.uniform(0.05, 0.3), rng.normal(1.0, 0.07)
+    img *= (1 - strength * falloff) * np.float32(gain)
     if rng.random() < 0.6:
-        edge = np.clip((rng.uniform(1.0, 1.35) - dist) / 0.08, 0, 1)[..., None]
-        img = img * edge + 8 * (1 - edge)
+        edge = np.clip((np.float32(rng.uniform(1.0, 1.35)) - dist) / np.float32(0.08), 0, 1)[..., None]
+        img *= edge
+        img += 8 * (1 - edge)
     oy, ox = rng.integers(0, _NOISE_PAD, 2)
-    return img + _sensor_noise(h, w)[oy:oy + h, ox:ox + w]
+    img += _sensor_noise(h, w)[oy:oy + h, ox:ox + w]
+    return img
 
 
 _NOISE_PAD = 64
@@ -365,7 +367,7 @@ def _lens_distance(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     falloff (distance^2.5, HxWx1), per frame size."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     dist = np.sqrt(((yy - h / 2) / (h / 2)) ** 2 + ((xx - w / 2) / (w / 2)) ** 2)
-    return dist, (dist**2.5)[..., None]
+    return dist, (dist**2.5)[..., None].astype(np.float32)
 
 
 def _window(mask: np.ndarray, margin: int) -> tuple[slice, slice]:
@@ -395,7 +397,7 @@ def render(attrs: dict, seed: tuple[int, int], h: int, w: int) -> tuple[np.ndarr
     alpha = (soft * (0.75 + 0.25 * attrs["pigment"]))[..., None]
     img[rows, cols] = img[rows, cols] * (1 - alpha) + lesion * alpha
     img = _hair_and_lens(img, attrs, lens_rng)
-    return np.clip(img, 0, 255).astype(np.uint8), [mask]
+    return np.clip(img, 0, 255, out=img).astype(np.uint8), [mask]
 
 
 def _mass(attrs: dict, rng: np.random.Generator, h: int, w: int, cy: float, cx: float, scale: float) -> np.ndarray:

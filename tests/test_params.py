@@ -72,7 +72,9 @@ def test_user_file_and_overrides_layer_with_the_same_validation(tmp_path):
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_shipped_profiles_validate_against_the_notebooks(root, real_declared, profile):
-    loaded = load_profile(root, profile, real_declared)
+    from derm_nb.studies import paper_settings
+
+    loaded = load_profile(root, profile, real_declared, paper=paper_settings())
     for nb in CHAPTERS:
         values = loaded.for_notebook(nb.stem, real_declared[nb.stem])
         assert set(values) <= set(real_declared[nb.stem])
@@ -86,7 +88,7 @@ def test_every_notebook_declares_profile_and_run_dir(real_declared):
 def test_profiles_are_plain_yaml(root):
     for profile in PROFILES:
         data = yaml.safe_load((root / "params" / f"{profile}.yaml").read_text())
-        assert set(data) <= {"common", "notebooks"}
+        assert set(data) <= {"common", "notebooks", "paper_settings"}
 
 
 def test_papermill_reads_every_assignment_of_each_parameters_cell(root, real_declared):

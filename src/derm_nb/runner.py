@@ -63,14 +63,22 @@ def declared_parameters(inputs: Mapping[str, Path]) -> dict[str, dict[str, Decla
     return declared
 
 
+def load_run_profile(root: Path, inputs_dir: Path, profile_name: str, user_params: Path | None = None,
+                     overrides: Mapping[str, Any] | None = None) -> tuple[dict[str, Path], dict, Profile]:
+    """The chapters' run inputs (written to `inputs_dir`), their declared parameters, and the profile
+    loaded over them (the full profile starting from the paper cards)."""
+    inputs = prepare_inputs(root, inputs_dir, [c.stem for c in CHAPTERS])
+    declared = declared_parameters(inputs)
+    return inputs, declared, load_profile(root, profile_name, declared, user_params, overrides, paper_settings())
+
+
 def resolved_parameters(root: Path, profile_name: str, user_params: Path | None = None) -> dict[str, dict[str, Any]]:
     """Every notebook's parameters as a run under `profile_name` would see them: its own defaults with
     the profile's (and `user_params`') values injected, checked like a run."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        declared = declared_parameters(prepare_inputs(root, Path(tmp), [c.stem for c in CHAPTERS]))
-    profile = load_profile(root, profile_name, declared, user_params, paper=paper_settings())
+        _, declared, profile = load_run_profile(root, Path(tmp), profile_name, user_params)
     return {stem: {name: d.default for name, d in declared[stem].items()} | profile.for_notebook(stem, declared[stem])
             for stem in declared}
 
@@ -130,10 +138,7 @@ def run_notebooks(
 ) -> dict[str, float]:
     """Execute notebooks under a profile into `runs/<profile>/notebooks/`; return wall seconds per notebook."""
     run_dir = (run_dir or root / "runs" / profile_name).resolve()
-    all_stems = [c.stem for c in CHAPTERS]
-    inputs = prepare_inputs(root, run_dir, all_stems)
-    declared = declared_parameters(inputs)
-    profile: Profile = load_profile(root, profile_name, declared, user_params, overrides, paper_settings())
+    inputs, declared, profile = load_run_profile(root, run_dir, profile_name, user_params, overrides)
     order = execution_order(only)
     for stem in order:
         for need in spec(stem).needs:
@@ -214,7 +219,9 @@ def build_book(root: Path, profile_name: str, run_dir: Path | None = None) -> Pa
     cmd = [str(jb if jb.exists() else "jupyter-book"), "build", str(stage), "--builder", "html", "-W", "--keep-going"]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
-        raise RuntimeError(f"jupyter-book build failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+        problems = [line for line in (result.stdout + result.stderr).splitlines() if "WARNING" in line or "ERROR" in line]
+        raise RuntimeError("jupyter-book build failed:\n" + "\n".join(problems[:40])
+                           + f"\n...\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
     index = stage / "_build" / "html" / "index.html"
     if not index.is_file():
         raise RuntimeError(f"jupyter-book reported success but wrote no {index}")

@@ -42,7 +42,8 @@ synth_patients = {"isic2020": 200, "isic2018": 1200, "isic2019": 600, "busi": 78
 synth_prevalence = 0.1  # ISIC 2020 layout only (the archive: 0.0176); the others follow their archive's class mix
 synth_height = 240
 synth_width = 320
-cache_size = 128         # px of the centre-cropped square cache the models read
+cache_size = 128         # px of the square cache the models read
+cache_fit = {"busi": "resize"}   # source -> crop (its centred square, the default) or resize (the whole image, as study 003)
 workers = 0              # processes for generation, checks and cache (0: by core count)
 
 # %%
@@ -74,13 +75,14 @@ for slot, entry in plan.record()["slots"].items():
 # %%
 prepared = prepare_catalog(plan, out, split_schemes(), official_schemes(), seed=seed, cache_size=cache_size,
                            workers=workers, synth=dict(n_patients=synth_patients, prevalence=synth_prevalence,
-                                                       height=synth_height, width=synth_width))
+                                                       height=synth_height, width=synth_width), fit=cache_fit)
 slots_of = {key: [s for s, d in plan.slots.items() if d.key == key and s not in plan.missing] for key in prepared}
 overview = pd.DataFrame({
     key: {"studies": ", ".join(slots_of[key]), "data": d.describe(), "images": d.summary["n_images"],
           "groups": f"{d.summary['n_groups']} ({d.summary['group_kind']})", "excluded rows": d.summary["n_excluded"],
           "positive share %": round(100 * d.summary["positive_share"], 1),
-          "lesion masks": "yes" if d.has_masks else "none in this dataset"}
+          "lesion masks": "yes" if d.has_masks else "none in this dataset",
+          "cache (px, fit)": f"{d.summary['cache_size']}, {d.summary['cache_fit']}"}
     for key, d in prepared.items()
 }).T
 overview

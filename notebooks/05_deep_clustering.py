@@ -37,6 +37,7 @@ seed = 0
 device = "auto"
 backbone = "vgg16"                     # the study's best backbone; the main one for every comparison
 backbones = ["vgg16"]   # Table I-II backbone rows
+classifier_backbone = "vgg16"          # the direct classifiers' learning strategies (Table III: resnet50)
 weights = "imagenet"
 weights_fallback = "efficientnet_lite0"
 finetune = "head"                       # all: train the backbone (the study) | head: frozen backbone features
@@ -47,7 +48,8 @@ batch_size = 15                        # M triplets per iteration (SDC), 3M imag
 lr = 0.001
 classifier_lr = 0.001
 aug_views = 2                          # augmented copies per training image, in head mode
-margins = [0.2, 0.6]                   # the plain triplet loss's constant margins
+margins = [0.2, 0.6]                   # COM-Triplet's constant margins, SDC and UDC (Tables I-II, IV-V)
+gmm_covariance = "diag"                # UDC's and the GMM baseline's covariance: full (the study) | diag
 feature_selection = True               # §IV prototype feature selection at inference
 cae_epochs = 5
 cae_batch_size = 32
@@ -70,11 +72,16 @@ from derm_nb.studies.study002 import CARD
 from derm_nb.studies.study002.baselines import CAEConfig
 from derm_nb.studies.study002.experiments import (
     cae_variant,
+    classifier_settings,
+    direct_classifiers,
+    distinct_backbones,
     findings,
     imbalance_ratios,
     imbalance_sweep,
+    margin_variants,
+    repeat_notes,
+    resolve,
     run_clustering_variant,
-    run_direct_classifier,
     sdc_by_backbone,
     shallow_variants,
     split_table,
@@ -83,7 +90,6 @@ from derm_nb.studies.study002.experiments import (
 )
 from derm_nb.studies.study002.inputs import ModelInputs
 from derm_nb.studies.study002.training import ClusterConfig
-from derm_nb.train import TrainConfig
 
 ctx = chapter("05_deep_clustering", profile, run_dir)
 frames = ctx.splits()
@@ -101,30 +107,28 @@ def inputs_for(name: str, weights_: str = weights, images_: dict | None = None,
 
 main = inputs_for(backbone)
 checkpoints = ctx.out / "checkpoints"
-cluster_cfg = dict(epochs=epochs, batch_size=batch_size, lr=lr, device=device, seed=seed)
-classifier_cfg = dict(epochs=epochs, batch_size=batch_size, lr=classifier_lr, optimizer="adam", scheduler="none",
-                      patience=epochs, device=device, seed=seed)
+cluster_cfg = dict(epochs=epochs, batch_size=batch_size, lr=lr, gmm_covariance=gmm_covariance, device=device,
+                   seed=seed)
+classifier_cfg = classifier_settings(epochs, batch_size, classifier_lr, device, seed)
 display(Markdown(f"Main backbone: {main.describe()}."))
 
 # %% [markdown]
 # ## Supervised deep clustering (SDC): backbone, margin and learning strategy (Tables I-II)
 #
-# Every row changes one thing against SDC with the COM-Triplet loss on the main backbone with
-# transfer learning (TL). NP trains from random weights; TL+DA adds the study's augmentation.
-# Each run keeps the epoch (model and prototypes) with the best validation AUC.
+# Every row changes one thing against SDC with the COM-Triplet loss (adaptive margin) on the main
+# backbone with transfer learning (TL). The margin rows keep the COM-Triplet loss with a constant
+# margin α instead (Eq. 3 with a fixed α); `SDC triplet α=0.2` is the traditional triplet loss of
+# Eq. 2, Table III's baseline. NP trains from random weights; TL+DA adds the study's augmentation.
+# Each run keeps the epoch (model and prototypes) with the best validation AUC. Rows are named by
+# the backbone asked for; the weights column says what it really started from.
 
 # %%
-sdc, backbone_inputs, skipped = sdc_by_backbone(backbones, backbone, main, inputs_for, cluster_cfg, frames, checkpoints,
-                                                embedding_dim, feature_selection)
-for name in skipped:
-    display(Markdown(f"`{name}`: its ImageNet weights are not available here and its stand-in is the main "
-                     "backbone's, so its row would repeat the main one; skipped."))
+backbone_inputs, repeats = distinct_backbones(backbones, backbone, main, inputs_for)
+for note in repeat_notes(repeats, backbone_inputs):
+    display(Markdown(note))
+sdc = sdc_by_backbone(backbone_inputs, cluster_cfg, frames, checkpoints, embedding_dim, feature_selection)
 sdc_main = sdc[0]
-for margin in margins:
-    sdc.append(run_clustering_variant(f"SDC triplet α={margin}", main,
-                                      ClusterConfig(loss="triplet", margin=margin, **cluster_cfg), frames,
-                                      checkpoints / f"sdc_margin_{margin}", embedding_dim,
-                                      feature_selection=feature_selection))
+sdc += margin_variants("supervised", main, margins, cluster_cfg, frames, checkpoints, embedding_dim, feature_selection)
 scratch = inputs_for(main.provenance.backbone, "none")  # the architecture TL really used, from random weights
 sdc.append(run_clustering_variant("SDC NP", scratch, ClusterConfig(**cluster_cfg), frames, checkpoints / "sdc_np",
                                   embedding_dim, feature_selection=feature_selection))
@@ -137,21 +141,19 @@ for note in skip_notes(sdc):
 # %% [markdown]
 # ## SDC against direct classifiers (Table III)
 #
-# The direct classifiers share the backbone and the dropout, end in one logit (a two-way softmax
-# is the same model) trained with BCE, and call melanoma above 0.5. Loss weighting (LW) weights
-# melanomas by the majority:minority ratio of the training set.
+# One direct classifier per backbone with transfer learning, then the learning strategies (NP,
+# TL+DA, TL+LW) on `classifier_backbone` (the study's ResNet50). Each is the backbone with a new
+# output layer: one logit trained with BCE (a two-way softmax is the same model), the study's
+# Adam, melanoma above 0.5, and like SDC the epoch of best validation AUC. Loss weighting (LW)
+# recomputes Eq. 1's class weights in every batch, inversely to that batch's class counts.
 
 # %%
-direct = [run_direct_classifier(f"Classifier {inputs.provenance.backbone}", inputs, TrainConfig(**classifier_cfg),
-                                frames, checkpoints / f"clf_{name}") for name, inputs in backbone_inputs.items()]
-direct += [
-    run_direct_classifier("Classifier NP", scratch, TrainConfig(**classifier_cfg), frames, checkpoints / "clf_np"),
-    run_direct_classifier("Classifier TL+DA", main, TrainConfig(**classifier_cfg), frames, checkpoints / "clf_tlda",
-                          augment=True),
-    run_direct_classifier("Classifier TL+LW", main, TrainConfig(**classifier_cfg), frames, checkpoints / "clf_tllw",
-                          loss_weighting=True),
-]
-supervised = direct + [v for v in sdc if v.name.startswith("SDC triplet α=0.2")] + [sdc_main]
+strategy = resolve(classifier_backbone, backbone_inputs, inputs_for)
+same_net = strategy.provenance.backbone == main.provenance.backbone
+strategy_scratch = scratch if same_net else inputs_for(strategy.provenance.backbone, "none")
+display(Markdown(f"Classifier backbone (`{classifier_backbone}`): {strategy.describe()}."))
+direct = direct_classifiers(backbone_inputs, strategy, strategy_scratch, classifier_cfg, frames, checkpoints)
+supervised = direct + [v for v in sdc if v.name.startswith("SDC triplet")] + [sdc_main]
 ceiling = ctx.oracle_auc(frames["test"])
 display(Markdown("**Ours** (test split)" + (f"; the generator's oracle AUC on it is {ceiling:.3f}" if ceiling else "")))
 display(table(supervised))
@@ -162,7 +164,9 @@ display(CARD.quote("Supervised", 2))
 # %% [markdown]
 # ## Unsupervised deep clustering (UDC) and the unsupervised baselines (Tables IV-VI)
 #
-# No training label is used here. Which cluster is "melanoma" is decided without labels too, by
+# No training label is used here. As for SDC, the margin rows are COM-Triplet with a constant α
+# and `UDC triplet α=0.2` is the traditional triplet loss, here against the cluster centres
+# (Eq. 12-13). Which cluster is "melanoma" is decided without labels too, by
 # one stated rule for every method: **the smaller cluster is the minority** (melanoma is rare).
 # The GMM splits each batch of 3M embeddings; the shallow methods run on the main backbone's
 # frozen ImageNet features; the 1-D projections (kernel PCA, FastICA, LLE, dictionary learning)
@@ -170,11 +174,10 @@ display(CARD.quote("Supervised", 2))
 
 # %%
 udc = [run_clustering_variant("UDC COM-Triplet", main, ClusterConfig(mode="unsupervised", **cluster_cfg), frames,
-                              checkpoints / "udc", embedding_dim, feature_selection=feature_selection),
-       run_clustering_variant("UDC triplet α=0.2", main,
-                              ClusterConfig(mode="unsupervised", loss="triplet", margin=0.2, **cluster_cfg), frames,
-                              checkpoints / "udc_triplet", embedding_dim, feature_selection=feature_selection)]
-shallow = shallow_variants(main, frames, seed)
+                              checkpoints / "udc", embedding_dim, feature_selection=feature_selection)]
+udc += margin_variants("unsupervised", main, margins, cluster_cfg, frames, checkpoints, embedding_dim,
+                       feature_selection)
+shallow = shallow_variants(main, frames, seed, gmm_covariance)
 shallow.append(cae_variant(main, frames, CAEConfig(epochs=cae_epochs, batch_size=cae_batch_size, lr=1e-3,
                                                    device=device, seed=seed), checkpoints / "cae"))
 unsupervised = shallow + udc

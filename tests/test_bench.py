@@ -107,7 +107,9 @@ def test_every_model_chapter_has_a_workload_that_follows_its_parameters(full_par
     assert set(work) == set(MODEL_CHAPTERS)
     assert all(w.images > 0 for items in work.values() for w in items)
     images = {stem: sum(w.images for w in items) for stem, items in work.items()}
-    doubled = {**full_params, "04_efficientnet": {**full_params["04_efficientnet"], "epochs": 40}}
+    own = full_params["04_efficientnet"]
+    doubled = {**full_params, "04_efficientnet": {**own, "epochs": 2 * own["epochs"],
+                                                  "ablation_epochs": 2 * own["ablation_epochs"]}}
     assert sum(w.images for w in passes(doubled)["04_efficientnet"]) == pytest.approx(2 * images["04_efficientnet"],
                                                                                         rel=0.01)
     fewer = {**full_params, "05_deep_clustering": {**full_params["05_deep_clustering"], "backbones": ["vgg16"]}}
@@ -143,3 +145,17 @@ def test_bench_estimate_on_the_command_line(root, tmp_path, monkeypatch, capsys)
     assert "05_deep_clustering" in printed and "goal on one H100-class GPU" in printed
     saved = read_json(out)
     assert saved["machine"] == {"earlier": True} and saved["estimates"]["full"]["total_hours"] > 0
+
+
+def test_full_scale_data_preparation_is_extrapolated_and_judged():
+    from derm_nb.bench import data_scale
+
+    scale = data_scale(patients=3)
+    per_image = scale["seconds_per_image_worker"]
+    assert scale["measured_images"] > 0 and per_image["generator"] > 0 and per_image["prepare"] > 0
+    assert scale["full_seconds"] == pytest.approx(33_126 * sum(per_image.values()) / 16)
+    target = "full 00_data (33k images, 640x480) within 3 min on 16 cores"
+    fast = {**scale, "full_seconds": 120.0}
+    slow = {**scale, "full_seconds": 240.0}
+    assert check_targets({"notebooks": {}, "data_scale": fast}).set_index("target").loc[target, "met"]
+    assert not check_targets({"notebooks": {}, "data_scale": slow}).set_index("target").loc[target, "met"]

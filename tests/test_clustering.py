@@ -155,7 +155,8 @@ def test_training_learns_separable_blobs_and_resumes(tmp_path, mode, loss):
     shift = 1.5 if mode == "supervised" else 3.0  # UDC has no labels: it needs clusters a GMM can see
     x, y = blobs(shift=shift)
     xv, yv = blobs(seed=1, shift=shift)
-    cfg = ClusterConfig(mode=mode, loss=loss, epochs=4, batch_size=15, lr=1e-2, device="cpu", seed=0)
+    cfg = ClusterConfig(mode=mode, loss=loss, margin=0.2 if loss == "triplet" else None, epochs=4, batch_size=15,
+                        lr=1e-2, device="cpu", seed=0)
     torch.manual_seed(0)
     model = Embedder(None, 8, dim=4)
     result = train_clustering(model, FeatureSet(x, y), FeatureSet(xv, yv), cfg, tmp_path / "run")
@@ -213,7 +214,7 @@ def test_autoencoder_learns_and_scores(tmp_path):
     history = train_autoencoder(model, data, CAEConfig(epochs=3, batch_size=8, lr=1e-2, device="cpu"), tmp_path)
     assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
     scores = cae_scores(model, data, data, device="cpu")
-    assert scores.shape == (24,) and ((scores >= 0) & (scores <= 1)).all()
+    assert scores.shape == (24,) and np.ptp(scores) > 0  # not collapsed: the features tell the images apart
     noisy = corrupt(torch.ones(2, 3, 10, 10), 0.0, 0.5, gen)
     assert noisy[0].sum() == 3 * 5 * 5
 

@@ -212,7 +212,7 @@ def test_collapsed_backbone_features_skip_every_shallow_baseline_and_the_chapter
     shown = table(shallow).data
     assert shown["AUC"].isna().all() and shown["skipped"].str.contains("identical").all()
     scored = scored_variant("ok", frames, {"val": np.array([0.2, 0.8, 0.3]), "test": np.array([0.1, 0.9, 0.2])},
-                            PROVENANCE.as_dict())
+                            PROVENANCE.as_dict(), record={"n_params": 3})
     write_model_artifacts(tmp_path, [scored, *shallow], {"oracle_auc": float("nan")})
     record = json.loads((tmp_path / "metrics.json").read_text(), parse_constant=pytest.fail)  # strict JSON
     assert record["oracle_auc"] is None and "identical" in record["variants"]["Fast ICA"]["skipped"]

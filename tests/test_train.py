@@ -72,7 +72,7 @@ def test_resume_continues_where_it_stopped(tmp_path, monkeypatch):
     import derm_nb.train as train_module
 
     full = fit(Tiny(), BCE(), data(), data(seed=1), cfg(epochs=4, patience=99), tmp_path / "full")
-    real_eval, calls = train_module.evaluate_loss, {"n": 0}
+    real_eval, calls = train_module.evaluate_outputs, {"n": 0}
 
     def killed_in_epoch_3(*args, **kwargs):
         calls["n"] += 1
@@ -80,10 +80,10 @@ def test_resume_continues_where_it_stopped(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real_eval(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "evaluate_loss", killed_in_epoch_3)
+    monkeypatch.setattr(train_module, "evaluate_outputs", killed_in_epoch_3)
     with pytest.raises(KeyboardInterrupt):
         fit(Tiny(), BCE(), data(), data(seed=1), cfg(epochs=4, patience=99), tmp_path / "part")
-    monkeypatch.setattr(train_module, "evaluate_loss", real_eval)
+    monkeypatch.setattr(train_module, "evaluate_outputs", real_eval)
     assert torch.load(tmp_path / "part" / "last.pt", weights_only=True)["epoch"] == 1  # epochs 1-2 saved
     resumed = fit(Tiny(), BCE(), data(), data(seed=1), cfg(epochs=4, patience=99), tmp_path / "part")
     assert resumed.history["epoch"].tolist() == [1, 2, 3, 4]

@@ -43,8 +43,8 @@ def test_augmentation_draws_its_parameters_per_image_and_from_the_seed(device):
 
 def test_study001_views_standardise_each_image_of_a_batch():
     images = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8)
-    for train in (False, True):
-        out = study001.transform(24, train, shades_of_grey=True)(images)
+    for train, colour in ((False, "shades_of_grey"), (True, "shades_of_grey"), (True, "greyscale")):
+        out = study001.transform(24, train, colour)(images)
         assert out.shape == (5, 3, 24, 24)
         assert torch.allclose(out.mean(dim=(1, 2, 3)), torch.zeros(5), atol=1e-4)
         assert torch.allclose(out.std(dim=(1, 2, 3)), torch.ones(5), atol=1e-3)

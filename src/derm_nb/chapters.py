@@ -189,8 +189,20 @@ class ChapterContext:
             follows_paper, note = False, ""
         table = differences(card, self.chapter.stem, params, self.data.describe(),
                             bool(self.data.summary.get("synthetic")), self.profile, follows_paper, note)
+        table = pd.concat([table, self._stand_ins()], ignore_index=True)
         write_csv(self.out / "differences.csv", table)
         return table
+
+    def _stand_ins(self) -> pd.DataFrame:
+        """One row per backbone this chapter's models ran in place of the one asked for (from metrics.json)."""
+        path = self.out / "metrics.json"
+        variants = read_json(path).get("variants", {}) if path.is_file() else {}
+        used = {(w["substituted_for"], w["backbone"], w["source"]) for m in variants.values()
+                if (w := m.get("weights") or {}).get("substituted_for")}
+        return pd.DataFrame([(f"weights of {asked}", f"{asked}, ImageNet", f"{backbone} ({source}), standing in",
+                              f"ImageNet weights for {asked} are not available here (offline, not in the torch hub "
+                              "cache): the stated fallback") for asked, backbone, source in sorted(used)],
+                            columns=["aspect", "paper", "this run", "why"])
 
     def path(self, name: str) -> Path:
         """The path of the upstream file `name`; only reads the registry lists for this chapter."""

@@ -73,7 +73,7 @@ def _cmd_data(args: argparse.Namespace) -> int:
     if not TARGETS[target].supports(args.source):
         raise SystemExit(f"derm-nb: error: --target {target}: {args.source} has no such target")
     prepared = prepare(Dataset(args.source, target), args.root, args.out, split_schemes(), seed=args.seed,
-                       official=official_schemes(), cache_size=args.size, workers=args.workers)
+                       official=official_schemes(), cache_size=args.size, workers=args.workers, fit=args.fit)
     print(prepared.manifest.groupby("label_name").size().rename("images").to_string())
     summary = prepared.quality.groupby(["check", "action"]).size() if len(prepared.quality) else "no problems found"
     print(f"quality report ({prepared.folder / 'quality_report.csv'}):\n{summary}")
@@ -139,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--out", required=True, type=Path)
     data.add_argument("--seed", type=int, default=0)
     data.add_argument("--size", type=int, default=256, help="cache image size in px")
+    data.add_argument("--fit", choices=("crop", "resize"), default="crop",
+                      help="cache each image's centred square (crop) or the whole image (resize; 00_data's for BUSI)")
     data.add_argument("--workers", type=int, default=0)
     data.set_defaults(func=_cmd_data)
 

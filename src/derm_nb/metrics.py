@@ -121,6 +121,19 @@ def binary_metrics(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> dict
     }
 
 
+EPOCH_SCORES = ("f1", "precision", "recall", "roc_auc", "tp", "fp", "tn", "fn")
+
+
+def epoch_scores(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """F1, precision, recall, ROC-AUC and the confusion counts at one threshold, for a training history;
+    all NaN when a score is NaN or infinite (a diverging epoch is recorded, not fatal)."""
+    try:
+        scores = binary_metrics(y, p, threshold)
+    except Skipped:
+        return dict.fromkeys(EPOCH_SCORES, NAN)
+    return {k: scores[k] for k in EPOCH_SCORES}
+
+
 def sensitivity_at_specificity(y: np.ndarray, p: np.ndarray, specificity: float = 0.9) -> float:
     """The highest TPR reachable while keeping specificity >= the given value; NaN when `y` lacks a class."""
     if missing_class_reason(y) is not None:

@@ -167,7 +167,11 @@ def run_multiclass_variant(name: str, model: nn.Module, provenance: Provenance, 
 
 def write_model_artifacts(out: Path, variants: list[Variant], meta: dict | None = None) -> None:
     """`metrics.json` (one entry per variant, with the weights it started from, and `skipped` with the reason
-    for a variant that could not be scored; NaN written as null) and `predictions.parquet`."""
+    for a variant that could not be scored; NaN written as null) and `predictions.parquet`. Two variants of one
+    name are an error: one would overwrite the other."""
+    names = [v.name for v in variants]
+    if repeated := sorted({n for n in names if names.count(n) > 1}):
+        raise ValueError(f"variants share a name ({', '.join(repeated)}): metrics.json would keep only one of each")
     metrics = {v.name: {**v.metrics, "weights": v.provenance, **({"skipped": v.skipped} if v.skipped else {}),
                         **{k: x for k, x in v.extra.items() if not isinstance(x, pd.DataFrame)}} for v in variants}
     write_json(out / "metrics.json", json_ready({"variants": metrics, **(meta or {})}))

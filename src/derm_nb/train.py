@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from derm_nb.artifacts import write_atomic
 from derm_nb.datasets import present, to_device
+from derm_nb.metrics import epoch_scores
 from derm_nb.progress import bar
 from derm_nb.transforms import mixup
 
@@ -83,7 +84,8 @@ class Task:
     `batches(epoch)` gives the epoch's batches, `step(batch, epoch, i)` their loss (the engine does
     the backward pass and the optimiser step), `evaluate()` the validation metrics after each
     epoch. `monitor` names the metric that picks the best epoch (`mode` min or max); `None` keeps
-    the last epoch. `state` holds extra objects saved with every checkpoint (e.g. prototypes).
+    the last epoch. `restore_best=False` records the best epoch but keeps the last epoch's weights.
+    `state` holds extra objects saved with every checkpoint (e.g. prototypes).
     """
 
     optimizer: torch.optim.Optimizer
@@ -99,6 +101,7 @@ class Task:
     grad_accum: int = 1
     amp: bool = True
     state: dict[str, Stateful] = field(default_factory=dict)
+    restore_best: bool = True
 
 
 @dataclass
@@ -238,7 +241,7 @@ def run_epochs(model: nn.Module, task: Task, cfg: Any, checkpoint_dir: str | Pat
              "scheduler": task.scheduler.state_dict() if task.scheduler is not None else None,
              "history": history, "best_value": best, "best_epoch": best_epoch, "stale": stale,
              "seconds": elapsed, "epoch": epoch, "signature": signature}, p))
-    if best_epoch >= 1:  # this run's best (a best.pt left by another configuration is never loaded)
+    if best_epoch >= 1 and task.restore_best:  # this run's best (a best.pt of another configuration never loads)
         _restore(model, task, load_checkpoint(best_path, device))
     return TrainResult(pd.DataFrame(history), best_epoch, best, elapsed, best_path, str(device),
                        task.amp and device.type == "cuda")
@@ -262,12 +265,16 @@ class TrainConfig:
     step_size: int = 7               # StepLR
     gamma: float = 0.1               # StepLR
     patience: int = 3                # epochs without val-loss gain before stopping
+    keep: str = "best"               # best: early stopping, the best val-loss epoch; last: every epoch, the last
+    cosine_epochs: int = 0           # the cosine schedule's length (T_max); 0: `epochs`
     min_epochs: int = 1
     freeze_backbone_epochs: int = 0  # warm-up with the backbone frozen
     amp: bool = True                 # bf16 autocast, used on CUDA only
     grad_accum: int = 1
     sampler_pos_share: float = 0.0   # >0: class-balanced sampling with this share of positives
     mixup_alpha: float = 0.0         # >0: mixup with lam ~ Beta(alpha, alpha) (binary targets become soft)
+    epoch_threshold: float | None = None  # binary: also F1, precision, recall, AUC, confusion counts per epoch
+    monitor: str = "val_loss"        # the best epoch by val_loss (lowest) or, with epoch_threshold, val_roc_auc
     device: str = "auto"
     seed: int = 0
     num_workers: int = 0              # DataLoader workers: 0 is fastest for the in-memory cache (see `derm-nb bench`)
@@ -312,7 +319,7 @@ def _correct(output: torch.Tensor, target: torch.Tensor) -> int:
 
 def _scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig):
     if cfg.scheduler == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, cfg.epochs))
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, cfg.cosine_epochs or cfg.epochs))
     if cfg.scheduler == "step":
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
@@ -332,7 +339,8 @@ def loader(dataset: Dataset, batch_size: int, device: torch.device, workers: int
 
 def fit(model: nn.Module, loss_fn: nn.Module, train: Dataset, val: Dataset, cfg: TrainConfig,
         checkpoint_dir: str | Path, train_targets: np.ndarray | None = None) -> TrainResult:
-    """Train a classifier with best-epoch checkpointing on validation loss, early stopping, and resume."""
+    """Train a classifier, with resume: early stopping and the best val-loss epoch (`cfg.keep` 'best'), or
+    every epoch with the last kept ('last')."""
     device = pick_device(cfg.device)
     optimizer = make_optimizer(model.parameters(), cfg)
     generator = torch.Generator()
@@ -360,11 +368,21 @@ def fit(model: nn.Module, loss_fn: nn.Module, train: Dataset, val: Dataset, cfg:
         return StepOutput(loss_fn(output, target), len(target), _correct(output.detach(), batch["target"]))
 
     def evaluate() -> dict[str, float]:
-        loss, acc = evaluate_loss(model, loss_fn, val_loader, device, cfg.amp)
-        return {"val_loss": loss, "val_acc": acc}
+        loss, acc, output, target = evaluate_outputs(model, loss_fn, val_loader, device, cfg.amp)
+        scores = {"val_loss": loss, "val_acc": acc}
+        if cfg.epoch_threshold is not None:
+            prob = torch.sigmoid(output).numpy()
+            scores |= {f"val_{k}": v for k, v in epoch_scores(target.numpy(), prob, cfg.epoch_threshold).items()}
+        return scores
 
-    task = Task(optimizer, batches, step, evaluate, patience=cfg.patience, min_epochs=cfg.min_epochs,
-                scheduler=_scheduler(optimizer, cfg), grad_accum=cfg.grad_accum, amp=cfg.amp,
+    if cfg.keep not in ("best", "last"):
+        raise ValueError(f"TrainConfig.keep is 'best' or 'last', not '{cfg.keep}'")
+    if cfg.monitor != "val_loss" and cfg.epoch_threshold is None:
+        raise ValueError(f"TrainConfig.monitor '{cfg.monitor}' is scored only with an epoch_threshold")
+    best = cfg.keep == "best"
+    task = Task(optimizer, batches, step, evaluate, monitor=cfg.monitor, mode="min" if cfg.monitor.endswith("loss")
+                else "max", patience=cfg.patience if best else None, min_epochs=cfg.min_epochs,
+                scheduler=_scheduler(optimizer, cfg), grad_accum=cfg.grad_accum, amp=cfg.amp, restore_best=best,
                 before_epoch=lambda e: _set_backbone_frozen(model, e.index < cfg.freeze_backbone_epochs))
     return run_epochs(model, task, cfg, checkpoint_dir)
 
@@ -373,8 +391,15 @@ def fit(model: nn.Module, loss_fn: nn.Module, train: Dataset, val: Dataset, cfg:
 def evaluate_loss(model: nn.Module, loss_fn: nn.Module, batches: DataLoader, device: torch.device,
                   amp: bool = False) -> tuple[float, float]:
     """Mean loss and accuracy over a loader."""
+    return evaluate_outputs(model, loss_fn, batches, device, amp)[:2]
+
+
+@torch.no_grad()
+def evaluate_outputs(model: nn.Module, loss_fn: nn.Module, batches: DataLoader, device: torch.device,
+                     amp: bool = False) -> tuple[float, float, torch.Tensor, torch.Tensor]:
+    """Mean loss and accuracy over a loader, with every output and target (float32, on the CPU)."""
     model.eval()
-    total, count, correct = 0.0, 0, 0
+    total, count, correct, outputs, targets = 0.0, 0, 0, [], []
     for batch in batches:
         batch = present(batches.dataset, to_device(batch, device))
         with autocast(device, amp):
@@ -383,7 +408,10 @@ def evaluate_loss(model: nn.Module, loss_fn: nn.Module, batches: DataLoader, dev
         total += float(loss) * len(batch["target"])
         count += len(batch["target"])
         correct += _correct(output.float(), batch["target"])
-    return total / max(count, 1), correct / max(count, 1)
+        outputs.append(output.float().cpu())
+        targets.append(batch["target"].float().cpu())
+    joined = [torch.cat(t) if t else torch.empty(0) for t in (outputs, targets)]
+    return total / max(count, 1), correct / max(count, 1), *joined
 
 
 @torch.no_grad()

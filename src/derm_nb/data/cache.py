@@ -1,4 +1,5 @@
-"""Centre-cropped, resized image cache: built once, in parallel, safe to interrupt, read fast."""
+"""Square image cache (centre-cropped, or the whole image resized): built once, in parallel, safe to
+interrupt, read fast."""
 
 from __future__ import annotations
 
@@ -21,11 +22,26 @@ def center_crop_square(im: Image.Image) -> Image.Image:
     return im.crop((left, top, left + side, top + side))
 
 
-def square_mask(mask_paths: str, original: tuple[int, int], size: int) -> Image.Image:
-    """The union of one or more mask files (';'-separated) for an image of `original` (w, h) px,
-    centre-cropped like the image and resized to `size` px; an 'L' image of 0/255, empty if none.
+FITS = ("crop", "resize")   # the largest centred square, or the whole image squeezed to a square
 
-    Each mask is cropped and nearest-resized before it is thresholded at 127, so the work after
+
+def check_fit(fit: str) -> str:
+    """`fit` if it is one of FITS; a ValueError naming the known ones otherwise."""
+    if fit not in FITS:
+        raise ValueError(f"unknown cache fit '{fit}' (known: {', '.join(FITS)})")
+    return fit
+
+
+def fit_square(im: Image.Image, fit: str) -> Image.Image:
+    """The part of `im` the cache keeps: its largest centred square (`crop`) or all of it (`resize`)."""
+    return center_crop_square(im) if check_fit(fit) == "crop" else im
+
+
+def square_mask(mask_paths: str, original: tuple[int, int], size: int, fit: str = "crop") -> Image.Image:
+    """The union of one or more mask files (';'-separated) for an image of `original` (w, h) px,
+    fitted like the image (`fit`) and resized to `size` px; an 'L' image of 0/255, empty if none.
+
+    Each mask is fitted and nearest-resized before it is thresholded at 127, so the work after
     decoding is done at the cache size; nearest resizing picks source pixels, so this equals
     thresholding at full size first.
     """
@@ -35,16 +51,21 @@ def square_mask(mask_paths: str, original: tuple[int, int], size: int) -> Image.
             m = m if m.mode == "L" else m.convert("L")
             if m.size != original:
                 m = m.resize(original, Image.NEAREST)
-            union |= np.asarray(center_crop_square(m).resize((size, size), Image.NEAREST)) > 127
+            union |= np.asarray(fit_square(m, fit).resize((size, size), Image.NEAREST)) > 127
     return Image.fromarray((union * 255).astype(np.uint8))
+
+
+def cache_folder(size: int, fit: str) -> str:
+    """The cache's folder name: its size, with the fit where it is not the usual centred crop."""
+    return str(size) if check_fit(fit) == "crop" else f"{size}-{fit}"
 
 
 def cache_paths(cache_dir: Path, image_id: str) -> tuple[Path, Path]:
     return cache_dir / f"{image_id}.jpg", cache_dir / f"{image_id}_mask.png"
 
 
-def _cache_one(job: tuple[str, str, str, str, int]) -> str:
-    image_id, path, mask_paths, cache_dir, size = job
+def _cache_one(job: tuple[str, str, str, str, int, str]) -> str:
+    image_id, path, mask_paths, cache_dir, size, fit = job
     image_out, mask_out = cache_paths(Path(cache_dir), image_id)
     if image_out.is_file() and (not mask_paths or mask_out.is_file()):
         return "skipped"
@@ -52,26 +73,27 @@ def _cache_one(job: tuple[str, str, str, str, int]) -> str:
         im.draft("RGB", (size, size))  # JPEG: decode at a reduced scale directly (much faster on large files)
         im = ImageOps.exif_transpose(im).convert("RGB")
         original = im.size  # as displayed: archives store masks in the displayed orientation
-        square = center_crop_square(im).resize((size, size), Image.BILINEAR, reducing_gap=2.0)
-    # Masks are cropped in the original image's coordinates, so they stay aligned with the image.
+        square = fit_square(im, fit).resize((size, size), Image.BILINEAR, reducing_gap=2.0)
+    # Masks are fitted in the original image's coordinates, so they stay aligned with the image.
     if mask_paths:  # an image without a mask gets no mask file: no empty mask can pass for "no lesion"
-        mask = square_mask(mask_paths, original, size)
+        mask = square_mask(mask_paths, original, size, fit)
         write_atomic(mask_out, lambda p: mask.save(p, format="PNG", compress_level=1))
     write_atomic(image_out, lambda p: square.save(p, format="JPEG", quality=95))
     return "written"
 
 
 def build_cache(manifest: pd.DataFrame, cache_dir: str | os.PathLike[str], size: int = 256,
-                workers: int = 0) -> pd.DataFrame:
+                workers: int = 0, fit: str = "crop") -> pd.DataFrame:
     """Write `<image_id>.jpg` at `size` px for every row, and `<image_id>_mask.png` for every row with a
-    mask; skip finished ones.
+    mask; skip finished ones. `fit` keeps the centred square (`crop`) or the whole image (`resize`).
 
     Each file is written to a temporary name and renamed, so an interrupted build leaves only
     complete files and the next call picks up where it stopped.
     """
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    jobs = [(r.image_id, r.path, r.mask_path, str(cache_dir), size) for r in manifest.itertuples()]
+    check_fit(fit)
+    jobs = [(r.image_id, r.path, r.mask_path, str(cache_dir), size, fit) for r in manifest.itertuples()]
     status = parallel_map(_cache_one, jobs, workers, f"cache {size}px")
     out = pd.DataFrame({"image_id": manifest["image_id"].to_numpy(), "status": status})
     out["cache_path"] = [str(cache_paths(cache_dir, i)[0]) for i in out["image_id"]]

@@ -16,7 +16,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from derm_nb.artifacts import read_json, write_csv, write_json, write_parquet
-from derm_nb.data.cache import build_cache, cache_paths
+from derm_nb.data.cache import build_cache, cache_folder, cache_paths
 from derm_nb.data.catalog import SYNTHETIC, TARGETS, Dataset, Plan, apply_target, oracle_probability
 from derm_nb.data.errors import DataError
 from derm_nb.data.manifest import MANIFEST_SCHEMA
@@ -91,9 +91,10 @@ def oracle_auc(prepared: Prepared, frame: pd.DataFrame) -> float | None:
 def prepare(dataset: Dataset, root: str | os.PathLike[str], out: str | os.PathLike[str],
             schemes: Mapping[str, Mapping[str, float]], seed: int = 0, official: Collection[str] = (),
             cache_dir: str | os.PathLike[str] | None = None, cache_size: int = 256, workers: int = 0,
-            oracle_file: str | None = None, synthetic: bool = False) -> Prepared:
+            oracle_file: str | None = None, synthetic: bool = False, fit: str = "crop") -> Prepared:
     """Load a source under a target, add each split scheme ({name: {split: ratio}}; `official` ones take
-    the archive's own partitions where it ships them), check leakage, and build the cache."""
+    the archive's own partitions where it ships them), check leakage, and build the cache (`fit`: the
+    centred square of each image, or the whole image resized; see `cache.FITS`)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     target = TARGETS[dataset.target]
@@ -108,12 +109,12 @@ def prepare(dataset: Dataset, root: str | os.PathLike[str], out: str | os.PathLi
     quality = report.frame()
     write_parquet(out / "manifest.parquet", manifest)
     write_csv(out / "quality_report.csv", quality)
-    cache_dir = Path(cache_dir) if cache_dir else out / "cache" / str(cache_size)
-    cache = build_cache(manifest, cache_dir, cache_size, workers)
+    cache_dir = Path(cache_dir) if cache_dir else out / "cache" / cache_folder(cache_size, fit)
+    cache = build_cache(manifest, cache_dir, cache_size, workers, fit)
     summary = {
         "source": dataset.source, "target": dataset.target, "target_description": target.describe(dataset.source),
         "positive_classes": list(target.positive[dataset.source]), "root": str(Path(root).resolve()),
-        "synthetic": synthetic, "seed": seed, "cache_size": cache_size,
+        "synthetic": synthetic, "seed": seed, "cache_size": cache_size, "cache_fit": fit,
         "cache_dir": os.path.relpath(cache_dir.resolve(), out.resolve()), "classes": target.classes(dataset.source),
         "n_images": len(manifest), "n_groups": int(manifest["group_id"].nunique()),
         "group_kind": str(manifest["group_kind"].iloc[0]), "n_excluded": int((quality["action"] == "excluded").sum()),
@@ -148,9 +149,10 @@ def synthetic_source(source: str, raw_dir: str | os.PathLike[str], **synth: obje
 
 def prepare_catalog(plan: Plan, out: str | os.PathLike[str], schemes: Mapping[str, Mapping[str, float]],
                     official: Collection[str] = (), seed: int = 0, cache_size: int = 256, workers: int = 0,
-                    synth: Mapping[str, Any] | None = None) -> dict[str, Prepared]:
+                    synth: Mapping[str, Any] | None = None, fit: Mapping[str, str] | None = None) -> dict[str, Prepared]:
     """Prepare every distinct dataset of `plan` once under `out/<source>-<target>/` (synthetic ones first
-    generated under `out/raw/`), then write `out/catalog.json`, which the chapters read."""
+    generated under `out/raw/`), then write `out/catalog.json`, which the chapters read. `fit` gives a
+    source's cache fit ({source: crop | resize}; crop where not given)."""
     out = Path(out)
     synth = dict(synth or {})
     patients = dict(synth.pop("n_patients", {}) or {})
@@ -160,10 +162,11 @@ def prepare_catalog(plan: Plan, out: str | os.PathLike[str], schemes: Mapping[st
         if root == SYNTHETIC:
             extra = {"n_patients": int(patients[dataset.source])} if dataset.source in patients else {}
             root, oracle = synthetic_source(dataset.source, out / "raw", seed=seed, workers=workers, **extra, **synth)
+        kept = (fit or {}).get(dataset.source, "crop")
         prepared[dataset.key] = prepare(dataset, root, out / dataset.key, schemes, seed=seed, official=official,
-                                        cache_dir=out / "cache" / dataset.source / str(cache_size),
+                                        cache_dir=out / "cache" / dataset.source / cache_folder(cache_size, kept),
                                         cache_size=cache_size, workers=workers, oracle_file=oracle,
-                                        synthetic=oracle is not None)
+                                        synthetic=oracle is not None, fit=kept)
     write_json(out / "catalog.json", plan.record())
     return prepared
 

@@ -28,7 +28,7 @@ BACKBONES: dict[str, str] = {
     "efficientnet_b0": "torchvision", "efficientnet_b3": "torchvision",
     "mobilenet_v2": "torchvision", "mobilenet_v3_small": "torchvision",
     "vgg16": "torchvision", "densenet169": "torchvision",
-    "efficientnet_lite0": "timm",
+    "efficientnet_lite0": "timm", "mobilenetv1_100": "timm",
 }
 
 

@@ -8,6 +8,7 @@ experts with their gates, the named training sets, its paper card and its verdic
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,9 +18,11 @@ from sklearn.compose import ColumnTransformer
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
 from torch import nn
 
-from derm_nb.cards import PaperCard
+from derm_nb.artifacts import write_csv
+from derm_nb.cards import Deviation, PaperCard
 from derm_nb.data.catalog import Use
 from derm_nb.datasets import CachedImages
+from derm_nb.metrics import EPOCH_SCORES
 from derm_nb.models.backbones import create_backbone
 from derm_nb.results import weights_label
 from derm_nb.transforms import augment_transform, eval_transform
@@ -29,6 +32,43 @@ SPLIT = {"train": 0.85, "val": 0.15}
 DATASETS = {"study000": Use("isic2020", "melanoma", "ISIC 2020 training set (33,126 images, 2,056 patients)")}
 
 TABULAR_COLUMNS = ["sex", "site", "age"]
+EPOCH_THRESHOLD = 0.5  # §5.2: F1, precision, recall, ROC-AUC and the confusion matrix after each epoch at 0.5
+MISSING_METADATA = ("impute", "drop")
+
+
+def metadata_gaps(quality: pd.DataFrame) -> pd.DataFrame:
+    """image_id and what was missing (e.g. 'sex, age') of each row whose metadata the data preparation imputed."""
+    gaps = quality[(quality["action"] == "imputed") & quality["check"].str.startswith("missing ")]
+    return (gaps.assign(missing=gaps["check"].str.removeprefix("missing ")).groupby("image_id", sort=True)["missing"]
+            .agg(", ".join).reset_index())
+
+
+def missing_metadata(splits: dict[str, pd.DataFrame], quality: pd.DataFrame, rule: str
+                     ) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    """The splits under `rule` ('impute': as prepared; 'drop': without the rows with imputed metadata, as
+    the study removed NA rows, §5.1), and every dropped row (split, image_id, target, missing)."""
+    if rule not in MISSING_METADATA:
+        raise ValueError(f"missing_metadata is one of {', '.join(MISSING_METADATA)}, not '{rule}'")
+    gaps = metadata_gaps(quality).set_index("image_id")["missing"]
+    if rule == "impute":
+        gaps = gaps.iloc[:0]
+    dropped = pd.concat([f.loc[f["image_id"].isin(gaps.index), ["image_id", "target"]].assign(split=name)
+                         for name, f in splits.items()], ignore_index=True)
+    dropped = dropped.assign(missing=dropped["image_id"].map(gaps))[["split", "image_id", "target", "missing"]]
+    kept = {name: f[~f["image_id"].isin(gaps.index)].reset_index(drop=True) for name, f in splits.items()}
+    return kept, dropped
+
+
+def report_dropped(dropped: pd.DataFrame, rule: str, out: Path) -> str:
+    """Write `out`/missing_metadata.csv (the dropped rows) and say in one markdown line what was done."""
+    write_csv(out / "missing_metadata.csv", dropped)
+    if rule == "impute":
+        return ("Missing metadata: **imputed** (unknown sex or site, median age), as 00_data prepared it; "
+                "the study removed such rows (set `missing_metadata` to `drop`).")
+    counts = ", ".join(f"{n} {split}" for split, n in dropped["split"].value_counts().sort_index().items())
+    return (f"Missing metadata: **dropped**, as the study did: {len(dropped)} rows ({counts or 'none'}; "
+            f"{int(dropped['target'].sum())} melanomas), listed in `missing_metadata.csv`"
+            + (f": {', '.join(dropped['image_id'])}." if 0 < len(dropped) <= 20 else "."))
 
 
 def tabular_encoder() -> ColumnTransformer:
@@ -133,6 +173,28 @@ def training_sets(train: pd.DataFrame, aug_copies: list[int], per_group: int, se
     return {"Base All": (train, 0), "Base Small": (small, 0), **{f"Base Small {k}aug": (small, k) for k in aug_copies}}
 
 
+def epoch_table(history: pd.DataFrame) -> pd.DataFrame:
+    """Each model's validation loss and its metrics at `EPOCH_THRESHOLD`, epoch by epoch (from the history)."""
+    columns = ["model", "epoch", "val_loss", *(f"val_{k}" for k in EPOCH_SCORES)]
+    return history[[c for c in columns if c in history]].reset_index(drop=True)
+
+
+def expert_set_spec(name: str) -> tuple[str, int]:
+    """An experts' training-set name as (base set, augmented copies): 'all', 'small', 'small+3aug' (§5.2)."""
+    base, _, aug = name.partition("+")
+    copies = aug.removesuffix("aug")
+    if base not in ("all", "small") or (aug and (base != "small" or not aug.endswith("aug") or not copies.isdigit())):
+        raise ValueError(f"unknown training set '{name}' (known: all, small, small+Kaug, e.g. small+3aug)")
+    return base, int(copies or 0)
+
+
+def expert_sets(train: pd.DataFrame, names: list[str], per_group: int, seed: int) -> dict:
+    """The experts' training sets by name, {name: (rows, augmented copies per image)}."""
+    small = small_dataset(train, per_group=per_group, seed=seed)
+    specs = {name: expert_set_spec(name) for name in names}
+    return {name: (train if base == "all" else small, copies) for name, (base, copies) in specs.items()}
+
+
 def expert_gates(brightness: pd.Series, split_point: float) -> dict:
     """The two mixtures of experts, each a function of a frame giving its (N, 2) gate."""
     return {"Sex experts": lambda f: sex_gate(f["sex"]),
@@ -176,6 +238,47 @@ def subgroup_attributes(frame: pd.DataFrame, brightness: pd.Series, split_point:
     return frame.assign(brightness_band=np.where(dark, "dark", "light"))[["image_id", "sex", "brightness_band"]]
 
 
+_BASE_SETTINGS = {
+    "backbone": "resnet18", "weights": "imagenet",  # §4: ResNet-18 with ImageNet1k V1 weights
+    "image_size": 256,                               # §5.1: every image resized to 256 x 256
+    "small_per_patient": 2,                          # §5.1: every melanoma, then 2 images per patient
+    "missing_metadata": "drop",                      # §5.1: duplicates and NA rows removed
+    "epochs": 10, "batch_size": 64, "lr": 1e-5,      # §5.2: at most 10 epochs, batch 64, Adam at 1e-5, cosine
+    "patience": 3,                                   # §5.2: early stop after 3 epochs without val-loss gain
+}
+_NO_TEST = Deviation(
+    "test set", "Base Small scored on the Kaggle private test set (ROC-AUC in the card's data line)",
+    "not scored on a test set; every score is on the common validation set",
+    "the competition's test labels are not public, and the synthetic stand-in has no Kaggle test set")
+_BASE_METHODS = (
+    Deviation("tabular branch", "sex, site and age one-hot encoded (§5.1) into the base architecture of Fig. 7, "
+              "adapted from the competition winner's (layer sizes not given in the text)",
+              "sex and site one-hot, age as years / 100, into an MLP 64 -> 32 (BatchNorm, ReLU, dropout 0.3)",
+              "Fig. 7 is not in the text; §5.1 does not say how age was binned, and a number keeps its order"),
+    Deviation("augmentation", "albumentations: flip, shift, scale, rotate and brightness (limits not stated)",
+              "torchvision v2 with albumentations' default limits: h-flip p 0.5, shift 0.0625, scale 0.9-1.1, "
+              "rotation 45 degrees, brightness 0.2; each copy drawn once and kept",
+              "one transform library for the whole book; the paper gives no limits, so albumentations' defaults "
+              "stand in"),
+    Deviation("small set", "drawn from all training data, then split 85:15 again; the validation rows a training "
+              "set used were removed from the common validation set (§5.2)",
+              "drawn from the 85 % training split only; any validation row a set uses is still counted and removed",
+              "the same leak-free comparison without losing validation rows"),
+    _NO_TEST,
+)
+_EXPERT_METHODS = (
+    Deviation("experts", "separate ResNet image classifiers per sex or brightness band, with the tabular data "
+              "(§4; the figure is not in the text)",
+              "two ResNet-18 image branches mixed by a fixed gate, one shared tabular branch and head",
+              "the smallest model that routes each image to its subgroup's branch; the paper gives no layer sizes"),
+    Deviation("brightness split", "the brightness of the middle melanoma image, melanomas sorted by brightness (§4)",
+              "the median brightness of the training split's melanomas (01_eda)",
+              "computed on training rows only, so no validation image sets the split"),
+    Deviation("unknown sex", "NA rows removed (§5.1), so every image has a sex",
+              "under missing_metadata 'impute', an image of unknown sex goes through both experts (gate 0.5, 0.5)",
+              "the paper does not say; with 'drop' (the paper's) there are no such images"),
+)
+
 CARD = PaperCard(
     study="000",
     title="Resource-efficient melanoma classification with ResNet-18 and metadata",
@@ -187,7 +290,18 @@ CARD = PaperCard(
          "ROC-AUC": [0.900, 0.868, 0.856, 0.834], "Recall": [0.806, 0.806, 0.806, 0.806]},
         index=["Base All", "Base Small", "Base Small 3aug", "Base Small 5aug"])},
     notes={"experts": ("The sex- and brightness-based experts 'failed to train' except on all images, with "
-                       "ROC-AUC no better than chance on the smaller sets (study 000, §6); no table was published.")},
+                       "ROC-AUC no better than chance on the smaller sets (study 000, §6); no table was published."),
+           "training_time": ("the base model trained in less than 30 minutes on the small set against over five hours "
+                             "on all images (study 000, §5.2 and §6), under a tenth of the time")},
+    splits=("ISIC 2020 training data split 85:15 into train and validation, grouped by patient (§5.1); no test "
+            "split of its own (the Kaggle test set's labels are hidden)"),
+    settings={
+        "01_eda": {"brightness_sample": 2500},                         # §3: a random sample of 2,500 images
+        "02_baseline": {**_BASE_SETTINGS, "aug_copies": [3, 5]},       # §5.1: 3 and 5 augmentations per image
+        "03_experts": {**_BASE_SETTINGS,                               # §5.2: every model on every training set
+                       "training_sets": ["all", "small", "small+3aug", "small+5aug"]},
+    },
+    methods={"02_baseline": _BASE_METHODS, "03_experts": _EXPERT_METHODS},
     headlines=(
         ("ResNet-18 + metadata, small set", "ROC-AUC (validation)", 0.868, "SIIM-ISIC 2020, 85:15 patient split"),
         ("ResNet-18 + metadata, all images", "ROC-AUC (validation)", 0.900, "SIIM-ISIC 2020, 85:15 patient split"),
@@ -220,7 +334,8 @@ def workload(stem: str, p: Mapping[str, Any], n: Mapping[str, Any]) -> list[Pass
                 **{f"Base Small {k}aug": (small, k + 1) for k in p["aug_copies"]}}
     else:
         named = {"all": n["train"], "small": small}
-        sets = {f"{gate} experts on {name}": (named[name], 2) for name in p["training_sets"]
+        specs = {name: expert_set_spec(name) for name in p["training_sets"]}
+        sets = {f"{gate} experts on {name}": (named[base], 2 * (copies + 1)) for name, (base, copies) in specs.items()
                 for gate in ("Sex", "Brightness")}
     return [work for what, (images, factor) in sets.items()
             for work in epochs_of(p, images, n["val"], what, p["backbone"], p["image_size"], factor)]

@@ -1,17 +1,19 @@
 """Study 001: EfficientNet-B0 on ISIC 2018, malignant vs benign (seed 001).
 
-Its split (70/15/15, patient/lesion-wise stratified), Shades-of-Grey colour constancy and per-image
-standardisation, the train-only augmentation, the recipe and its named ablations, the Grad-CAM
-mass analysis of where the recipe model looks, its paper card and its verdict for the summary.
+Its split (70/15/15, patient/lesion-wise stratified), Shades-of-Grey colour constancy, greyscale and
+per-image standardisation, the train-only augmentation, the recipe, its milestone-1 baseline and its
+named ablations, the Grad-CAM mass analysis of where the recipe model looks, its paper card and its
+verdict for the summary.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import kornia
 import kornia.augmentation as K
 import matplotlib.pyplot as plt
 import numpy as np
@@ -22,11 +24,12 @@ from matplotlib.figure import Figure
 from PIL import Image
 from torch import nn
 
-from derm_nb.cards import PaperCard
+from derm_nb.cards import Deviation, PaperCard
 from derm_nb.data.catalog import Use
 from derm_nb.datasets import CachedImages
 from derm_nb.explain import heatmap_mass
 from derm_nb.losses import BCE, FocalBCE
+from derm_nb.train import TrainConfig
 from derm_nb.transforms import BatchView
 from derm_nb.workload import Pass, epochs_of
 
@@ -66,50 +69,103 @@ class PerImageStandardize(nn.Module):
         return (x - x.mean(dim=dims, keepdim=True)) / (x.std(dim=dims, keepdim=True) + self.eps)
 
 
-def transform(size: int, train: bool, shades_of_grey: bool = False) -> BatchView:
+JITTER = 0.1  # brightness, contrast and saturation (Sec. 3.1); the paper jitters no hue
+
+
+class Greyscale(nn.Module):
+    """The luminance (ITU-R BT.601 weights) of a float image (..., 3, H, W), copied to all three channels."""
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return kornia.color.rgb_to_grayscale(image.float()).expand_as(image).contiguous()
+
+
+COLOURS: dict[str, type[nn.Module] | None] = {"rgb": None, "shades_of_grey": ShadesOfGrey, "greyscale": Greyscale}
+
+
+def transform(size: int, train: bool, colour: str = "rgb") -> BatchView:
     """Train-only augmentation (random resized crop 0.9-1.0, h/v flips, rotation ±15°, colour jitter
-    0.1, zoom), optional Shades-of-Grey colour constancy, then per-image standardisation.
+    0.1 of brightness, contrast and saturation, zoom), then the colour step (`rgb`: none;
+    `shades_of_grey`: colour constancy; `greyscale`: luminance), then per-image standardisation.
 
     Centre-crop to square already happened in the cache.
     """
+    if colour not in COLOURS:
+        raise KeyError(f"unknown colour step '{colour}' (known: {', '.join(COLOURS)})")
     steps: list[nn.Module] = []
     if train:
         steps += [K.RandomResizedCrop((size, size), scale=(0.9, 1.0)), K.RandomHorizontalFlip(),
-                  K.RandomVerticalFlip(), K.RandomRotation(15, p=1.0), K.ColorJitter(0.1, 0.1, 0.1, 0.1, p=1.0),
+                  K.RandomVerticalFlip(), K.RandomRotation(15, p=1.0),
+                  K.ColorJitter(brightness=JITTER, contrast=JITTER, saturation=JITTER, p=1.0),
                   K.RandomAffine(degrees=0, scale=(1.0, 1.1), p=1.0)]
-    finish = ([ShadesOfGrey()] if shades_of_grey else []) + [PerImageStandardize()]
-    return BatchView(size, steps, finish)
+    step = COLOURS[colour]
+    return BatchView(size, steps, ([step()] if step else []) + [PerImageStandardize()])
 
 
 @dataclass(frozen=True)
 class Ablation:
-    """One named variant's settings: each ablation changes one thing against the recipe."""
+    """One named variant's settings against the recipe: its size, epochs, colour step and training switches."""
 
     key: str
     title: str
     size: int
-    shades_of_grey: bool = False
+    epochs: int
+    colour: str = "rgb"
     focal: bool = True
-    sampler_pos_share: float | None = None   # None: the recipe's share
+    focal_alpha: float | None = None          # None: the recipe's α
+    sampler_pos_share: float | None = None    # None: the recipe's share
     mixup_alpha: float = 0.0
+    warmup: bool = True
+    amp: bool = True
+    grad_accum: bool = True
 
 
-VARIANTS = ("recipe", "300px", "mixup", "shades_of_grey", "no_focal", "no_sampler")
+VARIANTS = ("recipe", "milestone1", "300px", "mixup", "shades_of_grey", "greyscale", "no_focal", "no_sampler")
 
 
-def variant(key: str, image_size: int, ablation_size: int, mixup_alpha: float) -> Ablation:
-    """The settings of the variant `key` (one of VARIANTS) at this run's sizes."""
+def variant(key: str, image_size: int, ablation_size: int, mixup_alpha: float, epochs: int, ablation_epochs: int,
+            baseline_focal_alpha: float) -> Ablation:
+    """The settings of the variant `key` (one of VARIANTS) at this run's sizes and epochs.
+
+    The recipe and the milestone-1 baseline run `epochs`; the ablations run `ablation_epochs`, as the paper's.
+    """
+    n = ablation_epochs
     specs = {
-        "recipe": Ablation(key, "Recipe", image_size),
-        "300px": Ablation(key, f"{ablation_size} px", ablation_size),
-        "mixup": Ablation(key, f"Mixup {mixup_alpha}", image_size, mixup_alpha=mixup_alpha),
-        "shades_of_grey": Ablation(key, "Shades of Grey", image_size, shades_of_grey=True),
-        "no_focal": Ablation(key, "BCE instead of focal", image_size, focal=False),
-        "no_sampler": Ablation(key, "No balanced sampler", image_size, sampler_pos_share=0.0),
+        "recipe": Ablation(key, "Recipe", image_size, epochs),
+        "milestone1": Ablation(key, "Milestone 1 baseline", image_size, epochs, focal_alpha=baseline_focal_alpha,
+                               sampler_pos_share=0.0, warmup=False, amp=False, grad_accum=False),
+        "300px": Ablation(key, f"{ablation_size} px", ablation_size, n),
+        "mixup": Ablation(key, f"Mixup {mixup_alpha}", image_size, n, mixup_alpha=mixup_alpha),
+        "shades_of_grey": Ablation(key, "Shades of Grey (colour constancy)", image_size, n, colour="shades_of_grey"),
+        "greyscale": Ablation(key, "Greyscale (the paper's text)", image_size, n, colour="greyscale"),
+        "no_focal": Ablation(key, "BCE instead of focal", image_size, n, focal=False),
+        "no_sampler": Ablation(key, "No balanced sampler", image_size, n, sampler_pos_share=0.0),
     }
     if key not in specs:
         raise KeyError(f"unknown study-001 variant '{key}' (known: {', '.join(VARIANTS)})")
     return specs[key]
+
+
+def train_config(ablation: Ablation, recipe: TrainConfig) -> TrainConfig:
+    """The recipe's training configuration with the variant's epochs, sampler, mixup, warm-up, AMP and accumulation."""
+    return replace(recipe, epochs=ablation.epochs, mixup_alpha=ablation.mixup_alpha,
+                   sampler_pos_share=recipe.sampler_pos_share if ablation.sampler_pos_share is None
+                   else ablation.sampler_pos_share,
+                   freeze_backbone_epochs=recipe.freeze_backbone_epochs if ablation.warmup else 0,
+                   amp=recipe.amp and ablation.amp, grad_accum=recipe.grad_accum if ablation.grad_accum else 1)
+
+
+def within_cache(ablations: Sequence[Ablation], cache_px: int) -> tuple[list[Ablation], list[str]]:
+    """The variants whose size the image cache holds, and a note for each one left out: resizing a
+    `cache_px` cache up adds pixels, not resolution. The recipe itself must fit (a ValueError)."""
+    for a in ablations:
+        if a.key == "recipe" and a.size > cache_px:
+            raise ValueError(f"the recipe asks for {a.size} px, more than the {cache_px} px image cache: run 00_data "
+                             f"with a cache_size of at least {a.size}")
+    kept = [a for a in ablations if a.size <= cache_px]
+    notes = [f"**{a.title}: not run.** It asks for {a.size} px, but 00_data cached the images at {cache_px} px: "
+             f"resizing them up would add pixels, not resolution. Run 00_data with a `cache_size` of at least "
+             f"{a.size} to run it." for a in ablations if a.size > cache_px]
+    return kept, notes
 
 
 def split_overview(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
@@ -120,15 +176,15 @@ def split_overview(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
 
 def datasets(ablation: Ablation, images: Mapping[str, torch.Tensor],
              frames: Mapping[str, pd.DataFrame]) -> dict[str, CachedImages]:
-    """Each split's dataset at the variant's size and colour constancy; augmentation on `train` only."""
-    return {s: CachedImages(images[s], frames[s]["target"], transform(ablation.size, s == "train",
-                                                                      ablation.shades_of_grey))
+    """Each split's dataset at the variant's size and colour step; augmentation on `train` only."""
+    return {s: CachedImages(images[s], frames[s]["target"], transform(ablation.size, s == "train", ablation.colour))
             for s in frames}
 
 
 def loss(ablation: Ablation, focal_alpha: float, focal_gamma: float) -> nn.Module:
-    """The recipe's focal BCE (α, γ), or plain BCE for the variant that turns focal loss off."""
-    return FocalBCE(focal_alpha, focal_gamma) if ablation.focal else BCE()
+    """The recipe's focal BCE (α, γ; the variant's own α where it has one), or plain BCE for `no_focal`."""
+    alpha = focal_alpha if ablation.focal_alpha is None else ablation.focal_alpha
+    return FocalBCE(alpha, focal_gamma) if ablation.focal else BCE()
 
 
 MASS_COLUMNS = ["lesion_mass", "lesion_area", "corner_mass", "corner_area", "lesion_enrichment"]
@@ -212,17 +268,89 @@ def gradcam_finding(summary: pd.DataFrame, group: str) -> str:
             f"({r['corner_area']:.0%} of the area).")
 
 
+CHAPTER = "04_efficientnet"
 CARD = PaperCard(
     study="001",
     title="EfficientNet-B0 for malignant vs benign lesions on ISIC 2018",
-    data=("ISIC 2018 Task 3 dermoscopy (18.63 % malignant), patient-wise 70/15/15 split, test set, "
-          "EfficientNet-B0 ImageNet at 224 px, Youden threshold; F1 is macro-F1 for the recipe row."),
-    tables={"Results": pd.DataFrame(
-        {"AUROC": [0.909, 0.906, 0.884, 0.874], "balanced accuracy": [0.755, 0.727, 0.674, 0.697],
-         "F1": [0.778, 0.753, 0.701, 0.725], "recall": [0.56, 0.502, 0.397, 0.443]},
-        index=["Recipe (20 epochs)", "300 px (15 epochs)", "Mixup 0.2 (15 epochs)", "Shades of Grey (15 epochs)"])},
+    data=("ISIC 2018 Task 3 dermoscopy, 11,720 images (18.63 % malignant), test set, EfficientNet-B0 ImageNet at "
+          "224 px, Youden threshold; F1 is macro-F1 for the recipe row."),
+    splits="patient-wise stratified 70/15/15 train/validation/test, one partition (Sec. 2, 3.1)",
+    tables={
+        "Results": pd.DataFrame(
+            {"AUROC": [0.909, 0.88, 0.906, 0.884, 0.874], "balanced accuracy": [0.755, 0.71, 0.727, 0.674, 0.697],
+             "F1": [0.778, 0.72, 0.753, 0.701, 0.725], "recall": [0.56, np.nan, 0.502, 0.397, 0.443]},
+            index=["Recipe (20 epochs)", "Milestone 1 baseline", "300 px (15 epochs)", "Mixup 0.2 (15 epochs)",
+                   "Shades of Grey (15 epochs)"]),
+        # Abstract: "the AUROC rose by 2-3 points over the previous baseline" (milestone 1).
+        "Claim": pd.DataFrame({"from": [0.02], "to": [0.03]}, index=["Recipe AUROC - milestone 1 AUROC"]),
+    },
+    notes={"Results": "Sec. 4.1 (recipe; milestone 1 as 'baseline', its recall not computed) and 4.3.1-4.3.3.",
+           "Claim": "Abstract: the AUROC rose by 2-3 points over the milestone-1 baseline."},
     headlines=(("EfficientNet-B0 recipe", "AUROC (test)", 0.909, "ISIC 2018 Task 3, 70/15/15 patient split"),),
+    settings={CHAPTER: {
+        "backbone": "efficientnet_b0",      # Sec. 3.2, timm
+        "weights": "imagenet",              # Sec. 3.2
+        "image_size": 224,                  # Sec. 3.1
+        "ablation_size": 300,               # Sec. 4.3.1
+        "epochs": 20,                       # Sec. 4.1, Figure 2
+        "ablation_epochs": 15,              # Sec. 4.3.1-4.3.3
+        "keep_epoch": "last",               # Sec. 4.1: the run was too short to find a stopping point
+        "cosine_epochs": 30,                # Sec. 3.2: cosine annealing over 30 total epochs
+        "batch_size": 32,                   # Sec. 3.2
+        "grad_accum": 2,                    # Sec. 3.2: doubles the effective batch
+        "lr": 3e-4,                         # Sec. 3.2
+        "weight_decay": 1e-4,               # Sec. 3.2
+        "sampler_pos_share": 0.4,           # Sec. 3.2: 60 % benign, 40 % malignant
+        "focal_alpha": 0.6,                 # Sec. 3.2
+        "focal_gamma": 2.0,                 # Sec. 3.2
+        "baseline_focal_alpha": 0.75,       # Sec. 3.2: milestone 1's α
+        "mixup_alpha": 0.2,                 # Sec. 4.3.2
+        "variants": ["recipe", "milestone1", "300px", "mixup", "shades_of_grey"],   # Sec. 4.1, 4.3
+    }},
+    reasons={CHAPTER: {
+        "variants": ("we add the greyscale reading of 'Shades of Grey' (the paper's text) beside colour constancy "
+                     "(its name), and two ablations of our own: focal loss off and the sampler off"),
+    }},
+    methods={CHAPTER: (
+        Deviation("images", "11,720: all of ISIC 2018 Task 3 (training, validation and test sets)",
+                  "the 10,015 training images", "only the training set ships lesion groupings "
+                  "(LesionGroupings.csv); the validation and test images have none to split by"),
+        Deviation("split unit", "patient-wise", "lesion-wise (one lesion's images stay in one split)",
+                  "ISIC 2018 Task 3 ships no patient ids; the lesion is the closest unit it has"),
+        Deviation("'Shades of Grey' ablation", "named Shades of Grey, described as a greyscale transform (Sec. 4.3.3)",
+                  "both: `shades_of_grey` is Shades-of-Grey colour constancy (Finlayson & Trezzi, p 6), "
+                  "`greyscale` is the luminance copied to three channels",
+                  "the name and the text disagree, and the paper does not say which it ran"),
+        Deviation("milestone-1 baseline", "alpha 0.75, no sampler, no warm-up, no mixed precision, no gradient "
+                  "accumulation; its other settings are not restated",
+                  "the recipe with those five changes (`milestone1`)",
+                  "the paper says only that all other settings remain as in milestone 1"),
+        Deviation("warm-up freeze", "the new head trains alone at first (length not stated)",
+                  "`warmup_epochs` epochs with the backbone frozen", "the paper gives no length"),
+        Deviation("random zoom", "random zoom (range not stated)", "zoom 1.0-1.1 (an affine scale)",
+                  "the paper gives no range"),
+        Deviation("mixed precision", "mixed precision on an NVIDIA T4 (fp16 presumably)",
+                  "bf16 autocast on CUDA; float32 on CPU", "bf16 needs no loss scaling; CPU autocast gains nothing"),
+        Deviation("Youden threshold", "Youden's point (the split it was chosen on is not stated)",
+                  "chosen on the validation split, applied to the test split", "choosing it on the test split would "
+                  "flatter the threshold-dependent metrics"),
+    )},
 )
+
+
+def milestone_gain(auroc: Mapping[str, float]) -> str:
+    """One sentence: the recipe's AUROC gain over the milestone-1 baseline (`auroc`: variant title -> AUROC),
+    against the paper's claim."""
+    if not {"Recipe", "Milestone 1 baseline"} <= set(auroc.keys()):
+        return "The milestone-1 baseline was not run, so the paper's claimed gain over it is not tested here."
+    recipe, baseline = pd.to_numeric(pd.Series([auroc["Recipe"], auroc["Milestone 1 baseline"]]), errors="coerce")
+    gain = recipe - baseline
+    if pd.isna(gain):
+        return "The recipe or the milestone-1 baseline could not be scored, so the paper's claimed gain is not tested."
+    claim = CARD.tables["Claim"].iloc[0]
+    inside = "within" if claim["from"] <= gain <= claim["to"] else "outside"
+    return (f"The recipe's AUROC is {100 * gain:+.1f} points against the milestone-1 baseline's, {inside} the "
+            f"paper's claimed gain of {100 * claim['from']:.0f} to {100 * claim['to']:.0f} points.")
 
 
 def verdict(rows: pd.DataFrame) -> str:
@@ -234,7 +362,7 @@ def verdict(rows: pd.DataFrame) -> str:
     published = CARD.tables["Results"].loc["Recipe (20 epochs)", "AUROC"]
     return (f"* **Study 001**: recipe AUROC {recipe:.3f} (study: {published:.3f} on ISIC 2018). Variants beyond the "
             f"recipe's interval: {', '.join(better) if better else 'none'}; the study also found no ablation "
-            "better than its recipe.")
+            f"better than its recipe. {milestone_gain(rows['roc_auc'])}")
 
 
 def workload(stem: str, p: Mapping[str, Any], n: Mapping[str, Any]) -> list[Pass]:
@@ -242,7 +370,8 @@ def workload(stem: str, p: Mapping[str, Any], n: Mapping[str, Any]) -> list[Pass
     epoch and the test split once, at the variant's size (`bench --estimate`)."""
     out = []
     for key in p["variants"]:
-        size = p["ablation_size"] if key == "300px" else p["image_size"]
-        out += epochs_of(p, n["train"], n["val"], key, p["backbone"], size)
-        out.append(Pass(f"{key}: test", p["backbone"], size, n["test"], train=False))
+        a = variant(key, p["image_size"], p["ablation_size"], p["mixup_alpha"], p["epochs"], p["ablation_epochs"],
+                    p["baseline_focal_alpha"])
+        out += epochs_of(p, n["train"], n["val"], key, p["backbone"], a.size, epochs=a.epochs)
+        out.append(Pass(f"{key}: test", p["backbone"], a.size, n["test"], train=False))
     return out

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from derm_nb.cards import PaperCard
+from derm_nb.cards import Deviation, PaperCard
 from derm_nb.data.catalog import Use
 from derm_nb.workload import Pass, epochs_of
 
@@ -61,6 +61,63 @@ CARD = PaperCard(
     headlines=(("SDC COM-Triplet (VGG16)", "AUC (split test set)", 0.8881, _DATA),
                ("Direct classifier ResNet50 TL+LW", "AUC (split test set)", 0.8423, _DATA),
                ("UDC COM-Triplet (VGG16)", "AUC (split test set)", 0.7085, _DATA)),
+    splits="75 % training, 12.5 % validation, 12.5 % test, not overlapping (§IV; not said to be grouped by patient)",
+    settings={"05_deep_clustering": {
+        "backbone": "vgg16",                     # §V.A: the best backbone, used "in all experiments thereafter"
+        "backbones": ["vgg16", "resnet50", "densenet169", "efficientnet_b3"],   # §IV, Tables I-II
+        "classifier_backbone": "resnet50",       # §V.A: the strategies' classifier, best in validation
+        "weights": "imagenet",                   # §IV: transfer learning from ImageNet
+        "finetune": "all",                       # §IV: the whole CNN trains
+        "image_size": 256,                       # §IV: 256 x 256
+        "epochs": 15,                            # §IV: Adam, 15 epochs (clustering and classifiers)
+        "batch_size": 15,                        # §IV: batch size 15
+        "lr": 1e-5,                              # §IV: learning rate 1e-5
+        "classifier_lr": 1e-5,                   # §IV, direct classifiers: 1e-5
+        "margins": [0.2, 0.6],                   # §IV: the constant margins of Tables I-II and IV-V
+        "feature_selection": True,               # §IV: prototype feature selection
+        "gmm_covariance": "full",                # §III Eq. 9: a full covariance matrix per component
+        "sweep_majority": 4500,                  # §V.C: 4,500 nevi
+        "sweep_minorities": [4500, 2250, 1125, 300, 125, 75],   # §V.C
+        "sweep_scale": 1.0,                      # §V.C: the counts as stated
+        "sweep_repeats": 1,                      # §V.C: one model per ratio
+    }},
+    reasons={"05_deep_clustering": {
+        "sweep_scale": ("ISIC 2019's 4,522 melanomas leave about 3,390 in a 75 % training split, fewer than the "
+                        "4,500 of the balanced ratio: full scales every count by 0.75 (3,375:{3,375 ... 56}), "
+                        "keeping the ratios"),
+    }},
+    methods={"05_deep_clustering": (
+        Deviation("framework", "Keras on TensorFlow, Keras' ImageNet weights", "PyTorch, torchvision's ImageNet "
+                  "weights", "the package's one training engine; the architectures are the same"),
+        Deviation("backbone weights offline", "each backbone's ImageNet weights",
+                  "where a backbone's ImageNet weights cannot be had, the `weights_fallback` stand-in (each row's "
+                  "weights column says so); a backbone whose stand-in repeats an earlier one is left out",
+                  "no network at run time: rows of identical networks would repeat one another"),
+        Deviation("embedding width S", "not stated", "the `embedding_dim` parameter", "the study gives no value"),
+        Deviation("convolution map to embedding layer", "the dense layers are replaced by the embedding "
+                  "layer (how the last map is reduced is not stated)", "global average pooling, as the other "
+                  "backbones' own heads (VGG16: 512 features, no fc6/fc7)", "not stated; Keras' "
+                  "include_top=False leaves the map to the user"),
+        Deviation("direct classifier output", "softmax over two outputs, binary cross-entropy",
+                  "one logit, sigmoid binary cross-entropy", "the same model with one redundant output removed"),
+        Deviation("epoch kept", "not stated (\"the validation set was used to select hyperparameters\")",
+                  "every model (SDC, UDC, direct classifiers) keeps its epoch of best validation AUC",
+                  "one stated rule for every model, the study's own selection metric"),
+        Deviation("which UDC cluster is melanoma", "not stated", "the smaller GMM component of each batch (the "
+                  "smaller cluster for the shallow baselines and the CAE)", "no labels: melanoma is the rare class"),
+        Deviation("feature-selection threshold", "\"the difference between maximum and minimum feature weight "
+                  "averaged across prototypes\"", "the midpoint between the smallest and largest |Cl_min - Cl_maj|",
+                  "our reading of an ambiguous sentence"),
+        Deviation("1-D baselines", "kernel PCA with \"a third-order linear kernel\"; a threshold learned on "
+                  "the projection", "a cubic polynomial kernel; the threshold from 2-means on the training "
+                  "projections", "a linear kernel has no order; how the threshold is learned is not stated"),
+        Deviation("CAE", "the autoencoder of [62], not described", "3 strided convolutions down and 3 up, "
+                  "`cae_epochs`, Adam 1e-3", "the study gives no architecture or training settings"),
+        Deviation("official ISIC 2020 test set", "AUC from the challenge's server (Tables III, VI)",
+                  "the split test set only", "its labels are not public and the book runs offline"),
+        Deviation("ISIC 2019 / HAM10000 comparisons", "Tables VII-VIII", "not run; ISIC 2019 serves only the "
+                  "imbalance sweep", "the chapter's budget; every model would run twice more"),
+    )},
 )
 
 
@@ -82,14 +139,17 @@ def workload(stem: str, p: Mapping[str, Any], n: Mapping[str, Any]) -> list[Pass
     embeds 3 x the training images (M triplets, or 3M images, per len/M iterations) and a classifier
     epoch 1 x; with `finetune: head` each backbone's features are computed once (with `aug_views`)
     and the heads on them cost next to nothing."""
-    size, main = p["image_size"], p["backbone"]
+    size, main, clf = p["image_size"], p["backbone"], p["classifier_backbone"]
     if p["finetune"] == "head":
         views = n["train"] * (1 + p["aug_views"]) + n["val"] + n["test"]
-        return [Pass(f"features {b}", b, size, views, train=False) for b in p["backbones"]]
-    runs = [(f"SDC {b}", b, 3) for b in p["backbones"]] + [(f"SDC triplet α={m}", main, 3) for m in p["margins"]]
-    runs += [("SDC NP", main, 3), ("SDC TL+DA", main, 3), ("UDC COM-Triplet", main, 3), ("UDC triplet α=0.2", main, 3)]
-    runs += [(f"Classifier {b}", b, 1) for b in p["backbones"]]
-    runs += [("Classifier NP", main, 1), ("Classifier TL+DA", main, 1), ("Classifier TL+LW", main, 1)]
+        names = dict.fromkeys([main, *p["backbones"], clf])
+        return [Pass(f"features {b}", b, size, views, train=False) for b in names]
+    margins = [*(f"COM-Triplet α={m}" for m in p["margins"]), "triplet α=0.2"]
+    runs = [(f"SDC {b}", b, 3) for b in dict.fromkeys([main, *p["backbones"]])]
+    runs += [(f"{kind} {m}", main, 3) for kind in ("SDC", "UDC") for m in margins]
+    runs += [("SDC NP", main, 3), ("SDC TL+DA", main, 3), ("UDC COM-Triplet", main, 3)]
+    runs += [(f"Classifier {b}", b, 1) for b in dict.fromkeys([main, *p["backbones"]])]
+    runs += [("Classifier NP", clf, 1), ("Classifier TL+DA", clf, 1), ("Classifier TL+LW", clf, 1)]
     out = [w for what, b, factor in runs for w in epochs_of(p, n["train"], n["val"], what, b, size, factor)]
     for minority in p["sweep_minorities"]:
         subset = (p["sweep_majority"] + minority) * p["sweep_scale"]

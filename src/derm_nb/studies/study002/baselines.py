@@ -7,6 +7,7 @@ projection, centres every image is equidistant from) raises `derm_nb.metrics.Ski
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,10 +74,19 @@ UNSUPERVISED_BASELINES = ("GMM", "K-Means", "PCA", "Fast ICA", "LLE", "ODL")
 LLE_NEIGHBOURS = 5
 
 
-def unsupervised_baseline(name: str, train: np.ndarray, test: np.ndarray, seed: int = 0) -> np.ndarray:
-    """Study 002's unsupervised baselines on backbone embeddings (§IV), scored on `test` in [0, 1].
+def fitted_size(estimator: object) -> int:
+    """A fitted scikit-learn estimator's learned numbers: the sizes of its float arrays named with a
+    trailing underscore (centres, covariances, components; kernel PCA's stored training rows)."""
+    return int(sum(np.size(v) for k, v in vars(estimator).items()
+                   if k.endswith("_") and not k.startswith("_") and isinstance(v, np.ndarray) and v.dtype.kind == "f"))
 
-    GMM (2 components, tol 1e-3, reg 1e-6, 100 EM iterations, k-means init) and k-means (10 starts,
+
+def fitted_baseline(name: str, train: np.ndarray, seed: int = 0,
+                    gmm_covariance: str = "full") -> tuple[Callable[[np.ndarray], np.ndarray], int]:
+    """Study 002's unsupervised baselines on backbone embeddings (§IV), fitted once on `train`: a scorer of any
+    split (in [0, 1]) and the estimator's learned numbers.
+
+    GMM (2 components, tol 1e-3, reg 1e-6, 100 EM iterations, k-means init, `gmm_covariance`) and k-means (10 starts,
     3000 iterations) use their centres as UDC uses its prototypes. Kernel PCA (cubic polynomial
     kernel), FastICA (200 iterations, whitened), LLE (5 neighbours, reg 1e-3) and online dictionary
     learning (OMP, sparsity 1, 1000 iterations) project onto one dimension, where a threshold is learned.
@@ -89,11 +99,12 @@ def unsupervised_baseline(name: str, train: np.ndarray, test: np.ndarray, seed: 
     check_features(train, name, min_rows=LLE_NEIGHBOURS + 1 if name == "LLE" else 2)
     if name == "GMM":
         gmm = GaussianMixture(2, tol=1e-3, reg_covar=1e-6, max_iter=100, init_params="kmeans",
-                              covariance_type="diag", random_state=seed).fit(train)
-        return _nearest_centre_score(train, test, gmm.means_, gmm.predict(train), name)
+                              covariance_type=gmm_covariance, random_state=seed).fit(train)
+        labels = gmm.predict(train)
+        return (lambda x: _nearest_centre_score(train, x, gmm.means_, labels, name)), fitted_size(gmm)
     if name == "K-Means":
         km = cluster.KMeans(2, n_init=10, max_iter=3000, random_state=seed).fit(train)
-        return _nearest_centre_score(train, test, km.cluster_centers_, km.labels_, name)
+        return (lambda x: _nearest_centre_score(train, x, km.cluster_centers_, km.labels_, name)), fitted_size(km)
     reducers = {
         "PCA": lambda: decomposition.KernelPCA(1, kernel="poly", degree=3, random_state=seed),
         "Fast ICA": lambda: decomposition.FastICA(1, max_iter=200, whiten="unit-variance", random_state=seed),
@@ -106,7 +117,14 @@ def unsupervised_baseline(name: str, train: np.ndarray, test: np.ndarray, seed: 
                                                                  random_state=seed),
     }
     reducer = reducers[name]().fit(train)
-    return _projection_score(reducer.transform(train)[:, 0], reducer.transform(test)[:, 0], seed, name)
+    projected = reducer.transform(train)[:, 0]
+    return (lambda x: _projection_score(projected, reducer.transform(x)[:, 0], seed, name)), fitted_size(reducer)
+
+
+def unsupervised_baseline(name: str, train: np.ndarray, test: np.ndarray, seed: int = 0,
+                          gmm_covariance: str = "full") -> np.ndarray:
+    """One baseline (see `fitted_baseline`) fitted on `train` and scored on `test`."""
+    return fitted_baseline(name, train, seed, gmm_covariance)[0](test)
 
 
 class ConvAutoencoder(nn.Module):

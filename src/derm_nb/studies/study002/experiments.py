@@ -3,7 +3,10 @@ baselines, scored in the study's table form; the imbalance sweep (Fig. 4) and th
 
 from __future__ import annotations
 
+import copy
+import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,7 @@ from derm_nb.data.errors import DataError
 from derm_nb.datasets import CachedImages
 from derm_nb.losses import BCE
 from derm_nb.metrics import NAN, Skipped, class_weighted_metrics, missing_class_reason
+from derm_nb.models.backbones import Provenance
 from derm_nb.results import Variant, count_parameters, results_table, skipped_variant, train_and_predict
 from derm_nb.studies.study002 import CARD
 from derm_nb.studies.study002.baselines import (
@@ -22,12 +26,12 @@ from derm_nb.studies.study002.baselines import (
     CAEConfig,
     ConvAutoencoder,
     cae_scores,
+    fitted_baseline,
     train_autoencoder,
-    unsupervised_baseline,
 )
 from derm_nb.studies.study002.inputs import ModelInputs
-from derm_nb.studies.study002.losses import malignancy_score, select_features
-from derm_nb.studies.study002.training import ClusterConfig, embed, train_clustering
+from derm_nb.studies.study002.losses import BatchBalancedBCE, malignancy_score, select_features
+from derm_nb.studies.study002.training import ADAM_BETAS, ADAM_EPS, ClusterConfig, embed, train_clustering
 from derm_nb.train import TrainConfig, predict
 from derm_nb.transforms import eval_transform
 
@@ -39,9 +43,9 @@ def scored_variant(name: str, frames: dict[str, pd.DataFrame], scores: dict[str,
     (class-weighted metrics at `threshold`, the study's nearest-prototype / argmax boundary); skipped
     when a score is not finite."""
     test = frames["test"]["target"].to_numpy()
-    record = {"n_params": 0, **(record or {}), "train_seconds": round(seconds, 1)}  # n_params 0: scikit-learn
+    record = {"n_params": 0, **(record or {}), "train_seconds": round(seconds, 3)}  # 0: scores with no fitted model
     try:
-        metrics = {**class_weighted_metrics(test, scores["test"], threshold, seed=seed), **record}
+        metrics = {**record, **class_weighted_metrics(test, scores["test"], threshold, seed=seed)}  # n_eval: the test split
     except Skipped as error:
         return skipped_variant(name, str(error), provenance, history, record, seconds)
     predictions = pd.concat([pd.DataFrame({"image_id": frames[s]["image_id"].to_numpy(), "split": s, "model": name,
@@ -84,23 +88,34 @@ def run_clustering_variant(name: str, inputs: ModelInputs, cfg: ClusterConfig, f
                           record, seed=cfg.seed)
 
 
+TRIPLET_MARGIN = 0.2  # §IV: the traditional triplet loss's baselines (SDC/UDC Triplet) prescribe 0.2 [23]
+
+
+def classifier_settings(epochs: int, batch_size: int, lr: float, device: str = "auto", seed: int = 0) -> dict:
+    """The direct classifiers' TrainConfig fields: the study's Adam (betas 0.9/0.99, eps 1e-7) at a constant
+    rate, every epoch run, and the epoch kept by validation AUC as for SDC and UDC."""
+    return dict(epochs=epochs, batch_size=batch_size, lr=lr, optimizer="adam", betas=ADAM_BETAS, eps=ADAM_EPS,
+                scheduler="none", patience=epochs, epoch_threshold=0.5, monitor="val_roc_auc", device=device,
+                seed=seed)
+
+
 def run_direct_classifier(name: str, inputs: ModelInputs, cfg: TrainConfig, frames: dict[str, pd.DataFrame], checkpoint_dir: Path,
                           augment: bool = False, loss_weighting: bool = False,
                           train_rows: np.ndarray | None = None) -> Variant:
     """Study 002's direct classifier (BCE, argmax boundary 0.5), optionally with augmentation or loss
-    weighting (positives weighted by n_majority / n_minority), scored in the study's table form; skipped when
-    the training rows lack a class."""
+    weighting (Eq. 1's class weights recomputed from each batch's class counts, [56]), scored in the study's
+    table form; skipped when the training rows lack a class."""
     if reason := _training_class_reason(inputs, train_rows):
         return skipped_variant(name, f"a classifier: the training split {reason}", inputs.provenance.as_dict())
     train = inputs.dataset("train", augment, train_rows)
-    targets = np.asarray(train.targets)
-    pos_weight = (targets == 0).sum() / max(1, (targets == 1).sum()) if loss_weighting else None
     model = inputs.classifier()
-    result, val_prob, record = train_and_predict(name, model, BCE(pos_weight), train, inputs.dataset("val"), cfg,
+    loss = BatchBalancedBCE() if loss_weighting else BCE()
+    result, val_prob, record = train_and_predict(name, model, loss, train, inputs.dataset("val"), cfg,
                                                   checkpoint_dir, torch.sigmoid, None)
     scores = {"val": val_prob,
               "test": predict(model, inputs.dataset("test"), batch_size=cfg.batch_size * 2, device=cfg.device)}
-    record = {**record, "n_train": len(train), "pos_weight": pos_weight}
+    record = {**record, "n_train": len(train), "loss_weighting": "per batch" if loss_weighting else None,
+              "epoch_selection": cfg.monitor}
     return scored_variant(name, frames, scores, inputs.provenance.as_dict(), result.seconds, result.history,
                           record, seed=cfg.seed)
 
@@ -150,37 +165,100 @@ def split_table(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
                          for s, f in frames.items()}).T
 
 
-def sdc_by_backbone(names: list[str], main_name: str, main: ModelInputs, inputs_for: Callable[[str], ModelInputs],
-                    cfg: dict, frames: dict[str, pd.DataFrame], checkpoints: Path, dim: int,
-                    feature_selection: bool = True) -> tuple[list[Variant], dict[str, ModelInputs], list[str]]:
-    """SDC COM-Triplet on each backbone in turn (Tables I-II); returns the variants, the inputs used by name
-    (the main one first) and the backbones skipped because their stand-in weights are the main backbone's."""
-    variants, used, skipped = [], {main_name: main}, []
+def distinct_backbones(names: list[str], main_name: str, main: ModelInputs,
+                       inputs_for: Callable[[str], ModelInputs]) -> tuple[dict[str, ModelInputs], dict[str, str]]:
+    """The inputs of each asked-for backbone (the main one first), by the name asked for, and the backbones left
+    out because the weights they really got are an earlier one's (offline, every backbone's stand-in is the
+    same Lite0): {name: the backbone whose row it would repeat}. Rows are named by the asked-for backbone, so
+    two stand-ins never share a name (nor overwrite each other in metrics.json)."""
+    used, repeats = {main_name: main}, {}
     for name in names:
         inputs = used.get(name) or inputs_for(name)
-        if name != main_name and inputs.provenance == main.provenance:
-            skipped.append(name)
-            continue
-        used[name] = inputs
-        variants.append(run_clustering_variant(f"SDC {inputs.provenance.backbone}", inputs, ClusterConfig(**cfg),
-                                               frames, checkpoints / f"sdc_{name}", dim,
-                                               feature_selection=feature_selection))
-    return variants, used, skipped
+        twin = next((n for n, u in used.items() if n != name and same_weights(u.provenance, inputs.provenance)), None)
+        if twin is not None:
+            repeats[name] = twin
+        else:
+            used[name] = inputs
+    return used, repeats
 
 
-def shallow_variants(inputs: ModelInputs, frames: dict[str, pd.DataFrame], seed: int = 0) -> list[Variant]:
+def same_weights(a: Provenance, b: Provenance) -> bool:
+    """Whether two backbones really are the same network with the same starting weights (whatever was asked)."""
+    return replace(a, substituted_for=None) == replace(b, substituted_for=None)
+
+
+def resolve(name: str, used: dict[str, ModelInputs], inputs_for: Callable[[str], ModelInputs]) -> ModelInputs:
+    """The inputs for backbone `name`: those already built for it; or, where its real weights are an earlier
+    backbone's, that one's inputs (features computed once) labelled with `name`'s provenance; else new ones."""
+    if name in used:
+        return used[name]
+    inputs = inputs_for(name)
+    twin = next((u for u in used.values() if same_weights(u.provenance, inputs.provenance)), None)
+    if twin is None:
+        return inputs
+    shared = copy.copy(twin)
+    shared.provenance = inputs.provenance
+    return shared
+
+
+def repeat_notes(repeats: dict[str, str], used: dict[str, ModelInputs]) -> list[str]:
+    """One markdown line per backbone left out by `distinct_backbones`, naming what it would have repeated."""
+    return [f"`{name}`: its ImageNet weights are not available here and its stand-in "
+            f"({used[twin].provenance.label()}) is the one `{twin}` already ran, so its rows would repeat "
+            f"`{twin}`'s; left out." for name, twin in repeats.items()]
+
+
+def sdc_by_backbone(backbones: dict[str, ModelInputs], cfg: dict, frames: dict[str, pd.DataFrame], checkpoints: Path,
+                    dim: int, feature_selection: bool = True) -> list[Variant]:
+    """SDC COM-Triplet on each distinct backbone (Tables I-II), named by the backbone asked for."""
+    return [run_clustering_variant(f"SDC {name}", inputs, ClusterConfig(**cfg), frames, checkpoints / f"sdc_{name}",
+                                   dim, feature_selection=feature_selection) for name, inputs in backbones.items()]
+
+
+def margin_variants(mode: str, inputs: ModelInputs, margins: list[float], cfg: dict, frames: dict[str, pd.DataFrame],
+                    checkpoints: Path, dim: int, feature_selection: bool = True) -> list[Variant]:
+    """The margin rows of Tables I-II (SDC) or IV-V (UDC): COM-Triplet with each constant margin, then the
+    traditional triplet loss with the study's 0.2 (Tables III and VI)."""
+    prefix = "SDC" if mode == "supervised" else "UDC"
+    runs = [(f"{prefix} COM-Triplet α={m}", "com", m, f"{prefix.lower()}_com_{m}") for m in margins]
+    runs.append((f"{prefix} triplet α={TRIPLET_MARGIN}", "triplet", TRIPLET_MARGIN, f"{prefix.lower()}_triplet"))
+    return [run_clustering_variant(name, inputs, ClusterConfig(mode=mode, loss=loss, margin=m, **cfg), frames,
+                                   checkpoints / folder, dim, feature_selection=feature_selection)
+            for name, loss, m, folder in runs]
+
+
+def direct_classifiers(backbones: dict[str, ModelInputs], strategy: ModelInputs, scratch: ModelInputs, cfg: dict,
+                       frames: dict[str, pd.DataFrame], checkpoints: Path) -> list[Variant]:
+    """Table III's direct classifiers: one per distinct backbone with transfer learning, then the learning
+    strategies (NP, TL+DA, TL+LW) on `strategy`, the classifier backbone (the study: ResNet50)."""
+    variants = [run_direct_classifier(f"Classifier {name}", inputs, TrainConfig(**cfg), frames,
+                                      checkpoints / f"clf_{name}") for name, inputs in backbones.items()]
+    return variants + [
+        run_direct_classifier("Classifier NP", scratch, TrainConfig(**cfg), frames, checkpoints / "clf_np"),
+        run_direct_classifier("Classifier TL+DA", strategy, TrainConfig(**cfg), frames, checkpoints / "clf_tlda",
+                              augment=True),
+        run_direct_classifier("Classifier TL+LW", strategy, TrainConfig(**cfg), frames, checkpoints / "clf_tllw",
+                              loss_weighting=True)]
+
+
+def shallow_variants(inputs: ModelInputs, frames: dict[str, pd.DataFrame], seed: int = 0,
+                     gmm_covariance: str = "full") -> list[Variant]:
     """The shallow unsupervised baselines (§IV) on the frozen backbone's features, each scored on the test split."""
     frozen = {s: inputs.features(s) for s in ("train", "val", "test")}
-    return [_shallow_variant(name, frozen, frames, inputs.provenance.as_dict(), seed) for name in UNSUPERVISED_BASELINES]
+    return [_shallow_variant(name, frozen, frames, inputs.provenance.as_dict(), seed, gmm_covariance)
+            for name in UNSUPERVISED_BASELINES]
 
 
 def _shallow_variant(name: str, frozen: dict[str, np.ndarray], frames: dict[str, pd.DataFrame], provenance: dict,
-                     seed: int) -> Variant:
+                     seed: int, gmm_covariance: str) -> Variant:
+    tic = time.perf_counter()
     try:
-        scores = {s: unsupervised_baseline(name, frozen["train"], frozen[s], seed) for s in ("val", "test")}
+        score, n_params = fitted_baseline(name, frozen["train"], seed, gmm_covariance)
+        scores = {s: score(frozen[s]) for s in ("val", "test")}
     except Skipped as error:
         return skipped_variant(name, str(error), provenance)
-    return scored_variant(name, frames, scores, provenance, seed=seed)
+    return scored_variant(name, frames, scores, provenance, time.perf_counter() - tic, record={"n_params": n_params},
+                          seed=seed)
 
 
 def cae_variant(inputs: ModelInputs, frames: dict[str, pd.DataFrame], cfg: CAEConfig, checkpoint_dir: Path) -> Variant:
@@ -196,7 +274,8 @@ def cae_variant(inputs: ModelInputs, frames: dict[str, pd.DataFrame], cfg: CAECo
         scores = {s: cae_scores(model, images["train"], images[s], cfg.seed, cfg.device) for s in ("val", "test")}
     except Skipped as error:
         return skipped_variant("CAE", str(error), provenance, history, {"train_seconds": round(seconds, 1)}, seconds)
-    return scored_variant("CAE", frames, scores, provenance, seconds, history, seed=cfg.seed)
+    return scored_variant("CAE", frames, scores, provenance, seconds, history, {"n_params": count_parameters(model)},
+                          seed=cfg.seed)
 
 
 def imbalance_sweep(inputs: ModelInputs, frames: dict[str, pd.DataFrame], pairs: list[tuple[int, int]], repeats: int,
@@ -248,9 +327,10 @@ def sweep_summary(sweep: pd.DataFrame) -> pd.DataFrame:
 
 def findings(sdc_main: Variant, direct: list[Variant], udc: list[Variant], shallow: list[Variant],
              summary: pd.DataFrame, ceiling: float | None) -> dict[str, float | str]:
-    """The chapter's closing numbers (for glue): SDC against the best direct classifier, UDC and the shallow
-    baselines, and SDC's lead at the most imbalanced ratio that ran, beside the study's. Skipped variants and
-    ratios are left out; a number that none could give is NaN (a name "none")."""
+    """The chapter's closing numbers (for glue): SDC against the best direct classifier, UDC (`udc`: COM-Triplet
+    first, the traditional triplet loss last) and the shallow baselines, and SDC's lead at the most imbalanced
+    ratio that ran, beside the study's. Skipped variants and ratios are left out; a number that none could give
+    is NaN (a name "none")."""
     scored = [v for v in direct if np.isfinite(auc_of(v))]
     best = max(scored, key=auc_of) if scored else None
     shallow_aucs = np.array([a for a in map(auc_of, shallow) if np.isfinite(a)])
@@ -258,7 +338,7 @@ def findings(sdc_main: Variant, direct: list[Variant], udc: list[Variant], shall
     paper = CARD.tables["Sweep"].iloc[:, 0]
     return {**_auc_and_ci("sdc", sdc_main), "best_direct": best.name if best else "none",
             **_auc_and_ci("best_direct", best), "oracle_clause": f"; the oracle ceiling is {ceiling:.3f}" if ceiling else "",
-            "udc_auc": auc_of(udc[0]), "udc_triplet_auc": auc_of(udc[1]),
+            "udc_auc": auc_of(udc[0]), "udc_triplet_auc": auc_of(udc[-1]),
             "shallow_min_auc": float(shallow_aucs.min()) if len(shallow_aucs) else NAN,
             "shallow_max_auc": float(shallow_aucs.max()) if len(shallow_aucs) else NAN,
             "extreme_ratio": str(gaps.index[-1]) if len(gaps) else "none",

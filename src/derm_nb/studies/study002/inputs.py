@@ -13,11 +13,12 @@ import copy
 
 import numpy as np
 import torch
+import torchvision
 from torch import nn
 from torch.utils.data import Dataset
 
 from derm_nb.datasets import CachedImages
-from derm_nb.models.backbones import create_backbone
+from derm_nb.models.backbones import Provenance, create_backbone
 from derm_nb.models.heads import BackboneClassifier
 from derm_nb.train import predict, seed_everything
 from derm_nb.transforms import augment_transform, eval_transform
@@ -31,6 +32,28 @@ def augment(size: int):
 
 
 _augment = augment  # the methods below take an `augment` flag that shadows the function
+
+
+def dense_free(backbone: nn.Module, width: int) -> tuple[nn.Module, int]:
+    """The backbone without any dense or dropout layer of its ImageNet head (§IV: "the dense layers of backbone
+    CNNs were replaced with an embedding layer"), and its output width.
+
+    VGG16 loses fc6 and fc7 (about 120M parameters) and pools its last convolution map globally, as the
+    other backbones do; EfficientNet-B3 loses its head's own dropout, so only the study's 0.3 remains.
+    """
+    if isinstance(backbone, torchvision.models.VGG):
+        backbone.avgpool, backbone.classifier = nn.AdaptiveAvgPool2d(1), nn.Identity()
+        return backbone, [m for m in backbone.features if isinstance(m, nn.Conv2d)][-1].out_channels
+    head = getattr(backbone, "classifier", None)
+    if isinstance(head, nn.Sequential) and all(isinstance(m, (nn.Dropout, nn.Identity)) for m in head):
+        backbone.classifier = nn.Identity()
+    return backbone, width
+
+
+def embedding_backbone(name: str, weights: str, fallback: str = "") -> tuple[nn.Module, int, Provenance]:
+    """`create_backbone` with the ImageNet head's dense and dropout layers removed (`dense_free`)."""
+    module, width, provenance = create_backbone(name, weights, fallback)
+    return (*dense_free(module, width), provenance)
 
 
 class Embedder(nn.Module):
@@ -93,7 +116,7 @@ class ModelInputs:
         self.finetune, self.name, self.weights, self.fallback = finetune, backbone, weights, fallback
         self.images, self.targets, self.size = images, {k: np.asarray(v) for k, v in targets.items()}, size
         self.aug_views, self.seed, self.device, self.batch_size = aug_views, seed, device, batch_size
-        self._module, self.width, self.provenance = create_backbone(backbone, weights, fallback)
+        self._module, self.width, self.provenance = embedding_backbone(backbone, weights, fallback)
         self._features: dict[tuple[str, bool], np.ndarray] = {}
 
     def _images(self, split: str, augment: bool, rows: np.ndarray | None = None) -> CachedImages:
@@ -134,14 +157,12 @@ class ModelInputs:
         return Embedder(self._trainable_backbone(), self.width, dim)
 
     def classifier(self, seed: int | None = None) -> nn.Module:
-        """A fresh direct classifier: backbone -> dropout 0.3 -> one logit (sigmoid BCE = two-way softmax)."""
+        """A fresh direct classifier: the same backbone -> one logit (sigmoid BCE = the study's two-way softmax).
+
+        §IV: 256 px inputs (so not the ImageNet dense layers, which need 224 px) and a new output layer."""
         seed_everything(self.seed if seed is None else seed)
         backbone = self._trainable_backbone()
-        if backbone is None:
-            return nn.Sequential(nn.Dropout(0.3), nn.Linear(self.width, 1))
-        model = BackboneClassifier(backbone, self.width, 1)
-        model.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(self.width, 1))
-        return model
+        return nn.Linear(self.width, 1) if backbone is None else BackboneClassifier(backbone, self.width, 1)
 
     def describe(self) -> str:
         what = self.provenance.label()

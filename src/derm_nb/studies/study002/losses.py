@@ -1,6 +1,7 @@
 """Study 002's equations (§III): cosine distances, the triplet and COM-Triplet losses, the UDC
 centre loss, batch centres, the prototypes kept while their separation grows, prototype feature
-selection and the nearest-prototype score. Each function names the equation it implements.
+selection, the nearest-prototype score, and the direct classifiers' per-batch class weights (Eq. 1). Each function
+names the equation it implements.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 
 def cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -24,27 +26,49 @@ def triplet_loss(anchor: torch.Tensor, positive: torch.Tensor, negative: torch.T
     return F.relu(cosine_distance(anchor, positive) - cosine_distance(anchor, negative) + margin).mean()
 
 
-def com_triplet_loss(anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
-    """Eq. 3-5: mean of max(0, Dist_wa + alpha), Dist_wa = d(A,P) - (d(A,N) + d(P,N)) / 2, alpha = 1 - d(P,N)."""
+def com_triplet_loss(anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor,
+                     margin: float | None = None) -> torch.Tensor:
+    """Eq. 3-5: mean of max(0, Dist_wa + alpha), Dist_wa = d(A,P) - (d(A,N) + d(P,N)) / 2, alpha = 1 - d(P,N).
+
+    A number for `margin` is the constant alpha of Tables I-II's margin rows (COM-Triplet, fixed margin).
+    """
     d_pn = cosine_distance(positive, negative)
     dist_wa = cosine_distance(anchor, positive) - 0.5 * (cosine_distance(anchor, negative) + d_pn)
-    return F.relu(dist_wa + (1.0 - d_pn)).mean()
+    return F.relu(dist_wa + (1.0 - d_pn if margin is None else margin)).mean()
 
 
 def centre_loss(embeddings: torch.Tensor, is_minority: torch.Tensor, mu_min: torch.Tensor, mu_maj: torch.Tensor,
-                margin: float | None = None) -> torch.Tensor:
+                margin: float | None = None, com: bool = True) -> torch.Tensor:
     """Eq. 12-13 (UDC): P and N replaced by the two cluster centres.
 
-    `margin=None` is the adaptive margin 1 - d(mu_min, mu_maj) with the COM distance of Eq. 13; a number
-    gives the traditional triplet loss against the centres, d(A, own) - d(A, other) + margin.
+    With `com` (COM-Triplet), the distance of Eq. 13 and the adaptive margin 1 - d(mu_min, mu_maj) of
+    Eq. 12, or the constant `margin` when one is given; without, the traditional triplet loss against
+    the centres, d(A, own) - d(A, other) + margin.
     """
     d_min = cosine_distance(embeddings, mu_min.expand_as(embeddings))
     d_maj = cosine_distance(embeddings, mu_maj.expand_as(embeddings))
     own, other = torch.where(is_minority, d_min, d_maj), torch.where(is_minority, d_maj, d_min)
-    if margin is not None:
+    if not com:
+        if margin is None:
+            raise ValueError("the traditional triplet loss needs a constant margin")
         return F.relu(own - other + margin).mean()
     d_centres = cosine_distance(mu_min, mu_maj)
-    return F.relu(own - 0.5 * (other + d_centres) + (1.0 - d_centres)).mean()
+    alpha = 1.0 - d_centres if margin is None else margin
+    return F.relu(own - 0.5 * (other + d_centres) + alpha).mean()
+
+
+class BatchBalancedBCE(nn.Module):
+    """Eq. 1 with loss-term weighting recomputed in each iteration ([56], §IV): w = B / (K n_class) for the batch's
+    B images and its K classes present (scikit-learn's "balanced"), so a batch of one class is weighted 1."""
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        target = target.float()
+        positive = target > 0.5
+        n_pos = positive.sum()
+        n_neg = target.numel() - n_pos
+        share = target.numel() / ((n_pos > 0).float() + (n_neg > 0).float())
+        weight = torch.where(positive, share / n_pos.clamp(min=1), share / n_neg.clamp(min=1))
+        return F.binary_cross_entropy_with_logits(logits, target, weight=weight)
 
 
 def batch_centres(embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

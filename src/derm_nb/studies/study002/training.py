@@ -25,20 +25,22 @@ from derm_nb.studies.study002.losses import (
 )
 from derm_nb.train import Epoch, StepOutput, Task, pick_device, run_epochs
 
+ADAM_BETAS, ADAM_EPS = (0.9, 0.99), 1e-7   # §IV: the study's Adam, for every model it trains
+
 
 @dataclass
 class ClusterConfig:
     """SDC / UDC training: the study's Adam (0.9, 0.99, 1e-7), 1e-5, batch 15, 15 epochs by default."""
 
     mode: str = "supervised"         # supervised (SDC, triplets from labels) | unsupervised (UDC, GMM)
-    loss: str = "com"                # com (COM-Triplet, adaptive margin) | triplet (constant margin)
-    margin: float = 0.2              # the triplet loss's constant margin
+    loss: str = "com"                # com (COM-Triplet) | triplet (the traditional triplet loss)
+    margin: float | None = None      # None: COM-Triplet's adaptive margin; a number: a constant margin
     epochs: int = 15
     batch_size: int = 15             # M: triplets per iteration (SDC) or 3M images (UDC)
     lr: float = 1e-5
-    betas: tuple[float, float] = (0.9, 0.99)
-    eps: float = 1e-7
-    gmm_covariance: str = "diag"     # a full covariance from 3M = 45 points in S dimensions is singular
+    betas: tuple[float, float] = ADAM_BETAS
+    eps: float = ADAM_EPS
+    gmm_covariance: str = "full"     # the study's (Eq. 9); diag is cheaper on a CPU
     gmm_tol: float = 1e-3
     gmm_reg: float = 1e-6
     device: str = "auto"
@@ -123,7 +125,7 @@ def _supervised_step(model: nn.Module, train: Dataset, labels: np.ndarray, cfg: 
         x, y = collate(train, index.reshape(-1), epoch.device)
         e = model(x)
         a, p, n = e.split(cfg.batch_size)
-        loss = com_triplet_loss(a, p, n) if cfg.loss == "com" else triplet_loss(a, p, n, cfg.margin)
+        loss = com_triplet_loss(a, p, n, cfg.margin) if cfg.loss == "com" else triplet_loss(a, p, n, cfg.margin)
         prototypes.offer(*batch_centres(e.detach().float(), y))
         return StepOutput(loss)
     return step
@@ -139,8 +141,8 @@ def _unsupervised_step(model: nn.Module, train: Dataset, cfg: ClusterConfig, pro
         mu_min_t = torch.as_tensor(mu_min, dtype=e.dtype, device=e.device)
         mu_maj_t = torch.as_tensor(mu_maj, dtype=e.dtype, device=e.device)
         prototypes.offer(mu_min_t, mu_maj_t)
-        margin = None if cfg.loss == "com" else cfg.margin
-        return StepOutput(centre_loss(e, torch.as_tensor(is_min, device=e.device), mu_min_t, mu_maj_t, margin))
+        is_min_t = torch.as_tensor(is_min, device=e.device)
+        return StepOutput(centre_loss(e, is_min_t, mu_min_t, mu_maj_t, cfg.margin, com=cfg.loss == "com"))
     return step
 
 
@@ -152,6 +154,9 @@ def train_clustering(model: nn.Module, train: Dataset, val: Dataset, cfg: Cluste
     scores is recorded; the epoch with the best one (model and prototypes) is kept. UDC never sees
     training labels; validation labels only pick the epoch.
     """
+    if cfg.loss not in ("com", "triplet") or (cfg.loss == "triplet" and cfg.margin is None):
+        raise ValueError(f"loss '{cfg.loss}' with margin {cfg.margin}: com (margin None or a number) or triplet "
+                         "(with a number)")
     prototypes = Prototypes()
     steps = range(max(1, len(train) // cfg.batch_size))
     step = (_supervised_step(model, train, train.all_targets, cfg, prototypes) if cfg.mode == "supervised"

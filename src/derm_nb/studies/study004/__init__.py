@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from derm_nb.cards import PaperCard
+from derm_nb.cards import Deviation, PaperCard
 from derm_nb.data.catalog import Use
 from derm_nb.workload import Pass
 
@@ -39,6 +39,59 @@ CARD = PaperCard(
                "LIN", "GCN-based MIL"])},
     headlines=(("GCN-based MIL (ResNet-18 blocks)", "melanoma AUC (test)", 0.930, "ISIC 2017 test set, 600 images"),
                ("GCN-based MIL attention masks", "Jaccard index (test)", 0.699, "ISIC 2017 test set, 600 images")),
+    splits=("ISIC 2017's official partitions (§3.1): 2,000 training images (374 melanoma, 254 seborrheic keratosis, "
+            "1,372 nevus; Table 1), the validation set (Table 3: 72 / 27 / 200) and the 600-image test set "
+            "(117 / 90 / 393); η is calibrated on the training images (§2.3)"),
+    settings={"07_gcn_mil": {
+        "backbone": "resnet18",                 # Table 2, §2.2
+        "weights": "imagenet",                  # §3: ResNet-18 initialised from ImageNet
+        "bag_source": "original",               # §1, §2.2: the original high-resolution image, no crop, no resize
+        "block_size": 224,                      # §3.1: 224 x 224 blocks
+        "stride_scale": 1.0,                    # Eq. 4: strides 50 / 120 / 200 by image height
+        "rotation_steps": {"melanoma": 18, "seborrheic_keratosis": 18, "nevus": 45},   # Table 1 (the DR set)
+        "gcn_hidden": 512,                      # Table 2: GCN(512, 512) twice
+        "attention_dim": 128,                   # Table 2: GraphAttention(L = 128)
+        "weight_init": "ones",                  # §3: weights after ResNet-18 set to 1, biases to 0
+        "end_to_end": True,                     # §1, Table 4: one end-to-end network, ResNet-18 trained too
+        "epochs": 400,                          # §3
+        "batch_size": 1,                        # §3
+        "lr": 1e-5,                             # §3: initial learning rate
+        "momentum": 0.9,                        # §3: SGD with momentum 0.9
+        "lr_change_epoch": 200,                 # §3: the learning rate changes at epoch 200 ...
+        "lr_after": 1e-4,                       # §3: ... to 0.0001 (as printed: a rise, not a drop)
+        "patience": 400,                        # §3: no early stopping (all 400 epochs)
+        "seeds": 5,                             # §3: every metric the average of five results
+    }},
+    reasons={"07_gcn_mil": {
+        "weight_init": ("every weight 1 makes all hidden units of a layer identical, and they stay identical under "
+                        "gradient descent (a test shows it): the model collapses to one unit per layer, so full runs "
+                        "torch-geometric's Glorot initialisation (weight_init ones runs the study's)"),
+    }},
+    methods={"07_gcn_mil": (
+        Deviation("block features", "ResNet-18 features fed to the GCN as they are",
+                  "frozen runs: standardised by the training blocks' mean and SD; end to end: by fixed statistics of "
+                  "the initial backbone's features",
+                  "unscaled frozen features are small and sparse: the GCN's outputs barely differ between bags and "
+                  "SGD stays at the class prior (measured)"),
+        Deviation("training augmentation", "DR images flipped along x or y at random, then turned by a random "
+                  "multiple of 90 degrees (§2.1)", "end to end: as the study; frozen features: none",
+                  "frozen features are computed once per bag, before training"),
+        Deviation("block positions", "k x k blocks, each representing its central pixel, at stride s (edge "
+                  "handling not stated)", "windows that fit inside the image, from its top-left corner",
+                  "the study does not say how blocks at the border are padded"),
+        Deviation("segmentation score (Eq. 3)", "softmax(p x α) ≥ η",
+                  "(α / the image's largest α) x the predicted class's probability ≥ η",
+                  "a softmax over one product is 1 whatever the block; scaling α by its maximum keeps scores "
+                  "comparable between images with different numbers of blocks"),
+        Deviation("where masks are scored", "the whole original image",
+                  "00_data's cached masks, at the cache's resolution: the centred square (or, with a resized "
+                  "cache, the whole image squeezed); original-resolution blocks are mapped onto it",
+                  "the cache holds the masks aligned with the images; full-resolution masks of up to 6688 x 4439 px "
+                  "for every image would not fit in memory"),
+        Deviation("epoch kept", "the last (400th) epoch, as far as stated",
+                  "the epoch with the lowest validation loss (of the official validation split)",
+                  "the package's training engine keeps the best validation epoch"),
+    )},
 )
 
 
@@ -47,24 +100,37 @@ def verdict(rows: pd.DataFrame) -> str:
     if "GCN-MIL" not in rows.index:
         return "* **Study 004**: GCN-based MIL was not run."
     ours, paper = rows.loc["GCN-MIL"], CARD.tables["Table 5"].loc["GCN-based MIL"]
-    return (f"* **Study 004**: GCN-based MIL melanoma AUC {ours['roc_auc']:.3f}, seborrheic keratosis AUC "
-            f"{ours['sk_roc_auc']:.3f}, Jaccard {ours['jaccard']:.3f} from attention alone (study: {paper['AUC']:.3f}, "
-            f"{paper['Seborrheic Keratosis-AUC']:.3f}, {paper['JA']:.3f} on ISIC 2017).")
+    n = int(ours["seeds"]) if pd.notna(ours.get("seeds")) else 1
+    mean = {k: ours[f"seed_mean_{k}"] if n > 1 else ours[k] for k in ("roc_auc", "sk_roc_auc", "jaccard")}
+    over = f" (mean of {n} seeds)" if n > 1 else ""
+    return (f"* **Study 004**: GCN-based MIL melanoma AUC {mean['roc_auc']:.3f}, seborrheic keratosis AUC "
+            f"{mean['sk_roc_auc']:.3f}, Jaccard {mean['jaccard']:.3f} from attention alone{over} (study: "
+            f"{paper['AUC']:.3f}, {paper['Seborrheic Keratosis-AUC']:.3f}, {paper['JA']:.3f} on ISIC 2017, the "
+            "mean of five runs).")
+
+
+ORIGINAL_SHAPE = (767, 1022)  # bench's stand-in for an original image: the study's own example (§2.2)
 
 
 def workload(stem: str, p: Mapping[str, Any], n: Mapping[str, Any]) -> list[Pass]:
-    """Chapter 07's passes at archive scale (`bench --estimate`): the frozen backbone over every block of
-    every bag (training images once per rotation angle of their class), then the GCN's steps, one bag
-    each at batch 1 for every epoch (timed on a bag of that many blocks)."""
+    """Chapter 07's passes at archive scale (`bench --estimate`), for every seed: frozen, the backbone
+    over every block of every bag once (training images once per rotation angle of their class), then
+    the GCN's steps; end to end, the backbone trains on every training block each epoch and scores the
+    validation blocks. Bags are cut from the cache, or from images of the study's example size."""
     from derm_nb.studies.study004 import mil
 
-    size, block = n["cache_size"], p["block_size"]
-    blocks = len(mil.block_grid(size, size, block, mil.stride_for_height(size, p["stride_scale"])))
+    shape = ORIGINAL_SHAPE if p["bag_source"] == "original" else (n["cache_size"], n["cache_size"])
+    block = p["block_size"]
+    blocks = len(mil.block_grid(*shape, block, mil.stride_for_height(shape[0], p["stride_scale"])))
     angles = mil.rotations(p["rotation_steps"], list(n["classes_train"]))
     train_bags = sum(count * len(angles[k]) for k, count in enumerate(n["classes_train"].values()))
-    bags = train_bags + n["val"] + n["test"]
-    steps = p["epochs"] * train_bags / p["batch_size"]
-    return [Pass("block features", p["backbone"], block, bags * blocks, train=False),
-            Pass("GCN-MIL training steps", "gcn_mil", blocks, steps,
-                 probe=lambda device: mil.train_step(device, blocks, p["gcn_hidden"], p["attention_dim"],
-                                                     p["batch_size"]))]
+    seeds, epochs = p["seeds"], p["epochs"]
+    steps = seeds * epochs * train_bags / p["batch_size"]
+    gcn = Pass("GCN-MIL training steps", "gcn_mil", blocks, steps,
+               probe=lambda device: mil.train_step(device, blocks, p["gcn_hidden"], p["attention_dim"], p["batch_size"]))
+    if not p["end_to_end"]:
+        bags = train_bags + n["val"] + n["test"]
+        return [Pass("block features", p["backbone"], block, bags * blocks, train=False), gcn]
+    scored = seeds * (epochs * n["val"] + n["test"] + n["classes_train"].get("melanoma", 0))
+    return [Pass("backbone training (end to end)", p["backbone"], block, seeds * epochs * train_bags * blocks),
+            Pass("backbone scoring (end to end)", p["backbone"], block, scored * blocks, train=False), gcn]

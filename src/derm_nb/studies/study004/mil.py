@@ -4,8 +4,9 @@ training on the package's engine."""
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,7 +58,12 @@ def extract_blocks(image: torch.Tensor, corners: np.ndarray, block: int) -> torc
 
 
 class GCNMIL(nn.Module):
-    """Table 2: block features -> GCN(in, 512) -> GCN(512, 512) -> attention pooling (L = 128) -> FC(512, 3)."""
+    """Table 2: block features -> GCN(in, 512) -> GCN(512, 512) -> attention pooling (L = 128) -> FC(512, 3).
+
+    Its bags carry the blocks' features as `x`; a subclass may compute them from the blocks' pixels
+    (`block_features`). `eval_batch` is how many bags one prediction batch holds."""
+
+    eval_batch = 64
 
     def __init__(self, in_features: int = 512, hidden: int = 512, attention: int = 128, n_classes: int = 3,
                  dropout: float = 0.0):
@@ -68,8 +74,11 @@ class GCNMIL(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(hidden, n_classes)
 
+    def block_features(self, data: Data) -> torch.Tensor:
+        return data.x
+
     def embed(self, data: Data) -> torch.Tensor:
-        h = F.relu(self.conv1(data.x, data.edge_index))
+        h = F.relu(self.conv1(self.block_features(data), data.edge_index))
         return F.relu(self.conv2(h, data.edge_index))
 
     def forward(self, data: Data) -> torch.Tensor:
@@ -78,20 +87,33 @@ class GCNMIL(nn.Module):
     @torch.no_grad()
     def attention(self, data: Data) -> torch.Tensor:
         """Each block's attention weight within its bag (they sum to 1 per bag)."""
-        return segment_softmax(self.gate(self.embed(data)), data.batch).squeeze(-1)
+        return self.predict(data)[1]
+
+    @torch.no_grad()
+    def predict(self, data: Data) -> tuple[torch.Tensor, torch.Tensor]:
+        """Class logits per bag and each block's attention weight, from one pass over the blocks."""
+        h = self.embed(data)
+        return self.fc(self.pool(h, data.batch)), segment_softmax(self.gate(h), data.batch).squeeze(-1)
 
 
 def init_ones(model: nn.Module) -> None:
-    """The study's stated initialisation: every weight 1, every bias 0 (makes all hidden units identical)."""
+    """The study's stated initialisation of the layers after ResNet-18: every weight 1, every bias 0
+    (makes all hidden units identical); a `backbone` keeps its ImageNet weights."""
     for name, param in model.named_parameters():
-        nn.init.zeros_(param) if name.endswith("bias") else nn.init.ones_(param)
+        if not name.startswith("backbone."):
+            nn.init.zeros_(param) if name.endswith("bias") else nn.init.ones_(param)
 
 
 def make_bag(features: torch.Tensor, edge_index: torch.Tensor, label: int, corners: np.ndarray, index: int,
-             rotation: int = 0) -> Data:
-    """A bag: block features as nodes, the block corners, the image's row `index` and its rotation."""
-    return Data(x=features.float(), edge_index=edge_index, y=torch.tensor([label]),
-                corners=torch.as_tensor(corners), index=torch.tensor([index]), rotation=torch.tensor([rotation]))
+             rotation: int = 0, shape: tuple[int, int] | None = None) -> Data:
+    """A bag: block features (or uint8 block pixels) as nodes, the block corners, the image's row `index`,
+    its rotation and its (height, width) (unknown: None)."""
+    x = features if features.dtype == torch.uint8 else features.float()
+    bag = Data(x=x, edge_index=edge_index, y=torch.tensor([label]), corners=torch.as_tensor(corners),
+               index=torch.tensor([index]), rotation=torch.tensor([rotation]), num_nodes=len(corners))
+    if shape is not None:
+        bag.image_hw = torch.tensor([shape])
+    return bag
 
 
 @dataclass
@@ -107,11 +129,12 @@ class MILConfig:
     patience: int = 400
     device: str = "auto"
     seed: int = 0
+    bags: str = ""      # what the bags are cut from and how: a checkpoint of other bags is not resumed
     resume: bool = True
     desc: str = "GCN-MIL"
 
 
-def _evaluate(model: nn.Module, loader: DataLoader, device: torch.device) -> dict[str, float]:
+def _evaluate(model: GCNMIL, loader: DataLoader, device: torch.device) -> dict[str, float]:
     model.eval()
     total, correct, count = 0.0, 0, 0
     with torch.no_grad():
@@ -124,7 +147,7 @@ def _evaluate(model: nn.Module, loader: DataLoader, device: torch.device) -> dic
     return {"val_loss": total / max(count, 1), "val_acc": correct / max(count, 1)}
 
 
-def train_mil(model: nn.Module, train: list[Data], val: list[Data], cfg: MILConfig,
+def train_mil(model: GCNMIL, train: Sequence[Data], val: Sequence[Data], cfg: MILConfig,
               checkpoint_dir: str | Path) -> pd.DataFrame:
     """Cross-entropy training with the study's schedule on the package's engine; keeps the best
     validation-loss epoch and resumes an interrupted run of the same configuration."""
@@ -132,7 +155,7 @@ def train_mil(model: nn.Module, train: list[Data], val: list[Data], cfg: MILConf
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
     generator = torch.Generator()
     loader = DataLoader(train, batch_size=cfg.batch_size, shuffle=True, generator=generator)
-    val_loader = DataLoader(val, batch_size=64)
+    val_loader = DataLoader(val, batch_size=model.eval_batch)
 
     def before_epoch(epoch: Epoch) -> None:
         generator.manual_seed(cfg.seed + epoch.index)
@@ -173,17 +196,18 @@ def train_step(device: torch.device, blocks: int, hidden: int, attention: int, b
 
 
 @torch.no_grad()
-def predict_bags(model: GCNMIL, bags: list[Data], device: str = "auto") -> tuple[np.ndarray, list[np.ndarray]]:
+def predict_bags(model: GCNMIL, bags: Sequence[Data], device: str = "auto") -> tuple[np.ndarray, list[np.ndarray]]:
     """Class probabilities per bag and each bag's block attention weights (empty for no bags)."""
-    if not bags:
+    if not len(bags):
         return np.zeros((0, model.fc.out_features), np.float32), []
     dev = pick_device(device)
     model.to(dev).eval()
     probs, attention = [], []
-    for batch in DataLoader(bags, batch_size=64):
+    for batch in DataLoader(bags, batch_size=model.eval_batch):
         batch = batch.to(dev)
-        probs.append(torch.softmax(model(batch), dim=1).cpu())
-        weights = model.attention(batch).cpu()
+        logits, weights = model.predict(batch)
+        probs.append(torch.softmax(logits, dim=1).cpu())
+        weights = weights.cpu()
         attention += [weights[batch.batch.cpu() == b].numpy() for b in range(batch.num_graphs)]
     return torch.cat(probs).numpy(), attention
 
@@ -205,37 +229,56 @@ def rotate(image: torch.Tensor, angle: int) -> torch.Tensor:
     return TF.rotate(image, angle)
 
 
-@torch.no_grad()
-def build_bags(backbone: nn.Module, images: torch.Tensor, labels: np.ndarray, block: int, stride: int,
-               angles: dict[int, list[int]] | None = None, device: str = "auto", batch_blocks: int = 1024,
-               desc: str = "bags") -> list[Data]:
-    """One bag per image (and per rotation angle of its class): the frozen backbone's features of every
-    k x k block as nodes, Eq. 1's adjacency as edges. Images are uint8 (N, 3, S, S), all the same size."""
+@functools.lru_cache(maxsize=64)
+def bag_layout(height: int, width: int, block: int, stride_scale: float) -> tuple[np.ndarray, torch.Tensor]:
+    """The blocks' corners and Eq. 1's edges for an image of this size, at Eq. 4's stride for its height."""
+    corners = block_grid(height, width, block, stride_for_height(height, stride_scale))
+    return corners, block_adjacency(corners, block)
+
+
+def bag_jobs(labels: np.ndarray, angles: dict[int, list[int]] | None = None) -> list[tuple[int, int]]:
+    """(image row, rotation angle) of every bag: one per image and per rotation angle of its class."""
+    return [(i, a) for i in range(len(labels)) for a in (angles or {}).get(int(labels[i]), [0])]
+
+
+def normalise_pixels(blocks: torch.Tensor) -> torch.Tensor:
+    """uint8 blocks (..., 3, k, k) -> ImageNet-standardised floats."""
     from derm_nb.models.backbones import IMAGENET_MEAN, IMAGENET_STD
 
+    mean = torch.tensor(IMAGENET_MEAN, device=blocks.device).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=blocks.device).view(3, 1, 1)
+    return (blocks.float() / 255 - mean) / std
+
+
+@torch.no_grad()
+def build_bags(backbone: nn.Module, images: Sequence[torch.Tensor], labels: np.ndarray, block: int,
+               stride_scale: float, angles: dict[int, list[int]] | None = None, device: str = "auto",
+               batch_blocks: int = 1024, desc: str = "bags") -> list[Data]:
+    """One bag per image (and per rotation angle of its class): the frozen backbone's features of every
+    k x k block as nodes, Eq. 1's adjacency as edges. Images are uint8 (3, H, W) of any size, each cut
+    at Eq. 4's stride for its height (scaled by `stride_scale`)."""
     dev = pick_device(device)
     backbone.to(dev, memory_format=torch.channels_last).eval()  # 1.5-3x faster for small blocks on CPU
-    _, height, width = images.shape[1:]
-    corners = block_grid(height, width, block, stride)
-    edges = block_adjacency(corners, block)
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    jobs = [(i, a) for i in range(len(images)) for a in (angles or {}).get(int(labels[i]), [0])]
     bags, pending, blocks = [], [], []
 
     def flush():
         feats = backbone(torch.cat(blocks).to(dev, memory_format=torch.channels_last)).float().cpu()
-        for n, (i, angle) in enumerate(pending):
-            bags.append(make_bag(feats[n * len(corners):(n + 1) * len(corners)], edges, int(labels[i]), corners, i,
-                                 angle))
+        start = 0
+        for i, angle, shape in pending:
+            corners, edges = bag_layout(*shape, block, stride_scale)
+            bags.append(make_bag(feats[start:start + len(corners)], edges, int(labels[i]), corners, i, angle, shape))
+            start += len(corners)
         pending.clear()
         blocks.clear()
 
-    for i, angle in bar(jobs, desc=desc, leave=False):
-        image = (rotate(images[i], angle).float() / 255 - mean) / std
-        blocks.append(extract_blocks(image, corners, block))
-        pending.append((i, angle))
-        if len(pending) * len(corners) >= batch_blocks:
+    loaded = (-1, None)
+    for i, angle in bar(bag_jobs(labels, angles), desc=desc, leave=False):
+        loaded = loaded if loaded[0] == i else (i, images[i])  # each image read once for all its angles
+        image = rotate(loaded[1], angle)
+        corners, _ = bag_layout(*image.shape[1:], block, stride_scale)
+        blocks.append(normalise_pixels(extract_blocks(image, corners, block)))
+        pending.append((i, angle, tuple(image.shape[1:])))
+        if sum(len(b) for b in blocks) >= batch_blocks:
             flush()
     if pending:
         flush()

@@ -4,6 +4,7 @@ chapter's closing numbers and its bag and contour figures."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
@@ -11,25 +12,27 @@ import numpy as np
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
-from torch import nn
 from torch_geometric.data import Data
 
 from derm_nb.metrics import NAN, evaluate_binary, format_metric, multiclass_report
 from derm_nb.results import Variant
 from derm_nb.studies.study004 import CARD
-from derm_nb.studies.study004.mil import predict_bags
+from derm_nb.studies.study004.mil import GCNMIL, predict_bags
+from derm_nb.studies.study004.sources import to_cache_frame
 
 
-def pixel_scores(attention: np.ndarray, class_prob: float, corners: np.ndarray, block: int,
+def pixel_scores(attention: np.ndarray, class_prob: float, corners: np.ndarray, block: int | tuple[int, int],
                  shape: tuple[int, int]) -> np.ndarray:
     """Eq. 3's score map: each block scores (alpha / max alpha) x p, the attention weight scaled to
     [0, 1] within the image times the predicted class's probability; a pixel covered by several blocks
-    takes the maximum, a pixel covered by none scores 0."""
+    takes the maximum, a pixel covered by none scores 0. Blocks are k x k or (height, width), and may
+    reach outside the map."""
+    by, bx = (block, block) if isinstance(block, int) else block
     scores = np.zeros(shape, dtype=np.float32)
     top = float(np.max(attention)) if len(attention) else 0.0
     block_scores = (np.asarray(attention) / top if top > 0 else np.zeros(len(attention))) * class_prob
     for (y, x), value in zip(corners, block_scores):
-        window = scores[y:y + block, x:x + block]
+        window = scores[max(y, 0):max(y + by, 0), max(x, 0):max(x + bx, 0)]
         np.maximum(window, value, out=window)
     return scores
 
@@ -60,11 +63,16 @@ def mean_or_nan(values: np.ndarray | list[float]) -> float:
     return float(values.mean()) if values.size else NAN
 
 
-def score_maps(prob: np.ndarray, attention: list[np.ndarray], bags: list[Data], block: int,
-               size: int) -> list[np.ndarray]:
-    """Eq. 3's score map of each image, scaled by its predicted class's probability."""
-    return [pixel_scores(a, float(p.max()), b.corners.numpy(), block, (size, size))
-            for p, a, b in zip(prob, attention, bags)]
+def score_maps(prob: np.ndarray, attention: list[np.ndarray], bags: Sequence[Data], block: int,
+               size: int, fit: str = "crop") -> list[np.ndarray]:
+    """Eq. 3's score map of each image, scaled by its predicted class's probability, in the frame of
+    the `size` px cache made with `fit` (blocks of an original-resolution bag are mapped onto it)."""
+    maps = []
+    for p, a, b in zip(prob, attention, bags):
+        shape = tuple(b.image_hw[0].tolist()) if "image_hw" in b else (size, size)
+        corners, k = to_cache_frame(b.corners.numpy(), block, shape, size, fit)
+        maps.append(pixel_scores(a, float(p.max()), corners, k, (size, size)))
+    return maps
 
 
 @dataclass
@@ -144,13 +152,14 @@ def gcn_mil_variant(name: str, history: pd.DataFrame, frame: pd.DataFrame, prob:
                    metrics["n_params"])
 
 
-def melanoma_maps(model: nn.Module, bags: list[Data], labels: np.ndarray, mel: int, block: int, size: int,
-                  device: str = "auto") -> tuple[list[np.ndarray], np.ndarray]:
-    """Score maps of the training melanomas (their unrotated bags, one per image) and their row positions."""
-    unrotated = [b for b in bags if int(b.rotation) == 0]  # one per training image, in order
-    prob, attention = predict_bags(model, unrotated, device)
+def melanoma_maps(model: GCNMIL, bags: Sequence[Data], labels: np.ndarray, mel: int, block: int, size: int,
+                  device: str = "auto", fit: str = "crop") -> tuple[list[np.ndarray], np.ndarray]:
+    """Score maps of the training melanomas and their row positions; `bags` holds one unrotated bag per
+    training image, in order."""
     rows = np.flatnonzero(labels == mel)
-    return score_maps(prob[rows], [attention[i] for i in rows], [unrotated[i] for i in rows], block, size), rows
+    chosen = [bags[int(i)] for i in rows]
+    prob, attention = predict_bags(model, chosen, device)
+    return score_maps(prob, attention, chosen, block, size, fit), rows
 
 
 def attention_adds(seg: Segmentation, margin: float = 0.02) -> str:
@@ -160,15 +169,25 @@ def attention_adds(seg: Segmentation, margin: float = 0.02) -> str:
     return "adds" if mean_or_nan(seg.jaccard) > mean_or_nan(seg.whole_image) + margin else "adds little"
 
 
-def findings(scores: dict, seg: Segmentation, y: np.ndarray, mel: int, blocks: int) -> dict[str, float | int | str]:
-    """The chapter's closing numbers (for glue): recognition and segmentation beside the study's Table 5."""
+def findings(scores: dict, seg: Segmentation, y: np.ndarray, mel: int, blocks: int,
+             seeds: pd.DataFrame | None = None) -> dict[str, float | int | str]:
+    """The chapter's closing numbers (for glue) beside the study's Table 5: AUCs and Jaccard indices
+    as the mean over `seeds` (a `seed_table`; else this run's), the interval and η of this run."""
     m, paper = scores["melanoma"], CARD.tables["Table 5"].loc["GCN-based MIL"]
-    return {"mel_auc": m["roc_auc"], "mel_ci_low": m["roc_auc_ci_low"], "mel_ci_high": m["roc_auc_ci_high"],
-            "sk_auc": scores["sk"]["roc_auc"], "n_test": len(y), "paper_mel_auc": float(paper["AUC"]),
-            "paper_sk_auc": float(paper["Seborrheic Keratosis-AUC"]), "jaccard": mean_or_nan(seg.jaccard),
-            "eta": seg.eta, "jaccard_melanoma": mean_or_nan(seg.jaccard[y == mel]), "paper_jaccard": float(paper["JA"]),
-            "blocks_per_bag": blocks, "jaccard_whole_image": mean_or_nan(seg.whole_image),
-            "attention_adds": attention_adds(seg)}
+    ours = {"mel_auc": m["roc_auc"], "sk_auc": scores["sk"]["roc_auc"], "jaccard": mean_or_nan(seg.jaccard),
+            "jaccard_melanoma": mean_or_nan(seg.jaccard[y == mel])}
+    over = "one seed"
+    if seeds is not None:  # one row per seed, then the mean and the SD
+        mean, sd, n = seeds.iloc[-2], seeds.iloc[-1], len(seeds) - 2
+        ours = {"mel_auc": mean["AUC"], "sk_auc": mean["Seborrheic Keratosis-AUC"], "jaccard": mean["JA"],
+                "jaccard_melanoma": mean["JA (melanomas)"]}
+        over = "one seed" if n == 1 else f"the mean of {n} seeds, SD {format_metric(sd['AUC'])}"
+    ours = {k: float(v) for k, v in ours.items()}  # numpy scalars glue as 'np.float64(...)', which MyST cannot format
+    return {**ours, "over_seeds": over, "mel_ci_low": m["roc_auc_ci_low"], "mel_ci_high": m["roc_auc_ci_high"],
+            "n_test": len(y), "paper_mel_auc": float(paper["AUC"]),
+            "paper_sk_auc": float(paper["Seborrheic Keratosis-AUC"]), "eta": seg.eta,
+            "paper_jaccard": float(paper["JA"]), "blocks_per_bag": blocks,
+            "jaccard_whole_image": mean_or_nan(seg.whole_image), "attention_adds": attention_adds(seg)}
 
 
 def bag_figure(image: torch.Tensor, bag: Data, block: int) -> Figure:

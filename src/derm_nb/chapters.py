@@ -23,6 +23,7 @@ from PIL import Image
 from derm_nb.artifacts import notebook_dir, project_root, read_json, run_dir_for, write_csv
 from derm_nb.cards import PaperCard, differences
 from derm_nb.data.prepared import Prepared, load_prepared, oracle_auc
+from derm_nb.models.backbones import Provenance
 from derm_nb.params import profile_facts
 
 
@@ -197,11 +198,11 @@ class ChapterContext:
         """One row per backbone this chapter's models ran in place of the one asked for (from metrics.json)."""
         path = self.out / "metrics.json"
         variants = read_json(path).get("variants", {}) if path.is_file() else {}
-        used = {(w["substituted_for"], w["backbone"], w["source"]) for m in variants.values()
-                if (w := m.get("weights") or {}).get("substituted_for")}
-        return pd.DataFrame([(f"weights of {asked}", f"{asked}, ImageNet", f"{backbone} ({source}), standing in",
-                              f"ImageNet weights for {asked} are not available here (offline, not in the torch hub "
-                              "cache): the stated fallback") for asked, backbone, source in sorted(used)],
+        used = {Provenance(**w) for m in variants.values() if (w := m.get("weights") or {}).get("substituted_for")}
+        return pd.DataFrame([(f"weights of {p.substituted_for}", f"{p.substituted_for}, ImageNet", p.label(),
+                              f"ImageNet weights for {p.substituted_for} are not available here (offline, not in the "
+                              "torch hub cache): the stated fallback")
+                             for p in sorted(used, key=lambda p: p.substituted_for)],
                             columns=["aspect", "paper", "this run", "why"])
 
     def path(self, name: str) -> Path:

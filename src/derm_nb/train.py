@@ -388,13 +388,6 @@ def fit(model: nn.Module, loss_fn: nn.Module, train: Dataset, val: Dataset, cfg:
 
 
 @torch.no_grad()
-def evaluate_loss(model: nn.Module, loss_fn: nn.Module, batches: DataLoader, device: torch.device,
-                  amp: bool = False) -> tuple[float, float]:
-    """Mean loss and accuracy over a loader."""
-    return evaluate_outputs(model, loss_fn, batches, device, amp)[:2]
-
-
-@torch.no_grad()
 def evaluate_outputs(model: nn.Module, loss_fn: nn.Module, batches: DataLoader, device: torch.device,
                      amp: bool = False) -> tuple[float, float, torch.Tensor, torch.Tensor]:
     """Mean loss and accuracy over a loader, with every output and target (float32, on the CPU)."""

@@ -13,7 +13,8 @@ $(CURDIR)/.tools/bin/uv:
 	.tools/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
 
 .venv/.derm-nb-synced: pyproject.toml uv.lock src/derm_nb/lab.py | $(UV)
-	$(UV) sync --frozen
+	$(UV) sync --frozen --compile-bytecode   # .pyc files: kernels start in seconds even where PYTHONDONTWRITEBYTECODE is set
+	$(RUN) python -m compileall -q src
 	$(RUN) python -m derm_nb.lab   # JupyterLab: .py chapters open as notebooks; saving an unchanged one rewrites nothing
 	@touch $@
 

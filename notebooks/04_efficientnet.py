@@ -76,11 +76,10 @@ from derm_nb.artifacts import write_parquet
 from derm_nb.chapters import chapter
 from derm_nb.datasets import gather
 from derm_nb.explain import conv_layer_at_resolution, gradcam_maps
-from derm_nb.models.heads import build_classifier
 from derm_nb.plots import confusion_matrices, loss_curves, roc_curves
-from derm_nb.results import results_table, run_binary_variant, weights_note, write_model_artifacts
+from derm_nb.results import results_table, weights_note, write_model_artifacts
 from derm_nb.studies import study001
-from derm_nb.train import TrainConfig, seed_everything
+from derm_nb.train import TrainConfig
 
 ctx = chapter("04_efficientnet", profile, run_dir)
 frames = ctx.splits()
@@ -111,18 +110,10 @@ recipe_cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_dec
                          scheduler="cosine", cosine_epochs=cosine_epochs, patience=patience, keep=keep_epoch,
                          freeze_backbone_epochs=warmup_epochs, grad_accum=grad_accum,
                          sampler_pos_share=sampler_pos_share, device=device, seed=seed, num_workers=num_workers)
-seed_everything(seed)  # the first model's initial weights; torch otherwise starts from a random seed
-results, models = {}, {}
-for ablation in ablations:
-    key = ablation.key
-    sets = study001.datasets(ablation, images, frames)
-    model, provenance = build_classifier(backbone, 1, weights, weights_fallback)
-    cfg = study001.train_config(ablation, recipe_cfg)
-    loss = study001.loss(ablation, focal_alpha, focal_gamma)
-    results[key] = run_binary_variant(ablation.title, model, provenance, loss, sets["train"], sets["val"],
-                                      frames["val"], cfg, ctx.out / "checkpoints" / key, threshold_rule="youden",
-                                      test=(sets["test"], frames["test"]))
-    models[key] = (model, sets, ablation.size)
+grid = study001.AblationGrid(images, frames, backbone, weights, weights_fallback, recipe_cfg, focal_alpha, focal_gamma,
+                             ctx.out / "checkpoints")
+trained = study001.train_ablations(ablations, grid)  # each from the same seed; Dask tasks on a cluster
+results = {key: result for key, (result, _) in trained.items()}
 display(Markdown(weights_note(results["recipe"].provenance)))
 
 # %% [markdown]
@@ -161,7 +152,8 @@ plt.show()
 # the image area.
 
 # %%
-model, sets, size = models["recipe"]
+recipe_run = next(a for a in ablations if a.key == "recipe")
+model, size, sets = trained["recipe"][1], recipe_run.size, study001.datasets(recipe_run, images, frames)
 recipe = results["recipe"].predictions.query("split == 'test'").reset_index(drop=True)
 batch = gather(sets["test"], range(len(sets["test"])))["image"]   # the test images as the model sees them
 layer_name, layer, layer_px = conv_layer_at_resolution(model.cpu(), size, gradcam_min_size)

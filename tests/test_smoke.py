@@ -143,3 +143,42 @@ def test_each_chapter_says_what_differs_from_the_paper(smoke_run, stem):
     assert stand_ins <= set(table["aspect"])  # an offline stand-in backbone is a stated deviation too
     cells = nbformat.read(run_dir / "notebooks" / f"{stem}.ipynb", as_version=4).cells
     assert any(c.cell_type == "markdown" and "## What differs from the paper" in c.source for c in cells)
+
+
+@pytest.fixture(scope="module")
+def parallel_run(smoke_run, tmp_path_factory):
+    """The same smoke command on a local Dask cluster of two worker processes (`--workers 2`)."""
+    from derm_nb.cli import main
+
+    base = tmp_path_factory.mktemp("parallel")
+    run_dir = base / "smoke"
+    assert main([*archive_run.argv(run_dir, base / "archives"), "--workers", "2"]) == 0
+    return run_dir
+
+
+def _without_times(value):
+    if isinstance(value, dict):
+        return {k: _without_times(v) for k, v in value.items() if k != "train_seconds"}
+    if isinstance(value, list):
+        return [_without_times(v) for v in value]
+    return value
+
+
+def test_a_parallel_run_gives_the_serial_numbers(smoke_run, parallel_run):
+    for stem in MODEL_CHAPTERS:
+        serial = read_json(smoke_run[0] / stem / "metrics.json")
+        assert _without_times(read_json(parallel_run / stem / "metrics.json")) == _without_times(serial), stem
+    for stem in ("04_efficientnet", "05_deep_clustering", "07_gcn_mil"):   # their variants ran as Dask tasks
+        assert list((parallel_run / stem / "checkpoints").rglob("results*/*.pt")), stem
+
+
+def test_a_parallel_run_runs_chapters_side_by_side(parallel_run):
+    log = read_json(parallel_run / "run_log.json")
+    assert set(log) == {c.stem for c in CHAPTERS}
+    spans = {stem: (entry["started"], entry["ended"]) for stem, entry in log.items()}
+    overlapping = [(a, b) for a in spans for b in spans
+                   if a < b and spans[a][0] < spans[b][1] and spans[b][0] < spans[a][1]]
+    assert overlapping, spans
+    for stem, entry in log.items():                          # and never before what it reads
+        for need in [c for c in CHAPTERS if c.stem == stem][0].needs:
+            assert spans[need][1] <= entry["started"], (need, stem)

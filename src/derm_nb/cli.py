@@ -39,8 +39,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         overrides["data"] = data_roots(args.data)
     if args.missing_data:
         overrides["missing_data"] = args.missing_data
+    if args.workers is not None and args.workers < 1:
+        raise SystemExit(f"derm-nb: error: --workers {args.workers}: give 1 or more worker processes")
+    if args.workers and args.scheduler:
+        raise SystemExit("derm-nb: error: --workers starts a local cluster and --scheduler joins one: give one of them")
     timings = run_notebooks(project_root(), args.profile, only=args.only, user_params=args.params,
-                            overrides=overrides, run_dir=args.run_dir)
+                            overrides=overrides, run_dir=args.run_dir, workers=args.workers or 0,
+                            scheduler=args.scheduler)
     for stem, seconds in timings.items():
         print(f"{stem:<24} {seconds:8.1f} s")
     return 0
@@ -115,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--source", help=argparse.SUPPRESS)     # replaced by --data; kept to say so
     run.add_argument("--data-root", help=argparse.SUPPRESS)
     run.add_argument("--run-dir", type=Path, help="where the run's artifacts go (default: runs/<profile>/)")
+    run.add_argument("--workers", type=int, metavar="N",
+                     help="run the chapter graph on a local Dask cluster of N worker processes (one GPU each on CUDA); "
+                          "chapters whose inputs are ready run side by side, and 04/05/07 farm out their variants")
+    run.add_argument("--scheduler", metavar="ADDRESS",
+                     help="run on an existing Dask scheduler (e.g. tcp://host:8786 of a dask-jobqueue SLURMCluster); "
+                          "its workers need --resources \"chapter=1\" (and GPU=1 on CUDA)")
     run.set_defaults(func=_cmd_run)
 
     book = sub.add_parser("book", help="build the HTML book from a profile's executed notebooks")
@@ -159,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from derm_nb.cluster import ClusterError
     from derm_nb.data.errors import DataError
     from derm_nb.params import ParameterError
     from derm_nb.runner import NotebookFailed
@@ -166,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ParameterError, NotebookFailed, DataError, FileNotFoundError) as err:
+    except (ParameterError, NotebookFailed, DataError, FileNotFoundError, ClusterError) as err:
         print(f"derm-nb: error: {err}", file=sys.stderr)
         return 1
 

@@ -12,7 +12,10 @@ from typing import Any
 
 from tqdm import tqdm
 
+QUIET = {"on": False}  # set in a Dask worker: its variant tasks' bars would only interleave in the launcher's terminal
+
 
 def bar(iterable: Iterable | None = None, **kwargs: Any) -> tqdm:
     """`tqdm(iterable, **kwargs)` writing to the current stdout (the kernel's, inside a notebook)."""
-    return tqdm(iterable, file=sys.stdout, **kwargs)
+    disable = kwargs.pop("disable", False) or QUIET["on"]
+    return tqdm(iterable, file=sys.stdout, disable=disable, **kwargs)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +129,38 @@ def check_data(run_dir: Path, stem: str) -> dict[str, str]:
     return reasons
 
 
+@dataclass(frozen=True)
+class ChapterJob:
+    """What one chapter run needs, wherever it runs (this process or a Dask worker)."""
+
+    root: Path
+    run_dir: Path
+    stem: str
+    notebook: Path
+    parameters: dict
+    sources: dict
+
+
+def run_chapter(job: ChapterJob) -> dict:
+    """Execute one chapter with papermill (or write its skip note); return its run_log entry, with its
+    start and finish times, so a parallel run's intervals can be read back."""
+    output = executed_path(job.run_dir, job.stem)
+    started = time.time()
+    entry: dict[str, Any] = {"started": started, "sources": job.sources}
+    reasons = check_data(job.run_dir, job.stem)
+    if reasons:
+        nbformat.write(skipped_notebook(job.root, job.stem, reasons), output)
+        return entry | {"seconds": 0.0, "skipped": list(reasons.values()), "ended": time.time()}
+    try:
+        papermill.execute_notebook(str(job.notebook), str(output), parameters=job.parameters, kernel_name=KERNEL,
+                                   cwd=str(job.root / "notebooks"), progress_bar=False, report_mode=False)
+    except papermill.PapermillExecutionError as err:
+        raise NotebookFailed(_failure_message(job.stem, output, err)) from err
+    ended = time.time()
+    return entry | {"seconds": round(ended - started, 2), "ended": ended,
+                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(ended)), "parameters": job.parameters}
+
+
 def run_notebooks(
     root: Path,
     profile_name: str,
@@ -135,8 +168,11 @@ def run_notebooks(
     user_params: Path | None = None,
     overrides: Mapping[str, Any] | None = None,
     run_dir: Path | None = None,
+    workers: int = 0,
+    scheduler: str | None = None,
 ) -> dict[str, float]:
-    """Execute notebooks under a profile into `runs/<profile>/notebooks/`; return wall seconds per notebook."""
+    """Execute notebooks under a profile into `runs/<profile>/notebooks/`; return wall seconds per notebook.
+    Serially in this process by default; on Dask with `workers` local processes or an existing `scheduler`."""
     run_dir = (run_dir or root / "runs" / profile_name).resolve()
     inputs, declared, profile = load_run_profile(root, run_dir, profile_name, user_params, overrides)
     order = execution_order(only)
@@ -144,39 +180,30 @@ def run_notebooks(
         for need in spec(stem).needs:
             if need not in order and not executed_path(run_dir, need).is_file():
                 raise NotebookFailed(f"{stem} needs {need}, which has not run under '{profile_name}': run it first")
-
+    jobs = {stem: ChapterJob(root, run_dir, stem, inputs[stem],
+                             profile.for_notebook(stem, declared[stem]) | {"run_dir": str(run_dir)}, profile.sources)
+            for stem in order}
     log_path = run_dir / "run_log.json"
     log = read_json(log_path) if log_path.is_file() else {}
     timings: dict[str, float] = {}
-    bar = tqdm(order, desc=f"notebooks [{profile_name}]", unit="nb")
-    for stem in bar:
-        bar.set_postfix_str(stem)
-        output = executed_path(run_dir, stem)
-        values = profile.for_notebook(stem, declared[stem])
-        values["run_dir"] = str(run_dir)
-        start = time.perf_counter()
-        reasons = check_data(run_dir, stem)
-        if reasons:
-            nbformat.write(skipped_notebook(root, stem, reasons), output)
-            log[stem] = {"seconds": 0.0, "skipped": list(reasons.values()), "sources": profile.sources}
-            write_json(log_path, log)
-            continue
-        try:
-            papermill.execute_notebook(
-                str(inputs[stem]),
-                str(output),
-                parameters=values,
-                kernel_name=KERNEL,
-                cwd=str(root / "notebooks"),
-                progress_bar=False,
-                report_mode=False,
-            )
-        except papermill.PapermillExecutionError as err:
-            raise NotebookFailed(_failure_message(stem, output, err)) from err
-        timings[stem] = round(time.perf_counter() - start, 2)
-        log[stem] = {"seconds": timings[stem], "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                     "parameters": values, "sources": profile.sources}
+
+    def done(stem: str, entry: dict) -> None:
+        log[stem] = entry
+        if not entry.get("skipped"):
+            timings[stem] = entry["seconds"]
         write_json(log_path, log)
+
+    if workers or scheduler:
+        from derm_nb.cluster import book_client, chapter_graph, run_graph, wants_gpu
+
+        gpu = wants_gpu(str(profile.common.get("device", "auto")))
+        with book_client(workers, scheduler, gpu) as client:
+            run_graph(client, jobs, run_chapter, chapter_graph(order), gpu, done)
+        return {stem: timings[stem] for stem in order if stem in timings}
+    progress = tqdm(order, desc=f"notebooks [{profile_name}]", unit="nb")
+    for stem in progress:
+        progress.set_postfix_str(stem)
+        done(stem, run_chapter(jobs[stem]))
     return timings
 
 

@@ -25,10 +25,13 @@ from PIL import Image
 from torch import nn
 
 from derm_nb.cards import Deviation, PaperCard
+from derm_nb.cluster import run_variants
 from derm_nb.data.catalog import Use
 from derm_nb.datasets import CachedImages
 from derm_nb.explain import heatmap_mass
 from derm_nb.losses import BCE, FocalBCE
+from derm_nb.models.heads import build_classifier
+from derm_nb.results import Variant, run_binary_variant
 from derm_nb.train import TrainConfig
 from derm_nb.transforms import BatchView
 from derm_nb.workload import Pass, epochs_of
@@ -185,6 +188,40 @@ def loss(ablation: Ablation, focal_alpha: float, focal_gamma: float) -> nn.Modul
     """The recipe's focal BCE (α, γ; the variant's own α where it has one), or plain BCE for `no_focal`."""
     alpha = focal_alpha if ablation.focal_alpha is None else ablation.focal_alpha
     return FocalBCE(alpha, focal_gamma) if ablation.focal else BCE()
+
+
+@dataclass(frozen=True)
+class AblationGrid:
+    """What every variant of the chapter shares: the images and splits, the backbone, the recipe's
+    training configuration and focal loss, and where checkpoints go."""
+
+    images: Mapping[str, torch.Tensor]
+    frames: Mapping[str, pd.DataFrame]
+    backbone: str
+    weights: str
+    weights_fallback: bool
+    recipe: TrainConfig
+    focal_alpha: float
+    focal_gamma: float
+    checkpoints: Path
+
+
+def train_ablation(ablation: Ablation, grid: AblationGrid) -> tuple[Variant, nn.Module]:
+    """Train one variant from the recipe and score it on the test split at Youden's validation threshold."""
+    sets = datasets(ablation, grid.images, grid.frames)
+    model, provenance = build_classifier(grid.backbone, 1, grid.weights, grid.weights_fallback)
+    result = run_binary_variant(ablation.title, model, provenance, loss(ablation, grid.focal_alpha, grid.focal_gamma),
+                                sets["train"], sets["val"], grid.frames["val"], train_config(ablation, grid.recipe),
+                                grid.checkpoints / ablation.key, threshold_rule="youden",
+                                test=(sets["test"], grid.frames["test"]))
+    return result, model
+
+
+def train_ablations(ablations: Sequence[Ablation], grid: AblationGrid) -> dict[str, tuple[Variant, nn.Module]]:
+    """`train_ablation` for each variant, each from the same seed: Dask tasks when the chapter runs on a
+    cluster, serially otherwise."""
+    return run_variants(train_ablation, {a.key: a for a in ablations}, grid, grid.checkpoints / "results",
+                        grid.recipe.seed)
 
 
 MASS_COLUMNS = ["lesion_mass", "lesion_area", "corner_mass", "corner_area", "lesion_enrichment"]

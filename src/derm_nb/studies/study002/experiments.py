@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 from sklearn.metrics import roc_auc_score
 
+from derm_nb.cluster import run_variants
 from derm_nb.data.errors import DataError
 from derm_nb.datasets import CachedImages
 from derm_nb.losses import BCE
@@ -215,16 +216,36 @@ def sdc_by_backbone(backbones: dict[str, ModelInputs], cfg: dict, frames: dict[s
                                    dim, feature_selection=feature_selection) for name, inputs in backbones.items()]
 
 
+@dataclass(frozen=True)
+class ClusteringGrid:
+    """What every SDC / UDC variant of a grid shares: the inputs, the splits, the embedding size, the
+    feature selection and where checkpoints go."""
+
+    inputs: ModelInputs
+    frames: dict[str, pd.DataFrame]
+    checkpoints: Path
+    dim: int
+    feature_selection: bool = True
+
+
 def margin_variants(mode: str, inputs: ModelInputs, margins: list[float], cfg: dict, frames: dict[str, pd.DataFrame],
                     checkpoints: Path, dim: int, feature_selection: bool = True) -> list[Variant]:
     """The margin rows of Tables I-II (SDC) or IV-V (UDC): COM-Triplet with each constant margin, then the
-    traditional triplet loss with the study's 0.2 (Tables III and VI)."""
+    traditional triplet loss with the study's 0.2 (Tables III and VI); Dask tasks on a cluster."""
     prefix = "SDC" if mode == "supervised" else "UDC"
     runs = [(f"{prefix} COM-Triplet α={m}", "com", m, f"{prefix.lower()}_com_{m}") for m in margins]
     runs.append((f"{prefix} triplet α={TRIPLET_MARGIN}", "triplet", TRIPLET_MARGIN, f"{prefix.lower()}_triplet"))
-    return [run_clustering_variant(name, inputs, ClusterConfig(mode=mode, loss=loss, margin=m, **cfg), frames,
-                                   checkpoints / folder, dim, feature_selection=feature_selection)
-            for name, loss, m, folder in runs]
+    jobs = {folder: (name, ClusterConfig(mode=mode, loss=loss, margin=m, **cfg)) for name, loss, m, folder in runs}
+    grid = ClusteringGrid(inputs, frames, checkpoints, dim, feature_selection)
+    done = run_variants(_in_folder, {folder: (job, folder) for folder, job in jobs.items()}, grid,
+                        checkpoints / f"results_{prefix.lower()}_margins", cfg["seed"])
+    return list(done.values())
+
+
+def _in_folder(item: tuple[tuple[str, ClusterConfig], str], grid: ClusteringGrid) -> Variant:
+    (name, cfg), folder = item
+    return run_clustering_variant(name, grid.inputs, cfg, grid.frames, grid.checkpoints / folder, grid.dim,
+                                  feature_selection=grid.feature_selection)
 
 
 def direct_classifiers(backbones: dict[str, ModelInputs], strategy: ModelInputs, scratch: ModelInputs, cfg: dict,
@@ -278,30 +299,49 @@ def cae_variant(inputs: ModelInputs, frames: dict[str, pd.DataFrame], cfg: CAECo
                           seed=cfg.seed)
 
 
+@dataclass(frozen=True)
+class SweepGrid:
+    """What every cell of the imbalance sweep shares: the sweep's inputs and splits, both configurations,
+    the embedding size, the feature selection and where checkpoints go."""
+
+    inputs: ModelInputs
+    frames: dict[str, pd.DataFrame]
+    cluster_cfg: dict
+    classifier_cfg: dict
+    checkpoints: Path
+    dim: int
+    feature_selection: bool = True
+
+
+def sweep_cell(cell: tuple[int, int, int], grid: SweepGrid) -> list[dict]:
+    """One majority:minority subset, one repeat (seed `seed + repeat`): SDC and the direct classifier
+    trained on it and scored by test AUC; NaN with a `skipped` reason where the subset or the AUC fails."""
+    maj, mino, rep = cell
+    seed = grid.cluster_cfg["seed"]
+    tag, row = f"{maj}_{mino}_{rep}", {"majority": maj, "minority": mino, "repeat": rep, "ratio": f"{maj}:{mino}"}
+    try:
+        positions = imbalance_subset(grid.frames["train"], maj, mino, seed + rep).index.to_numpy()
+    except DataError as error:
+        return [{"method": m, **row, "roc_auc": NAN, "skipped": str(error)} for m in SWEEP_METHODS]
+    sdc = run_clustering_variant(f"sweep SDC {tag}", grid.inputs, ClusterConfig(**{**grid.cluster_cfg, "seed": seed + rep}),
+                                 grid.frames, grid.checkpoints / f"sweep_sdc_{tag}", grid.dim,
+                                 feature_selection=grid.feature_selection, train_rows=positions)
+    clf = run_direct_classifier(f"sweep classifier {tag}", grid.inputs,
+                                TrainConfig(**{**grid.classifier_cfg, "seed": seed + rep}), grid.frames,
+                                grid.checkpoints / f"sweep_clf_{tag}", train_rows=positions)
+    return [{"method": m, **row, "roc_auc": auc_of(v), "skipped": v.skipped or v.metrics.get("auc_skipped")}
+            for m, v in zip(SWEEP_METHODS, (sdc, clf))]
+
+
 def imbalance_sweep(inputs: ModelInputs, frames: dict[str, pd.DataFrame], pairs: list[tuple[int, int]], repeats: int,
                     cluster_cfg: dict, classifier_cfg: dict, checkpoints: Path, dim: int,
                     feature_selection: bool = True) -> pd.DataFrame:
-    """Fig. 4: SDC COM-Triplet and the direct classifier trained on each majority:minority subset of the
-    training split (`repeats` draws each, seeds `seed + repeat`), both scored by test AUC. A subset the
-    training split cannot supply, or a test AUC that cannot be computed, gives NaN and a `skipped` reason."""
-    seed, rows = cluster_cfg["seed"], []
-    for maj, mino in pairs:
-        for rep in range(repeats):
-            tag, cell = f"{maj}_{mino}_{rep}", {"majority": maj, "minority": mino, "repeat": rep, "ratio": f"{maj}:{mino}"}
-            try:
-                positions = imbalance_subset(frames["train"], maj, mino, seed + rep).index.to_numpy()
-            except DataError as error:
-                rows += [{"method": m, **cell, "roc_auc": NAN, "skipped": str(error)} for m in SWEEP_METHODS]
-                continue
-            sdc = run_clustering_variant(f"sweep SDC {tag}", inputs, ClusterConfig(**{**cluster_cfg, "seed": seed + rep}),
-                                         frames, checkpoints / f"sweep_sdc_{tag}", dim,
-                                         feature_selection=feature_selection, train_rows=positions)
-            clf = run_direct_classifier(f"sweep classifier {tag}", inputs,
-                                        TrainConfig(**{**classifier_cfg, "seed": seed + rep}), frames,
-                                        checkpoints / f"sweep_clf_{tag}", train_rows=positions)
-            rows += [{"method": m, **cell, "roc_auc": auc_of(v), "skipped": v.skipped or v.metrics.get("auc_skipped")}
-                     for m, v in zip(SWEEP_METHODS, (sdc, clf))]
-    return pd.DataFrame(rows)
+    """Fig. 4: `sweep_cell` for each majority:minority pair and repeat (Dask tasks on a cluster), one row
+    per method and cell."""
+    grid = SweepGrid(inputs, frames, cluster_cfg, classifier_cfg, checkpoints, dim, feature_selection)
+    cells = {f"{maj}_{mino}_{rep}": (maj, mino, rep) for maj, mino in pairs for rep in range(repeats)}
+    done = run_variants(sweep_cell, cells, grid, checkpoints / "results_sweep", cluster_cfg["seed"])
+    return pd.DataFrame([row for rows in done.values() for row in rows])
 
 
 SWEEP_METHODS = ("SDC COM-Triplet", "Classifier")

@@ -15,6 +15,7 @@ from torch import nn
 from torch_geometric.data import Data
 
 from derm_nb.chapters import ChapterContext
+from derm_nb.cluster import run_variants
 from derm_nb.studies.study004.end_to_end import PixelBags, end_to_end_model
 from derm_nb.studies.study004.mil import (
     GCNMIL,
@@ -160,11 +161,30 @@ def run_seed(model: GCNMIL, bags: BagSets, cfg: MILConfig, scoring: Scoring, che
     return SeedRun(cfg.seed, model, history, prob, attention, scores, seg)
 
 
+@dataclass(frozen=True)
+class SeedGrid:
+    """What every seed of a run shares: the model spec, the bags, the configuration, the scoring and where
+    checkpoints go."""
+
+    spec: ModelSpec
+    bags: BagSets
+    cfg: MILConfig
+    scoring: Scoring
+    checkpoint_dir: Path
+
+
+def one_seed(seed: int, grid: SeedGrid) -> SeedRun:
+    """`run_seed` for one seed, with a fresh model and its own checkpoints (`seed_<n>/`)."""
+    return run_seed(grid.spec.build(seed, grid.bags.calibration), grid.bags,
+                    replace(grid.cfg, seed=seed, bags=grid.bags.key), grid.scoring, grid.checkpoint_dir / f"seed_{seed}")
+
+
 def run_seeds(seeds: Iterable[int], spec: ModelSpec, bags: BagSets, cfg: MILConfig, scoring: Scoring,
               checkpoint_dir: str | Path) -> list[SeedRun]:
-    """`run_seed` for each seed, each with a fresh model and its own checkpoints (`seed_<n>/`)."""
-    return [run_seed(spec.build(s, bags.calibration), bags, replace(cfg, seed=s, bags=bags.key), scoring,
-                     Path(checkpoint_dir) / f"seed_{s}") for s in seeds]
+    """`one_seed` for each seed: Dask tasks when the chapter runs on a cluster, serially otherwise."""
+    grid = SeedGrid(spec, bags, cfg, scoring, Path(checkpoint_dir))
+    runs = run_variants(one_seed, {f"seed_{s}": s for s in seeds}, grid, grid.checkpoint_dir / "results", cfg.seed)
+    return list(runs.values())
 
 
 SEED_METRICS = {"roc_auc": "AUC", "sk_roc_auc": "Seborrheic Keratosis-AUC", "accuracy": "Accuracy",

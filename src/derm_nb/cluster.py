@@ -1,0 +1,230 @@
+"""Dask distributed for the book: the chapter graph on a cluster, and a chapter's independent variants as tasks.
+
+`derm-nb run --workers N` starts a local cluster of N worker processes; `--scheduler ADDRESS`
+joins an existing one (dask-jobqueue, Kubernetes, ...). Each worker has one thread and one
+`chapter` slot (and, on CUDA, one `GPU`): a chapter task holds the slot while papermill runs its
+kernel, and secedes from the thread pool, so the worker's thread stays free for variant tasks.
+A chapter kernel finds the scheduler in `DERM_NB_SCHEDULER`; without it, variants run serially.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+
+from derm_nb.artifacts import write_atomic
+from derm_nb.chapters import spec
+from derm_nb.progress import bar
+
+SCHEDULER_ENV = "DERM_NB_SCHEDULER"
+CHAPTER_SLOT = "chapter"
+GPU = "GPU"
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class ClusterError(RuntimeError):
+    """The cluster cannot run the book (no worker offers a chapter slot, none joined in time)."""
+
+
+def chapter_graph(order: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """Each chapter's upstream chapters within `order`: the registry's reads, and for the appendix
+    (which reports the run's notebook times) every other chapter."""
+    graph = {}
+    for stem in order:
+        if spec(stem).kind == "appendix":
+            graph[stem] = tuple(s for s in order if s != stem)
+        else:
+            graph[stem] = tuple(s for s in spec(stem).needs if s in order)
+    return graph
+
+
+def chapter_resources(gpu: bool) -> dict[str, int]:
+    """What one chapter task asks of a worker: its chapter slot, and one GPU on a CUDA run."""
+    return {CHAPTER_SLOT: 1, **({GPU: 1} if gpu else {})}
+
+
+def wants_gpu(device: str) -> bool:
+    """Whether a run on `device` (cpu, cuda, auto) trains on CUDA, so each chapter asks for a GPU."""
+    return device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+
+
+def pin_gpu_plugin(gpus: int) -> Any:
+    """A worker plugin: the worker named i sees only GPU i (mod `gpus`), set before any task touches CUDA."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class PinGPU(WorkerPlugin):
+        name = "derm-nb-pin-gpu"
+
+        def setup(self, worker: Any) -> None:
+            index = int(worker.name) % gpus if str(worker.name).isdigit() else 0
+            os.environ["CUDA_VISIBLE_DEVICES"] = str(index)
+
+    return PinGPU()
+
+
+@contextmanager
+def book_client(workers: int = 0, scheduler: str | None = None, gpu: bool = False,
+                wait_seconds: float = 600.0) -> Iterator[Any]:
+    """A Dask client for a run: to `scheduler`, or to a local cluster of `workers` processes (one thread
+    and one chapter slot each; on CUDA one GPU each, pinned), closed afterwards."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        client = Client(scheduler)
+        try:
+            check_workers(client, gpu, wait_seconds)
+            yield client
+        finally:
+            client.close()
+        return
+    # torch's CPU results depend on its thread count: every worker keeps a serial run's (Dask's default is 1)
+    environ = {f"distributed.nanny.pre-spawn-environ.{k}": torch.get_num_threads()
+               for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    environ["distributed.nanny.pre-spawn-environ.OMP_WAIT_POLICY"] = "PASSIVE"  # idle threads sleep, not spin
+    gpus = torch.cuda.device_count() if gpu else 0
+    if gpu and not gpus:
+        raise ClusterError("the run's device is CUDA, but this machine shows no GPU to give the workers")
+    with dask.config.set(environ), LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+            resources=chapter_resources(gpu)) as cluster, Client(cluster) as client:
+        if gpu:
+            client.register_plugin(pin_gpu_plugin(gpus))
+        yield client
+
+
+def check_workers(client: Any, gpu: bool, wait_seconds: float) -> None:
+    """Wait for a worker, then require one that offers what a chapter asks (else tasks would wait forever)."""
+    try:
+        client.wait_for_workers(1, timeout=wait_seconds)
+    except TimeoutError as err:
+        raise ClusterError(f"no Dask worker joined {client.scheduler.address} in {wait_seconds:.0f} s") from err
+    need = chapter_resources(gpu)
+    offered = [w.get("resources", {}) for w in client.scheduler_info()["workers"].values()]
+    if not any(all(r.get(k, 0) >= v for k, v in need.items()) for r in offered):
+        flags = ",".join(f"{k}={v}" for k, v in need.items())
+        raise ClusterError(f"no worker of {client.scheduler.address} offers {need}: start workers with "
+                           f"`--resources \"{flags}\"` (dask-jobqueue: worker_extra_args=['--resources', '{flags}'])")
+
+
+def chapter_task(run: Callable[..., dict], job: Any, address: str, *upstream: dict) -> dict:
+    """Run one chapter on a worker: leave the thread pool (the kernel does the work, and its variant
+    tasks may need this worker's thread), and tell the kernel where the scheduler is."""
+    from distributed import secede
+
+    secede()
+    os.environ[SCHEDULER_ENV] = address
+    return run(job)
+
+
+def run_graph(client: Any, jobs: Mapping[str, Any], run: Callable[[Any], dict], graph: Mapping[str, Sequence[str]],
+              gpu: bool, done: Callable[[str, dict], None]) -> None:
+    """Submit every chapter as a task after its upstream chapters; call `done(stem, entry)` as each
+    finishes. The first failure cancels what has not run and is raised."""
+    from distributed import as_completed
+
+    address, token = client.scheduler.address, uuid.uuid4().hex[:8]
+    futures: dict[str, Any] = {}
+    for stem, job in jobs.items():
+        upstream = [futures[s] for s in graph[stem]]
+        futures[stem] = client.submit(chapter_task, run, job, address, *upstream, key=f"chapter-{stem}-{token}",
+                                      resources=chapter_resources(gpu), pure=False)
+    stems = {f.key: s for s, f in futures.items()}
+    progress = bar(total=len(futures), desc="chapters [dask]", unit="nb")
+    try:
+        for future in as_completed(futures.values()):
+            done(stems[future.key], future.result())
+            progress.update()
+    except BaseException:
+        client.cancel(list(futures.values()))
+        raise
+    finally:
+        progress.close()
+
+
+@contextmanager
+def kept_random_state() -> Iterator[None]:
+    """Python's, NumPy's and torch's (CPU and CUDA) global random states restored on exit."""
+    import random
+
+    import numpy as np
+
+    cuda = torch.cuda.is_initialized()
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    devices = torch.cuda.get_rng_state_all() if cuda else None
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+        if cuda:
+            torch.cuda.set_rng_state_all(devices)
+
+
+_CLIENT: Any = None
+
+
+def variant_client() -> Any | None:
+    """The kernel's client of the run's scheduler (`DERM_NB_SCHEDULER`), or None for a serial run."""
+    global _CLIENT
+    address = os.environ.get(SCHEDULER_ENV)
+    if not address:
+        return None
+    if _CLIENT is None or _CLIENT.status != "running":
+        from distributed import Client
+
+        _CLIENT = Client(address, set_as_default=False)
+    return _CLIENT
+
+
+def _shared(value: Any) -> Any:
+    return value
+
+
+def variant_task(fn: Callable[[T, Any], R], item: T, shared: Any, seed: int, path: str) -> str:
+    """One variant on a worker: seeded, and its result saved atomically to `path` for the chapter to gather."""
+    from derm_nb import progress
+    from derm_nb.train import seed_everything
+
+    progress.QUIET["on"] = True
+    seed_everything(seed)
+    result = fn(item, shared)
+    write_atomic(path, lambda tmp: torch.save(result, tmp))
+    return path
+
+
+def run_variants(fn: Callable[[T, Any], R], items: Mapping[str, T], shared: Any, out: str | os.PathLike[str],
+                 seed: int) -> dict[str, R]:
+    """`{name: fn(item, shared)}`, each variant seeded with `seed` first: as Dask tasks when the chapter
+    runs with a scheduler (each result written atomically to `out/<name>.pt`, then gathered), serially
+    otherwise. The numbers are the same either way."""
+    from derm_nb.train import seed_everything
+
+    client = variant_client()
+    if client is None or len(items) < 2:
+        results = {}
+        with kept_random_state():  # as when the variants run elsewhere: the chapter's own draws are untouched
+            for name, item in items.items():
+                seed_everything(seed)
+                results[name] = fn(item, shared)
+        return results
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex[:8]
+    # a task, not `scatter`: if the worker holding it dies, the scheduler can compute it again
+    data = client.submit(_shared, shared, key=f"variants-shared-{token}", pure=False)
+    futures = {name: client.submit(variant_task, fn, item, data, seed, str(folder / f"{name}.pt"), pure=False,
+                                   key=f"variant-{name}-{token}")
+               for name, item in items.items()}
+    paths = client.gather(futures)
+    return {name: torch.load(paths[name], weights_only=False) for name in items}
+

@@ -1,0 +1,125 @@
+"""Dask: the chapter graph, variants as tasks (the same numbers as serially), and a worker killed mid-variant."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from derm_nb import cluster
+from derm_nb.chapters import CHAPTERS, spec
+from derm_nb.cli import main
+from derm_nb.studies import study001
+from derm_nb.train import TrainConfig, load_checkpoint
+
+EPOCHS = 4
+
+
+def test_chapter_graph_runs_data_first_and_the_summaries_last():
+    order = [c.stem for c in CHAPTERS]
+    graph = cluster.chapter_graph(order)
+    assert graph["00_data"] == ()
+    assert set(graph["03_experts"]) == {"00_data", "01_eda", "02_baseline"}
+    assert set(graph["04_efficientnet"]) == {"00_data"}          # side by side with 01-03 and 05-07
+    assert set(graph["09_summary"]) >= {"02_baseline", "03_experts", "04_efficientnet", "05_deep_clustering",
+                                        "06_architectures", "07_gcn_mil"}
+    assert set(graph["10_speed"]) == set(order) - {"10_speed"}
+    assert cluster.chapter_graph(["00_data", "04_efficientnet"]) == {"00_data": (), "04_efficientnet": ("00_data",)}
+    for stem, upstream in graph.items():
+        assert all(order.index(u) < order.index(stem) for u in upstream), stem
+        assert set(spec(stem).needs) <= set(upstream) or spec(stem).kind == "appendix"
+
+
+def test_resources_ask_a_gpu_only_on_cuda():
+    assert cluster.chapter_resources(False) == {"chapter": 1}
+    assert cluster.chapter_resources(True) == {"chapter": 1, "GPU": 1}
+    assert cluster.wants_gpu("cuda") and not cluster.wants_gpu("cpu")
+
+
+@pytest.mark.parametrize("flags, message", [(["--workers", "0"], "1 or more"),
+                                            (["--workers", "2", "--scheduler", "tcp://x:1"], "one of them")])
+def test_bad_cluster_flags_are_named(flags, message, capsys):
+    with pytest.raises(SystemExit) as err:
+        main(["run", "--profile", "smoke", *flags])
+    assert message in str(err.value)
+
+
+def _grid(folder: Path) -> study001.AblationGrid:
+    rng = np.random.default_rng(0)
+    frames, images = {}, {}
+    for split, n in (("train", 48), ("val", 24), ("test", 24)):
+        target = np.arange(n) % 3 == 0
+        pixels = rng.integers(0, 200, (n, 3, 24, 24), dtype=np.uint8)
+        pixels[target, 0] += 40                                   # a red cast the models can learn
+        images[split] = torch.from_numpy(pixels)
+        frames[split] = pd.DataFrame({"image_id": [f"{split}{i}" for i in range(n)], "target": target.astype(int),
+                                      "group_id": [f"p{i}" for i in range(n)]})
+    recipe = TrainConfig(epochs=EPOCHS, batch_size=16, lr=1e-3, optimizer="adamw", scheduler="cosine",
+                         keep="last", freeze_backbone_epochs=0, sampler_pos_share=0.5, device="cpu", seed=3)
+    return study001.AblationGrid(images, frames, "resnet18", "none", False, recipe, 0.25, 2.0, folder)
+
+
+def _ablations() -> list[study001.Ablation]:
+    return [study001.variant(key, 24, 24, 0.2, EPOCHS, EPOCHS, 0.75) for key in ("recipe", "no_focal")]
+
+
+def _numbers(trained: dict) -> dict:
+    return {key: (variant.metrics["roc_auc"], variant.predictions["prob"].round(7).tolist(),
+                  variant.history["train_loss"].round(7).tolist()) for key, (variant, _) in trained.items()}
+
+
+@pytest.fixture(scope="module")
+def local_cluster():
+    with cluster.book_client(workers=2) as client:
+        yield client
+
+
+def _kill_during(client, key_prefix: str, checkpoint: Path, seen: dict) -> None:
+    """SIGKILL the worker process that runs `key_prefix` once its first epoch is checkpointed."""
+    deadline = time.time() + 240
+    while time.time() < deadline and not checkpoint.is_file():
+        time.sleep(0.05)
+    running = {address: keys for address, keys in client.processing().items()
+               if any(str(k).startswith(key_prefix) for k in keys)}
+    pids = client.run(os.getpid, workers=list(running))
+    for pid in pids.values():
+        os.kill(pid, signal.SIGKILL)
+    seen["killed"] = list(pids.values())
+    seen["history"] = load_checkpoint(checkpoint)["history"] if pids else []
+
+
+def test_variants_on_dask_equal_serial_and_survive_a_killed_worker(local_cluster, tmp_path, monkeypatch):
+    serial = study001.train_ablations(_ablations(), _grid(tmp_path / "serial"))
+
+    monkeypatch.setenv(cluster.SCHEDULER_ENV, local_cluster.scheduler.address)
+    grid = _grid(tmp_path / "dask")
+    seen: dict = {}
+    killer = threading.Thread(target=_kill_during, args=(local_cluster, "variant-recipe-",
+                                                         grid.checkpoints / "recipe" / "last.pt", seen))
+    killer.start()
+    distributed = study001.train_ablations(_ablations(), grid)
+    killer.join()
+
+    assert seen["killed"], "no worker was running the recipe when its first epoch was checkpointed"
+    resumed = distributed["recipe"][0].history
+    assert 1 <= len(seen["history"]) < EPOCHS
+    kept = pd.DataFrame(seen["history"])        # the epochs before the kill come back from last.pt, not rerun
+    assert resumed["seconds"].head(len(kept)).tolist() == kept["seconds"].tolist()
+    assert _numbers(distributed) == _numbers(serial)
+    assert sorted(p.name for p in (grid.checkpoints / "results").iterdir()) == ["no_focal.pt", "recipe.pt"]
+
+
+def test_a_scheduler_whose_workers_offer_no_chapter_slot_is_refused():
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as plain, \
+            Client(plain) as client:
+        with pytest.raises(cluster.ClusterError, match="--resources"):
+            cluster.check_workers(client, gpu=False, wait_seconds=5)

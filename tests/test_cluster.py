@@ -123,3 +123,16 @@ def test_a_scheduler_whose_workers_offer_no_chapter_slot_is_refused():
             Client(plain) as client:
         with pytest.raises(cluster.ClusterError, match="--resources"):
             cluster.check_workers(client, gpu=False, wait_seconds=5)
+
+
+def test_a_grid_inside_a_task_runs_serially(local_cluster):
+    address = local_cluster.scheduler.address
+
+    def probe() -> bool:
+        os.environ[cluster.SCHEDULER_ENV] = address
+        try:
+            return cluster.variant_client() is None     # a task never waits on tasks it submitted
+        finally:
+            os.environ.pop(cluster.SCHEDULER_ENV)
+
+    assert local_cluster.submit(probe, pure=False).result()

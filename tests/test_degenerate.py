@@ -242,9 +242,9 @@ def test_supervised_training_without_both_classes_is_skipped_before_training(tmp
     assert not list(tmp_path.iterdir())  # nothing was trained
 
 
-def test_imbalance_sweep_skips_a_ratio_the_pool_cannot_supply():
+def test_imbalance_sweep_skips_a_ratio_the_pool_cannot_supply(tmp_path):
     frames = frames_for({"train": np.r_[np.zeros(10, int), np.ones(3, int)], "test": np.array([0, 1])})
-    sweep = imbalance_sweep(None, frames, [(8, 5), (20, 2)], 1, {"seed": 0}, {}, None, 8)
+    sweep = imbalance_sweep(None, frames, [(8, 5), (20, 2)], 1, {"seed": 0}, {}, tmp_path, 8)
     assert sweep["roc_auc"].isna().all() and len(sweep) == 4
     assert sweep["skipped"].str.contains("needs more images than the pool has").all()
     ran = pd.DataFrame({"method": ["SDC COM-Triplet", "Classifier"], "ratio": "8:2", "roc_auc": [0.8, 0.7],

@@ -177,13 +177,24 @@ def variant_client() -> Any | None:
     """The kernel's client of the run's scheduler (`DERM_NB_SCHEDULER`), or None for a serial run."""
     global _CLIENT
     address = os.environ.get(SCHEDULER_ENV)
-    if not address:
+    if not address or _in_a_task():
         return None
     if _CLIENT is None or _CLIENT.status != "running":
         from distributed import Client
 
         _CLIENT = Client(address, set_as_default=False)
     return _CLIENT
+
+
+def _in_a_task() -> bool:
+    """Whether this code runs inside a Dask task (a grid there runs serially: a task never waits on tasks)."""
+    from distributed import get_worker
+
+    try:
+        get_worker()
+    except ValueError:
+        return False
+    return True
 
 
 def _shared(value: Any) -> Any:

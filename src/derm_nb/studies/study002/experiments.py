@@ -209,11 +209,31 @@ def repeat_notes(repeats: dict[str, str], used: dict[str, ModelInputs]) -> list[
             f"`{twin}`'s; left out." for name, twin in repeats.items()]
 
 
+@dataclass(frozen=True)
+class BackboneGrid:
+    """What the per-backbone rows share: every backbone's inputs (one pickle, so their images travel once),
+    the configuration, the splits, the embedding size, the feature selection and where checkpoints go."""
+
+    inputs: dict[str, ModelInputs]
+    cfg: dict
+    frames: dict[str, pd.DataFrame]
+    checkpoints: Path
+    dim: int = 0
+    feature_selection: bool = True
+
+
+def _sdc_on(name: str, grid: BackboneGrid) -> Variant:
+    return run_clustering_variant(f"SDC {name}", grid.inputs[name], ClusterConfig(**grid.cfg), grid.frames,
+                                  grid.checkpoints / f"sdc_{name}", grid.dim, feature_selection=grid.feature_selection)
+
+
 def sdc_by_backbone(backbones: dict[str, ModelInputs], cfg: dict, frames: dict[str, pd.DataFrame], checkpoints: Path,
                     dim: int, feature_selection: bool = True) -> list[Variant]:
-    """SDC COM-Triplet on each distinct backbone (Tables I-II), named by the backbone asked for."""
-    return [run_clustering_variant(f"SDC {name}", inputs, ClusterConfig(**cfg), frames, checkpoints / f"sdc_{name}",
-                                   dim, feature_selection=feature_selection) for name, inputs in backbones.items()]
+    """SDC COM-Triplet on each distinct backbone (Tables I-II), named by the backbone asked for; Dask tasks
+    on a cluster."""
+    grid = BackboneGrid(backbones, cfg, frames, checkpoints, dim, feature_selection)
+    return list(run_variants(_sdc_on, {name: name for name in backbones}, grid, checkpoints / "results_sdc_backbones",
+                             cfg["seed"]).values())
 
 
 @dataclass(frozen=True)
@@ -248,18 +268,23 @@ def _in_folder(item: tuple[tuple[str, ClusterConfig], str], grid: ClusteringGrid
                                   feature_selection=grid.feature_selection)
 
 
+def _classifier_on(job: tuple[str, str, str, dict], grid: BackboneGrid) -> Variant:
+    name, backbone, folder, options = job
+    return run_direct_classifier(name, grid.inputs[backbone], TrainConfig(**grid.cfg), grid.frames,
+                                 grid.checkpoints / folder, **options)
+
+
 def direct_classifiers(backbones: dict[str, ModelInputs], strategy: ModelInputs, scratch: ModelInputs, cfg: dict,
                        frames: dict[str, pd.DataFrame], checkpoints: Path) -> list[Variant]:
     """Table III's direct classifiers: one per distinct backbone with transfer learning, then the learning
-    strategies (NP, TL+DA, TL+LW) on `strategy`, the classifier backbone (the study: ResNet50)."""
-    variants = [run_direct_classifier(f"Classifier {name}", inputs, TrainConfig(**cfg), frames,
-                                      checkpoints / f"clf_{name}") for name, inputs in backbones.items()]
-    return variants + [
-        run_direct_classifier("Classifier NP", scratch, TrainConfig(**cfg), frames, checkpoints / "clf_np"),
-        run_direct_classifier("Classifier TL+DA", strategy, TrainConfig(**cfg), frames, checkpoints / "clf_tlda",
-                              augment=True),
-        run_direct_classifier("Classifier TL+LW", strategy, TrainConfig(**cfg), frames, checkpoints / "clf_tllw",
-                              loss_weighting=True)]
+    strategies (NP, TL+DA, TL+LW) on `strategy`, the classifier backbone (the study: ResNet50); Dask tasks on
+    a cluster."""
+    grid = BackboneGrid({**backbones, "(strategy)": strategy, "(scratch)": scratch}, cfg, frames, checkpoints)
+    jobs = [(f"Classifier {name}", name, f"clf_{name}", {}) for name in backbones] + [
+        ("Classifier NP", "(scratch)", "clf_np", {}), ("Classifier TL+DA", "(strategy)", "clf_tlda", {"augment": True}),
+        ("Classifier TL+LW", "(strategy)", "clf_tllw", {"loss_weighting": True})]
+    return list(run_variants(_classifier_on, {job[2]: job for job in jobs}, grid,
+                             checkpoints / "results_classifiers", cfg["seed"]).values())
 
 
 def shallow_variants(inputs: ModelInputs, frames: dict[str, pd.DataFrame], seed: int = 0,

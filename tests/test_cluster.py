@@ -136,3 +136,13 @@ def test_a_grid_inside_a_task_runs_serially(local_cluster):
             os.environ.pop(cluster.SCHEDULER_ENV)
 
     assert local_cluster.submit(probe, pure=False).result()
+
+
+def test_an_existing_scheduler_with_chapter_slots_is_joined():
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None,
+                      resources={"chapter": 1}) as existing:
+        with cluster.book_client(scheduler=existing.scheduler_address) as client:
+            assert client.scheduler.address == existing.scheduler_address
+            assert client.submit(sum, [1, 2]).result() == 3

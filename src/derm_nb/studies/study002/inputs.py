@@ -116,7 +116,9 @@ class ModelInputs:
         self.finetune, self.name, self.weights, self.fallback = finetune, backbone, weights, fallback
         self.images, self.targets, self.size = images, {k: np.asarray(v) for k, v in targets.items()}, size
         self.aug_views, self.seed, self.device, self.batch_size = aug_views, seed, device, batch_size
-        self._module, self.width, self.provenance = embedding_backbone(backbone, weights, fallback)
+        with torch.random.fork_rng(devices=[]):  # a randomly initialised backbone (NP) starts from the run's seed
+            torch.manual_seed(seed)
+            self._module, self.width, self.provenance = embedding_backbone(backbone, weights, fallback)
         self._features: dict[tuple[str, bool], np.ndarray] = {}
 
     def _images(self, split: str, augment: bool, rows: np.ndarray | None = None) -> CachedImages:

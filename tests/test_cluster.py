@@ -146,3 +146,20 @@ def test_an_existing_scheduler_with_chapter_slots_is_joined():
         with cluster.book_client(scheduler=existing.scheduler_address) as client:
             assert client.scheduler.address == existing.scheduler_address
             assert client.submit(sum, [1, 2]).result() == 3
+
+
+def test_each_local_worker_sees_its_own_gpu(monkeypatch):
+    from types import SimpleNamespace
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    plugin = cluster.pin_gpu_plugin(2)
+    for name, card in ((0, "0"), (1, "1"), (3, "1")):
+        plugin.setup(SimpleNamespace(name=name))
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == card
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
+def test_a_cuda_run_without_a_gpu_is_refused():
+    with pytest.raises(cluster.ClusterError, match="no GPU"):
+        with cluster.book_client(workers=1, gpu=True):
+            pass

@@ -138,7 +138,7 @@ class ChapterJob:
     stem: str
     notebook: Path
     parameters: dict
-    sources: dict
+    sources: list[str]
 
 
 def run_chapter(job: ChapterJob) -> dict:

@@ -79,12 +79,9 @@ def book_client(workers: int = 0, scheduler: str | None = None, gpu: bool = Fals
     from distributed import Client, LocalCluster
 
     if scheduler:
-        client = Client(scheduler)
-        try:
+        with Client(scheduler) as client:
             check_workers(client, gpu, wait_seconds)
             yield client
-        finally:
-            client.close()
         return
     # torch's CPU results depend on its thread count: every worker keeps a serial run's (Dask's default is 1)
     environ = {f"distributed.nanny.pre-spawn-environ.{k}": torch.get_num_threads()
@@ -157,17 +154,14 @@ def kept_random_state() -> Iterator[None]:
 
     import numpy as np
 
-    cuda = torch.cuda.is_initialized()
-    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    devices = torch.cuda.get_rng_state_all() if cuda else None
+    states = random.getstate(), np.random.get_state()
+    devices = range(torch.cuda.device_count()) if torch.cuda.is_initialized() else []
     try:
-        yield
+        with torch.random.fork_rng(devices=devices):
+            yield
     finally:
         random.setstate(states[0])
         np.random.set_state(states[1])
-        torch.set_rng_state(states[2])
-        if cuda:
-            torch.cuda.set_rng_state_all(devices)
 
 
 _CLIENT: Any = None
@@ -201,14 +195,19 @@ def _shared(value: Any) -> Any:
     return value
 
 
+def _seeded(fn: Callable[[T, Any], R], item: T, shared: Any, seed: int) -> R:
+    from derm_nb.train import seed_everything
+
+    seed_everything(seed)
+    return fn(item, shared)
+
+
 def variant_task(fn: Callable[[T, Any], R], item: T, shared: Any, seed: int, path: str) -> str:
     """One variant on a worker: seeded, and its result saved atomically to `path` for the chapter to gather."""
     from derm_nb import progress
-    from derm_nb.train import seed_everything
 
     progress.QUIET["on"] = True
-    seed_everything(seed)
-    result = fn(item, shared)
+    result = _seeded(fn, item, shared, seed)
     write_atomic(path, lambda tmp: torch.save(result, tmp))
     return path
 
@@ -218,16 +217,10 @@ def run_variants(fn: Callable[[T, Any], R], items: Mapping[str, T], shared: Any,
     """`{name: fn(item, shared)}`, each variant seeded with `seed` first: as Dask tasks when the chapter
     runs with a scheduler (each result written atomically to `out/<name>.pt`, then gathered), serially
     otherwise. The numbers are the same either way."""
-    from derm_nb.train import seed_everything
-
     client = variant_client()
     if client is None or len(items) < 2:
-        results = {}
         with kept_random_state():  # as when the variants run elsewhere: the chapter's own draws are untouched
-            for name, item in items.items():
-                seed_everything(seed)
-                results[name] = fn(item, shared)
-        return results
+            return {name: _seeded(fn, item, shared, seed) for name, item in items.items()}
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex[:8]

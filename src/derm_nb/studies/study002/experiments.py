@@ -211,8 +211,8 @@ def repeat_notes(repeats: dict[str, str], used: dict[str, ModelInputs]) -> list[
 
 @dataclass(frozen=True)
 class BackboneGrid:
-    """What the per-backbone rows share: every backbone's inputs (one pickle, so their images travel once),
-    the configuration, the splits, the embedding size, the feature selection and where checkpoints go."""
+    """What the rows of a grid share: every backbone's inputs by name (one pickle, so their images travel
+    once), the configuration, the splits, the embedding size, the feature selection and where checkpoints go."""
 
     inputs: dict[str, ModelInputs]
     cfg: dict
@@ -222,9 +222,11 @@ class BackboneGrid:
     feature_selection: bool = True
 
 
-def _sdc_on(name: str, grid: BackboneGrid) -> Variant:
-    return run_clustering_variant(f"SDC {name}", grid.inputs[name], ClusterConfig(**grid.cfg), grid.frames,
-                                  grid.checkpoints / f"sdc_{name}", grid.dim, feature_selection=grid.feature_selection)
+def _clustering_on(job: tuple[str, str, ClusterConfig, str], grid: BackboneGrid) -> Variant:
+    """One SDC / UDC row of a grid: its name, the backbone it trains on, its configuration and its folder."""
+    name, backbone, cfg, folder = job
+    return run_clustering_variant(name, grid.inputs[backbone], cfg, grid.frames, grid.checkpoints / folder, grid.dim,
+                                  feature_selection=grid.feature_selection)
 
 
 def sdc_by_backbone(backbones: dict[str, ModelInputs], cfg: dict, frames: dict[str, pd.DataFrame], checkpoints: Path,
@@ -232,20 +234,8 @@ def sdc_by_backbone(backbones: dict[str, ModelInputs], cfg: dict, frames: dict[s
     """SDC COM-Triplet on each distinct backbone (Tables I-II), named by the backbone asked for; Dask tasks
     on a cluster."""
     grid = BackboneGrid(backbones, cfg, frames, checkpoints, dim, feature_selection)
-    return list(run_variants(_sdc_on, {name: name for name in backbones}, grid, checkpoints / "results_sdc_backbones",
-                             cfg["seed"]).values())
-
-
-@dataclass(frozen=True)
-class ClusteringGrid:
-    """What every SDC / UDC variant of a grid shares: the inputs, the splits, the embedding size, the
-    feature selection and where checkpoints go."""
-
-    inputs: ModelInputs
-    frames: dict[str, pd.DataFrame]
-    checkpoints: Path
-    dim: int
-    feature_selection: bool = True
+    jobs = {name: (f"SDC {name}", name, ClusterConfig(**cfg), f"sdc_{name}") for name in backbones}
+    return list(run_variants(_clustering_on, jobs, grid, checkpoints / "results_sdc_backbones", cfg["seed"]).values())
 
 
 def margin_variants(mode: str, inputs: ModelInputs, margins: list[float], cfg: dict, frames: dict[str, pd.DataFrame],
@@ -255,17 +245,11 @@ def margin_variants(mode: str, inputs: ModelInputs, margins: list[float], cfg: d
     prefix = "SDC" if mode == "supervised" else "UDC"
     runs = [(f"{prefix} COM-Triplet α={m}", "com", m, f"{prefix.lower()}_com_{m}") for m in margins]
     runs.append((f"{prefix} triplet α={TRIPLET_MARGIN}", "triplet", TRIPLET_MARGIN, f"{prefix.lower()}_triplet"))
-    jobs = {folder: (name, ClusterConfig(mode=mode, loss=loss, margin=m, **cfg)) for name, loss, m, folder in runs}
-    grid = ClusteringGrid(inputs, frames, checkpoints, dim, feature_selection)
-    done = run_variants(_in_folder, {folder: (job, folder) for folder, job in jobs.items()}, grid,
-                        checkpoints / f"results_{prefix.lower()}_margins", cfg["seed"])
+    jobs = {folder: (name, "main", ClusterConfig(mode=mode, loss=loss, margin=m, **cfg), folder)
+            for name, loss, m, folder in runs}
+    grid = BackboneGrid({"main": inputs}, cfg, frames, checkpoints, dim, feature_selection)
+    done = run_variants(_clustering_on, jobs, grid, checkpoints / f"results_{prefix.lower()}_margins", cfg["seed"])
     return list(done.values())
-
-
-def _in_folder(item: tuple[tuple[str, ClusterConfig], str], grid: ClusteringGrid) -> Variant:
-    (name, cfg), folder = item
-    return run_clustering_variant(name, grid.inputs, cfg, grid.frames, grid.checkpoints / folder, grid.dim,
-                                  feature_selection=grid.feature_selection)
 
 
 def _classifier_on(job: tuple[str, str, str, dict], grid: BackboneGrid) -> Variant:

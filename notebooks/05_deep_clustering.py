@@ -41,7 +41,7 @@ classifier_backbone = "vgg16"          # the direct classifiers' learning strate
 weights = "imagenet"
 weights_fallback = "efficientnet_lite0"
 finetune = "head"                       # all: train the backbone (the study) | head: frozen backbone features
-image_size = 64
+image_size = 128
 embedding_dim = 128
 epochs = 10
 batch_size = 15                        # M triplets per iteration (SDC), 3M images (UDC)
@@ -234,7 +234,7 @@ variants = sdc + direct + udc + shallow
 write_model_artifacts(ctx.out, variants, {
     "study": "002", "evaluation": "study002 test split; nearest prototype (clustering) or 0.5 (classifiers)",
     "oracle_auc": ceiling, "finetune": finetune,
-    "sweep": summary.reset_index().to_dict("records")})
+    "sweep": summary.reset_index().to_dict("records")}, main=sdc_main.name)
 for key, value in findings(sdc_main, direct, udc, shallow, summary, ceiling).items():
     glue(key, value, display=False)
 

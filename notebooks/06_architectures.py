@@ -34,7 +34,7 @@ profile = "default"
 run_dir = ""
 seed = 0
 device = "auto"
-image_size = 64
+image_size = 96
 epochs = 4
 batch_size = 16
 patience = 2
@@ -114,7 +114,8 @@ plt.show()
 # %%
 write_model_artifacts(ctx.out, variants, {"study": "003", "evaluation": "study003 test split",
                                           "oracle_auc": ctx.oracle_auc(frames["test"]),
-                                          "classes": classes, "data": ctx.data.summary["source"]})
+                                          "classes": classes, "data": ctx.data.summary["source"]},
+                      main=study003.main_model(variants))
 for note in skip_notes(variants):
     display(Markdown(note))
 best = max((v for v in variants if not v.skipped), key=lambda v: v.metrics["f1_weighted"])

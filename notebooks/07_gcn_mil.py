@@ -38,8 +38,8 @@ backbone = "resnet18"
 weights = "imagenet"
 weights_fallback = "efficientnet_lite0"
 bag_source = "cache"                   # cache (00_data's square cache) or original (each image at its own size)
-block_size = 48
-stride_scale = 0.52                     # multiplies Eq. 4's height bands and strides (1.0: the study's)
+block_size = 64
+stride_scale = 0.42                     # multiplies Eq. 4's height bands and strides (1.0: the study's)
 rotation_steps = {"melanoma": 180, "seborrheic_keratosis": 180}   # degrees; 0: not rotated
 gcn_hidden = 512
 attention_dim = 128
@@ -205,7 +205,8 @@ record = {"blocks_per_bag": int(example.num_nodes), "block_size": block_size, "b
 variant = gcn_mil_variant("GCN-MIL", run.history, frames["test"], run.prob, y, classes, scores, seg,
                           provenance.as_dict(), record)
 write_model_artifacts(ctx.out, [variant], {"study": "004", "evaluation": "study004 test split (ISIC 2017 layout)",
-                                           "classes": classes, "oracle_auc": ctx.oracle_auc(frames["test"])})
+                                           "classes": classes, "oracle_auc": ctx.oracle_auc(frames["test"])},
+                      main=variant.name)
 for key, value in findings(scores, seg, y, MEL, int(example.num_nodes), by_seed).items():
     glue(key, value, display=False)
 

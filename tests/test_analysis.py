@@ -55,3 +55,37 @@ def test_oracle_lift_is_the_share_of_the_ceiling_over_chance():
     lift = oracle_lift(pd.Series([0.75, 0.5, 0.9, 0.7]), pd.Series([1.0, 0.8, None, 0.5]))
     assert lift.iloc[0] == 0.5 and lift.iloc[1] == 0.0
     assert lift.iloc[2:].isna().all()  # no oracle (real data), or an oracle at chance
+
+
+def test_the_goal_table_holds_each_main_model_against_the_goal():
+    from derm_nb.analysis import goal_table
+
+    table = pd.DataFrame({"study": ["000", "000", "001", "004"], "model": ["Base All", "Base Small", "Recipe", "GCN"],
+                          "ROC-AUC": [0.80, 0.95, 0.60, 0.70], "CI low": [0.70, 0.9, 0.49, 0.6],
+                          "oracle_lift": [0.75, 1.1, 0.25, None], "main": [True, False, True, True]})
+    goal = goal_table(table, lift=0.6).set_index("model")
+    assert list(goal.index) == ["Base All", "Recipe", "GCN"]  # a better non-main variant is not the main model
+    assert goal["CI above chance"].tolist() == [True, False, True]
+    assert goal.loc["Base All", "lift ≥ 60%"] == True and goal.loc["Recipe", "lift ≥ 60%"] == False  # noqa: E712
+    assert pd.isna(goal.loc["GCN", "lift ≥ 60%"])  # real data: no oracle, so no verdict
+
+
+def test_the_main_model_is_written_and_must_be_a_variant(tmp_path):
+    import json
+
+    from derm_nb.analysis import benchmark_table, load_model_runs
+    from derm_nb.results import Variant, write_model_artifacts
+    from derm_nb.studies.study002.experiments import scored_variant
+
+    frames = {s: pd.DataFrame({"image_id": ["a", "b", "c", "d"], "target": [0, 1, 0, 1]}) for s in ("val", "test")}
+    scores = {"val": np.array([0.2, 0.8, 0.3, 0.6]), "test": np.array([0.3, 0.7, 0.4, 0.2])}
+    weights = {"backbone": "b", "weights": "none", "source": "random init", "sha256": None, "substituted_for": None}
+    rows: list[Variant] = [scored_variant(name, frames, scores, weights) for name in ("A", "B")]
+    with pytest.raises(ValueError, match="'C' is not among"):
+        write_model_artifacts(tmp_path / "05_deep_clustering", rows, main="C")
+    write_model_artifacts(tmp_path / "05_deep_clustering", rows, {"study": "002", "evaluation": "study002 test"},
+                          main="B")
+    assert json.loads((tmp_path / "05_deep_clustering" / "metrics.json").read_text())["main_model"] == "B"
+    metrics, _ = load_model_runs(tmp_path)
+    table = benchmark_table(metrics, {})
+    assert table.set_index("model")["main"].to_dict() == {"A": False, "B": True}

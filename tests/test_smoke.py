@@ -118,6 +118,9 @@ def test_summary_reports_the_oracle_lift_of_every_model(smoke_run):
     assert scored.loc[synthetic, "oracle_lift"].notna().all() and scored.loc[~synthetic, "oracle_lift"].isna().all()
     expected = (scored["ROC-AUC"] - 0.5) / (scored["oracle AUC"] - 0.5)
     assert np.allclose(scored.loc[synthetic, "oracle_lift"], expected[synthetic])
+    mains = table[table["main"]].set_index("study")["model"]   # one main model per study, held against the goal
+    assert sorted(mains.index) == [0, 1, 2, 3, 4] and mains[0] == "Base All" and mains[1] == "Recipe"
+    assert mains[3].startswith("Pretrained") and mains[4] == "GCN-MIL"
 
 
 @pytest.mark.parametrize("stem", MODEL_CHAPTERS)

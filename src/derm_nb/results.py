@@ -165,16 +165,21 @@ def run_multiclass_variant(name: str, model: nn.Module, provenance: Provenance, 
                    provenance.as_dict(), record["n_params"], {"report": report})
 
 
-def write_model_artifacts(out: Path, variants: list[Variant], meta: dict | None = None) -> None:
+def write_model_artifacts(out: Path, variants: list[Variant], meta: dict | None = None,
+                          main: str | None = None) -> None:
     """`metrics.json` (one entry per variant, with the weights it started from, and `skipped` with the reason
     for a variant that could not be scored; NaN written as null) and `predictions.parquet`. Two variants of one
-    name are an error: one would overwrite the other."""
+    name are an error: one would overwrite the other. `main` names the chapter's main model (`main_model`),
+    the one the summary holds against the book's goal."""
     names = [v.name for v in variants]
     if repeated := sorted({n for n in names if names.count(n) > 1}):
         raise ValueError(f"variants share a name ({', '.join(repeated)}): metrics.json would keep only one of each")
+    if main is not None and main not in names:
+        raise ValueError(f"the main model '{main}' is not among the variants ({', '.join(names)})")
+    meta = {**(meta or {}), **({"main_model": main} if main is not None else {})}
     metrics = {v.name: {**v.metrics, "weights": v.provenance, **({"skipped": v.skipped} if v.skipped else {}),
                         **{k: x for k, x in v.extra.items() if not isinstance(x, pd.DataFrame)}} for v in variants}
-    write_json(out / "metrics.json", json_ready({"variants": metrics, **(meta or {})}))
+    write_json(out / "metrics.json", json_ready({"variants": metrics, **meta}))
     write_parquet(out / "predictions.parquet", _stack([v.predictions for v in variants], PREDICTION_COLUMNS))
     write_parquet(out / "history.parquet", _stack([v.history for v in variants], ["model"]))
 

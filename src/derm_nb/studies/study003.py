@@ -133,6 +133,14 @@ def datasets(images: Mapping[str, torch.Tensor], frames: Mapping[str, pd.DataFra
     return sets | {s: CachedImages(images[s], frames[s]["label"], eval_transform(image_size)) for s in ("val", "test")}
 
 
+def main_model(variants: Sequence[Variant]) -> str:
+    """The chapter's main model: the pretrained network, the architecture the study found best; the best
+    weighted F1 when it did not run (chosen on the test split, so optimistic)."""
+    scored = [v for v in variants if not v.skipped]
+    pretrained = [v for v in scored if v.name.startswith(ARCHITECTURES["pretrained"])]
+    return (pretrained or [max(scored, key=lambda v: v.metrics["f1_weighted"])])[0].name
+
+
 def substitution_note(variant: Variant) -> str | None:
     """A markdown line when `variant`'s backbone stands in for one whose weights are missing; None otherwise."""
     return weights_note(variant.provenance, variant.name) if variant.provenance["substituted_for"] else None

@@ -99,14 +99,14 @@ plt.close(fig)
 
 # %%
 goal = goal_table(table)
-display(goal.style.hide(axis="index").format({"oracle_lift": "{:.0%}"}, precision=3, na_rep="-"))
+display(goal.style.hide(axis="index").format({"oracle_lift": "{:.1%}"}, precision=3, na_rep="-"))  # 59.7 % is not 60 %
 lifted = goal["oracle_lift"].dropna()
 glue("n_main", len(goal), display=False)
 glue("n_above_chance", int(goal["CI above chance"].sum()), display=False)
 glue("n_lift_met", int(lifted.ge(GOAL_LIFT).sum()), display=False)
 glue("n_lifted", len(lifted), display=False)
 glue("goal_lift", GOAL_LIFT * 100, display=False)
-glue("lift_range", f"{lifted.min():.0%}-{lifted.max():.0%}" if len(lifted) else "not measurable (no oracle)",
+glue("lift_range", f"{lifted.min():.1%}-{lifted.max():.1%}" if len(lifted) else "not measurable (no oracle)",
      display=False)
 
 # %% [markdown]

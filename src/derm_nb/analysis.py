@@ -127,7 +127,7 @@ def benchmark_table(metrics: pd.DataFrame, slots: dict) -> pd.DataFrame:
         "train time (s)": metrics["train_seconds"], "parameters": metrics["n_params"],
         "weights": metrics["weights"].map(weights_label),
         "skipped": metrics["skipped"] if "skipped" in metrics else None,
-        "main": metrics["main"].fillna(False).astype(bool) if "main" in metrics else False})
+        "main": metrics["main"]})
     numeric = table.columns.difference(["study", "model", "data", "split", "weights", "skipped", "main"])
     table[numeric] = table[numeric].apply(pd.to_numeric, errors="coerce")
     return table

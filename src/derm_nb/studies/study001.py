@@ -199,7 +199,7 @@ class AblationGrid:
     frames: Mapping[str, pd.DataFrame]
     backbone: str
     weights: str
-    weights_fallback: bool
+    weights_fallback: str
     recipe: TrainConfig
     focal_alpha: float
     focal_gamma: float

@@ -12,14 +12,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from derm_nb.models.backbones import Provenance
-from derm_nb.results import write_model_artifacts
+from derm_nb.results import skipped_variant, write_model_artifacts
 from derm_nb.studies.study002 import CARD
 from derm_nb.studies.study002.experiments import (
+    chosen_sdc,
     classifier_settings,
     distinct_backbones,
     repeat_notes,
     resolve,
     scored_variant,
+    validation_auc_of,
 )
 from derm_nb.studies.study002.inputs import Embedder, FeatureSet, ModelInputs, embedding_backbone
 from derm_nb.studies.study002.losses import BatchBalancedBCE, centre_loss, com_triplet_loss, triplet_loss
@@ -174,6 +176,24 @@ def test_offline_stand_ins_are_run_once_and_named_by_the_backbone_asked_for(tmp_
     assert set(json.loads((tmp_path / "metrics.json").read_text())["variants"]) == {"SDC vgg16", "SDC densenet169"}
     with pytest.raises(ValueError, match="share a name"):
         write_model_artifacts(tmp_path / "twice", rows + rows[:1])
+
+
+def test_the_main_sdc_is_the_candidate_with_the_best_validation_auc():
+    """§V.A: the validation set picks the configuration used thereafter; the test split plays no part."""
+    import pandas as pd
+
+    frames = {s: pd.DataFrame({"image_id": list("abcd"), "target": [0, 0, 1, 1]}) for s in ("val", "test")}
+
+    def row(name: str, val: list[float], test: list[float]):
+        return scored_variant(name, frames, {"val": np.array(val), "test": np.array(test)}, {})
+
+    tl = row("SDC vgg16", [0.1, 0.6, 0.4, 0.9], [0.1, 0.2, 0.8, 0.9])   # validation AUC 0.75, test 1.0
+    da = row("SDC TL+DA", [0.1, 0.2, 0.8, 0.9], [0.9, 0.8, 0.2, 0.1])   # validation AUC 1.0, test 0.0
+    skipped = skipped_variant("SDC NP", "no triplets", {})
+    assert validation_auc_of(tl) == 0.75 and validation_auc_of(da) == 1.0 and math.isnan(validation_auc_of(skipped))
+    assert chosen_sdc([tl, da, skipped]) is da
+    assert chosen_sdc([skipped, tl]) is tl
+    assert chosen_sdc([skipped]) is skipped
 
 
 def test_the_card_holds_the_papers_settings_and_says_why_full_departs():

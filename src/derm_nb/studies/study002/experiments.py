@@ -362,6 +362,24 @@ def auc_of(variant: Variant) -> float:
     return NAN if value is None else float(value)
 
 
+def validation_auc_of(variant: Variant) -> float:
+    """The variant's ROC-AUC on the validation split, from its predictions; NaN when it was skipped, has no
+    validation rows, one class there, or a score that is not finite."""
+    val = variant.predictions[variant.predictions["split"] == "val"]
+    prob = pd.to_numeric(val["prob"], errors="coerce").to_numpy(float)
+    if val.empty or val["label"].nunique() < 2 or not np.isfinite(prob).all():
+        return NAN
+    return float(roc_auc_score(val["label"].to_numpy(int), prob))
+
+
+def chosen_sdc(candidates: list[Variant]) -> Variant:
+    """The study's rule (§IV, §V.A): the validation set picks the configuration used thereafter. So the main
+    SDC is the COM-Triplet candidate (a backbone or a learning strategy) with the best validation AUC; the
+    first candidate when none has one."""
+    scored = [v for v in candidates if np.isfinite(validation_auc_of(v))]
+    return max(scored, key=validation_auc_of) if scored else candidates[0]
+
+
 def sweep_summary(sweep: pd.DataFrame) -> pd.DataFrame:
     """Mean test AUC by ratio and method, in the sweep's order, with SDC's lead over the classifier; NaN for a
     ratio that was skipped, and then a `skipped` column with the reasons."""

@@ -90,9 +90,9 @@ all_images = ctx.images(train_all)
 config = dict(epochs=epochs, batch_size=batch_size, lr=lr, optimizer="adam", scheduler="cosine",
               patience=patience, device=device, seed=seed, num_workers=num_workers,
               epoch_threshold=study000.EPOCH_THRESHOLD)
-seed_everything(seed)  # the first model's initial weights; torch otherwise starts from a random seed
 variants = []
 for name, (frame, copies) in sets.items():
+    seed_everything(seed)  # each model's initial weights, whichever variants ran before it
     model, provenance = build_fusion(backbone, weights, weights_fallback, tab_all.shape[1])
     train_ds = study000.training_dataset(train_all, all_images, tab_all, frame, image_size, copies, seed)
     variants.append(run_binary_variant(name, model, provenance, BCE(), train_ds, val_ds, common_val,

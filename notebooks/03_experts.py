@@ -83,13 +83,13 @@ config = dict(epochs=epochs, batch_size=batch_size, lr=lr, optimizer="adam", sch
               patience=patience, device=device, seed=seed, num_workers=num_workers,
               epoch_threshold=study000.EPOCH_THRESHOLD)
 
-seed_everything(seed)  # the first model's initial weights; torch otherwise starts from a random seed
 variants = []
 for expert_kind, gate in gates.items():
     val_ds = CachedImages(val_images, val["target"], eval_transform(image_size), tab_val, extra=gate(val))
     for set_name, (frame, copies) in sets.items():
         train_ds = study000.training_dataset(train_all, all_images, tab_train, frame, image_size, copies, seed,
                                              extra=gate(frame))
+        seed_everything(seed)  # each model's initial weights, whichever variants ran before it
         model, provenance = build_fusion(backbone, weights, weights_fallback, tab_train.shape[1], experts=2)
         name = f"{expert_kind} ({set_name})"
         variants.append(run_binary_variant(name, model, provenance, BCE(), train_ds, val_ds, val,

@@ -74,9 +74,9 @@ study003.class_counts(frames, classes, minority, minority_oversample)
 images = {s: ctx.images(f) for s, f in frames.items()}
 sets = study003.datasets(images, frames, image_size, minority, seed, minority_oversample)
 
-seed_everything(seed)  # the first model's initial weights; torch otherwise starts from a random seed
 variants = []
 for arch in architectures:
+    seed_everything(seed)  # each model's initial weights, whichever variants ran before it
     model, provenance, name = study003.build_architecture(arch, len(classes), image_size, pretrained_backbone,
                                                           weights, weights_fallback)
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr_pretrained if arch == "pretrained" else lr_scratch,

@@ -185,3 +185,25 @@ def test_a_parallel_run_runs_chapters_side_by_side(parallel_run):
     for stem, entry in log.items():                          # and never before what it reads
         for need in [c for c in CHAPTERS if c.stem == stem][0].needs:
             assert spans[need][1] <= entry["started"], (need, stem)
+
+
+def test_a_variant_gives_its_numbers_whichever_variants_run_before_it(smoke_run, tmp_path):
+    """Each model starts from the seed, not from what earlier models left of the RNG: 06 with its pretrained
+    network alone gives the pretrained row of the full smoke run (and so would 02's and 03's later rows)."""
+    import shutil
+
+    from derm_nb.cli import main
+
+    run_dir = tmp_path / "smoke"
+    (run_dir / "notebooks").mkdir(parents=True)
+    shutil.copytree(smoke_run[0] / "00_data", run_dir / "00_data")
+    shutil.copy(smoke_run[0] / "notebooks" / "00_data.ipynb", run_dir / "notebooks")
+    shutil.copy(smoke_run[0] / "run_log.json", run_dir)
+    (tmp_path / "alone.yaml").write_text("notebooks:\n  06_architectures:\n    architectures: [pretrained]\n")
+    assert main(["run", "--profile", "smoke", "--only", "06_architectures", "--params", str(tmp_path / "alone.yaml"),
+                 "--run-dir", str(run_dir)]) == 0
+    alone = read_json(run_dir / "06_architectures" / "metrics.json")["variants"]
+    together = read_json(smoke_run[0] / "06_architectures" / "metrics.json")["variants"]
+    assert len(together) > len(alone) == 1
+    name = next(iter(alone))
+    assert _without_times(alone[name]) == _without_times(together[name])

@@ -196,6 +196,18 @@ def test_the_main_sdc_is_the_candidate_with_the_best_validation_auc():
     assert chosen_sdc([skipped]) is skipped
 
 
+def test_the_summary_quotes_the_main_sdc_not_the_best_on_test():
+    import pandas as pd
+
+    from derm_nb.studies.study002 import verdict
+
+    rows = pd.DataFrame({"roc_auc": [0.70, 0.75, 0.80, 0.60], "main": [True, False, False, False]},
+                        index=["SDC TL+DA", "SDC vgg16", "Classifier vgg16", "UDC COM-Triplet"])
+    assert "SDC 0.700 (SDC TL+DA, picked on validation) vs best direct classifier 0.800" in verdict(rows)
+    assert "(study: 0.888 vs 0.842 on ISIC 2020); best UDC 0.600 (study: 0.708)" in verdict(rows)  # AUCs, not %
+    assert "SDC 0.750 (the best on test)" in verdict(rows.drop(columns="main"))
+
+
 def test_the_card_holds_the_papers_settings_and_says_why_full_departs():
     settings = CARD.settings["05_deep_clustering"]
     assert settings["backbones"] == ["vgg16", "resnet50", "densenet169", "efficientnet_b3"]

@@ -122,16 +122,22 @@ CARD = PaperCard(
 
 
 def verdict(rows: pd.DataFrame) -> str:
-    """One line for the summary: best SDC, best direct classifier and best UDC against the paper's
-    ("n/a" where every such variant was skipped)."""
+    """One line for the summary: the main SDC (picked on validation, as the study did; the best SDC on test
+    where no main model is flagged), the best direct classifier and the best UDC against the paper's ("n/a"
+    where every such variant was skipped)."""
     from derm_nb.metrics import format_metric
 
     auc = pd.to_numeric(rows["roc_auc"], errors="coerce")
-    sdc, clf, udc = (format_metric(auc[auc.index.str.startswith(p)].max()) for p in ("SDC", "Classifier", "UDC"))
+    main = list(rows.index[rows["main"].eq(True)]) if "main" in rows else []
+    if main:
+        sdc = f"{format_metric(auc[main[0]])} ({main[0]}, picked on validation)"
+    else:
+        sdc = f"{format_metric(auc[auc.index.str.startswith('SDC')].max())} (the best on test)"
+    clf, udc = (format_metric(auc[auc.index.str.startswith(p)].max()) for p in ("Classifier", "UDC"))
     sup, uns = CARD.tables["Supervised"]["AUC"], CARD.tables["Unsupervised"]["AUC"]
-    return (f"* **Study 002**: best SDC {sdc} vs best direct classifier {clf} (study: "
-            f"{sup['SDC COM-Triplet']:.2f} vs {sup['Classifier TL+LW']:.2f} on ISIC 2020); best UDC {udc} "
-            f"(study: {uns['UDC COM-Triplet']:.2f}). The imbalance sweep is in the chapter.")
+    return (f"* **Study 002**: SDC {sdc} vs best direct classifier {clf} (study: "
+            f"{sup['SDC COM-Triplet'] / 100:.3f} vs {sup['Classifier TL+LW'] / 100:.3f} on ISIC 2020); best UDC {udc} "
+            f"(study: {uns['UDC COM-Triplet'] / 100:.3f}). The imbalance sweep is in the chapter.")
 
 
 def workload(stem: str, p: Mapping[str, Any], n: Mapping[str, Any]) -> list[Pass]:

@@ -131,18 +131,19 @@ display(Markdown(f"Main backbone: {main.describe()}."))
 backbone_inputs, repeats = distinct_backbones(backbones, backbone, main, inputs_for)
 for note in repeat_notes(repeats, backbone_inputs):
     display(Markdown(note))
-sdc = sdc_by_backbone(backbone_inputs, cluster_cfg, frames, checkpoints, embedding_dim, feature_selection)
-n_backbones = len(sdc)
-sdc += margin_variants("supervised", main, margins, cluster_cfg, frames, checkpoints, embedding_dim, feature_selection)
+by_backbone = sdc_by_backbone(backbone_inputs, cluster_cfg, frames, checkpoints, embedding_dim, feature_selection)
+sdc = by_backbone + margin_variants("supervised", main, margins, cluster_cfg, frames, checkpoints, embedding_dim,
+                                   feature_selection)
 scratch = inputs_for(main.provenance.backbone, "none")  # the architecture TL really used, from random weights
-sdc.append(run_clustering_variant("SDC NP", scratch, ClusterConfig(**cluster_cfg), frames, checkpoints / "sdc_np",
-                                  embedding_dim, feature_selection=feature_selection))
-sdc.append(run_clustering_variant("SDC TL+DA", main, ClusterConfig(**cluster_cfg), frames, checkpoints / "sdc_tlda",
-                                  embedding_dim, augment=True, feature_selection=feature_selection))
+strategies = [run_clustering_variant("SDC NP", scratch, ClusterConfig(**cluster_cfg), frames, checkpoints / "sdc_np",
+                                     embedding_dim, feature_selection=feature_selection),
+              run_clustering_variant("SDC TL+DA", main, ClusterConfig(**cluster_cfg), frames, checkpoints / "sdc_tlda",
+                                     embedding_dim, augment=True, feature_selection=feature_selection)]
+sdc += strategies
 display(table(sdc))
 for note in skip_notes(sdc):
     display(Markdown(note))
-sdc_main = chosen_sdc(sdc[:n_backbones] + [v for v in sdc if v.name in ("SDC NP", "SDC TL+DA")])
+sdc_main = chosen_sdc(by_backbone + strategies)
 glue("sdc_main", sdc_main.name, display=False)
 glue("sdc_main_val_auc", validation_auc_of(sdc_main), display=False)
 

@@ -367,7 +367,7 @@ def validation_auc_of(variant: Variant) -> float:
     validation rows, one class there, or a score that is not finite."""
     val = variant.predictions[variant.predictions["split"] == "val"]
     prob = pd.to_numeric(val["prob"], errors="coerce").to_numpy(float)
-    if val.empty or val["label"].nunique() < 2 or not np.isfinite(prob).all():
+    if missing_class_reason(val["label"]) or not np.isfinite(prob).all():
         return NAN
     return float(roc_auc_score(val["label"].to_numpy(int), prob))
 
@@ -376,8 +376,9 @@ def chosen_sdc(candidates: list[Variant]) -> Variant:
     """The study's rule (§IV, §V.A): the validation set picks the configuration used thereafter. So the main
     SDC is the COM-Triplet candidate (a backbone or a learning strategy) with the best validation AUC; the
     first candidate when none has one."""
-    scored = [v for v in candidates if np.isfinite(validation_auc_of(v))]
-    return max(scored, key=validation_auc_of) if scored else candidates[0]
+    aucs = [validation_auc_of(v) for v in candidates]
+    scored = [i for i, auc in enumerate(aucs) if np.isfinite(auc)]
+    return candidates[max(scored, key=aucs.__getitem__) if scored else 0]
 
 
 def sweep_summary(sweep: pd.DataFrame) -> pd.DataFrame:

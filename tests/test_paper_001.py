@@ -103,6 +103,8 @@ def test_a_variant_larger_than_the_cache_is_refused_not_upsampled():
     assert study001.within_cache(list(v.values()), cache_px=300) == (list(v.values()), [])
     with pytest.raises(ValueError, match="recipe"):
         study001.within_cache([v["recipe"]], cache_px=128)
+    with pytest.raises(ValueError, match="must include 'recipe'"):
+        study001.within_cache([v["mixup"]], cache_px=300)
 
 
 def test_colour_jitter_is_brightness_contrast_saturation_without_hue():

@@ -159,7 +159,10 @@ def train_config(ablation: Ablation, recipe: TrainConfig) -> TrainConfig:
 
 def within_cache(ablations: Sequence[Ablation], cache_px: int) -> tuple[list[Ablation], list[str]]:
     """The variants whose size the image cache holds, and a note for each one left out: resizing a
-    `cache_px` cache up adds pixels, not resolution. The recipe itself must fit (a ValueError)."""
+    `cache_px` cache up adds pixels, not resolution. The recipe itself must be asked for and fit (a ValueError)."""
+    if not any(a.key == "recipe" for a in ablations):
+        raise ValueError("`variants` must include 'recipe': the other variants are read against it, and the "
+                         f"Grad-CAM analysis and the summary are of it (asked for: {[a.key for a in ablations]})")
     for a in ablations:
         if a.key == "recipe" and a.size > cache_px:
             raise ValueError(f"the recipe asks for {a.size} px, more than the {cache_px} px image cache: run 00_data "

@@ -72,3 +72,18 @@ def test_registry_files_and_toc_agree(root):
 def test_book_config_does_not_execute(root):
     config = yaml.safe_load((root / "_config.yml").read_text())
     assert config["execute"]["execute_notebooks"] == "off"
+
+
+def test_the_page_shows_each_progress_bar_at_its_last_state():
+    """tqdm's refreshes arrive as separate stream outputs; MyST-NB alone would print each on its own line."""
+    from myst_nb.core.utils import coalesce_streams
+
+    from derm_nb.runner import for_the_page
+
+    refreshes = [f"\rRecipe epoch 1/2: {p:3d}%|" for p in (0, 50, 100)] + ["\n", "\rRecipe epoch 2/2: 100%|", "\n"]
+    outputs = [nbformat.v4.new_output("stream", name="stdout", text=t) for t in refreshes]
+    outputs.append(nbformat.v4.new_output("stream", name="stderr", text="a warning\n"))
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("train()", outputs=outputs)])
+    shown = coalesce_streams(for_the_page(nb).cells[0].outputs)
+    assert [o["text"] for o in shown] == ["Recipe epoch 1/2: 100%|\nRecipe epoch 2/2: 100%|\n", "a warning\n"]
+    assert "hide-input" in nb.cells[0].metadata["tags"]

@@ -1,7 +1,8 @@
 """The package's progress bars: tqdm on stdout.
 
 In an executed notebook a bar on stderr is shown as a pink error box; on stdout it is ordinary
-output, and the book (MyST-NB's merged streams) keeps only each line's last state.
+output, and the book keeps only each bar's last state (`runner.for_the_page`). Bars are not nested:
+in a notebook a nested bar prints a line per refresh.
 """
 
 from __future__ import annotations

@@ -209,7 +209,11 @@ def run_notebooks(
 
 def for_the_page(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """An executed chapter as the book shows it: papermill's injected cell (it holds this machine's run
-    path) removed, every other code cell folded behind a toggle, so prose, figures and tables lead."""
+    path) removed, every other code cell folded behind a toggle, so prose, figures and tables lead, and
+    each progress bar at its last state (MyST-NB's own stream merging ends every refresh with a newline)."""
+    from nbconvert.preprocessors import CoalesceStreamsPreprocessor
+
+    nb, _ = CoalesceStreamsPreprocessor().preprocess(nb, {})
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue

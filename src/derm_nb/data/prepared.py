@@ -24,7 +24,6 @@ from derm_nb.data.near_duplicates import assert_no_cross_split_pairs
 from derm_nb.data.quality import REPORT_COLUMNS
 from derm_nb.data.sources import NAMES, load_source
 from derm_nb.data.splits import add_study_splits, assert_no_leakage, split_column, split_schemes
-from derm_nb.progress import bar
 
 
 @dataclass
@@ -157,7 +156,7 @@ def prepare_catalog(plan: Plan, out: str | os.PathLike[str], schemes: Mapping[st
     synth = dict(synth or {})
     patients = dict(synth.pop("n_patients", {}) or {})
     prepared = {}
-    for dataset in bar(plan.datasets(), desc="datasets", unit="set"):
+    for dataset in plan.datasets():  # no outer bar: nested bars print a line per refresh in a notebook
         root, oracle = plan.roots[dataset.source], None
         if root == SYNTHETIC:
             extra = {"n_patients": int(patients[dataset.source])} if dataset.source in patients else {}

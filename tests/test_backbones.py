@@ -61,11 +61,12 @@ def test_backbone_provenance_records_the_package_file():
         assert backbone(torch.zeros(1, 3, 64, 64)).shape == (1, 1280)
 
 
-def test_unavailable_imagenet_weights_fail_plainly(monkeypatch, tmp_path):
+def test_unavailable_imagenet_weights_fail_plainly(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))  # an empty cache
     import torchvision
 
     def offline(*args, **kwargs):
+        print(f'Downloading: "https://download.pytorch.org/models/resnet18.pth" to {tmp_path}/resnet18.pth')  # as torch hub
         raise OSError("network is unreachable")
 
     monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", offline)
@@ -77,6 +78,7 @@ def test_unavailable_imagenet_weights_fail_plainly(monkeypatch, tmp_path):
     assert prov.backbone == "efficientnet_lite0" and prov.substituted_for == "resnet18" and width == 1280
     _, width, prov = create_backbone("resnet18", "imagenet", fallback="none")
     assert prov.weights == "none" and "unavailable" in prov.source and width == 512
+    assert str(tmp_path) not in capsys.readouterr().out  # the machine's cache path stays off the chapter's page
 
 
 def test_weights_from_a_file(tmp_path):

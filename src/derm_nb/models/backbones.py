@@ -9,7 +9,9 @@ stated fallback. Every backbone comes with a `Provenance` record of what it real
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import socket
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -141,8 +143,9 @@ def _imagenet_state(name: str, timeout: float) -> tuple[dict, str, str | None]:
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(enum.url).name
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(timeout)
-    try:
-        state = enum.get_state_dict(progress=False, check_hash=True)
+    try:  # torch hub prints "Downloading: <url> to <this machine's cache path>": not for a published page
+        with contextlib.redirect_stdout(io.StringIO()):
+            state = enum.get_state_dict(progress=False, check_hash=True)
     except Exception as err:  # offline: URLError, socket errors, hash mismatch of a partial file
         _UNAVAILABLE[name] = (
             f"ImageNet weights for {name} are not in the torch hub cache ({cached}) and could not be "

@@ -246,6 +246,11 @@ write_model_artifacts(ctx.out, variants, {
     "sweep": summary.reset_index().to_dict("records")}, main=sdc_main.name)
 for key, value in findings(sdc_main, direct, udc, shallow, summary, ceiling).items():
     glue(key, value, display=False)
+test_split = split_table(frames).loc["test"]
+for key, column in {"test_melanomas": "melanomas", "test_patients": "patients",
+                    "test_melanoma_patients": "patients with a melanoma",
+                    "test_largest_share": "largest patient's share"}.items():
+    glue(key, float(test_split[column]), display=False)
 
 # %% [markdown]
 # ## What differs from the paper
@@ -264,6 +269,11 @@ display(ctx.differences(CARD, globals()).style.hide(axis="index"))
 #   {glue:text}`sdc_ci_low:.3f`-{glue:text}`sdc_ci_high:.3f`); the best direct classifier
 #   ({glue:text}`best_direct`) {glue:text}`best_direct_auc:.3f` (CI
 #   {glue:text}`best_direct_ci_low:.3f`-{glue:text}`best_direct_ci_high:.3f`){glue:text}`oracle_clause`.
+# * The test split's {glue:text}`test_melanomas:.0f` melanomas come from {glue:text}`test_melanoma_patients:.0f`
+#   of its {glue:text}`test_patients:.0f` patients, and its largest patient holds
+#   {glue:text}`test_largest_share:.0%` of its images. A patient's images share that patient's risk,
+#   so the patients are closer to the independent cases than the images are: that is why the CIs
+#   are wide, and why validation and test AUCs can differ by more than the models do.
 # * Unsupervised: UDC COM-Triplet {glue:text}`udc_auc:.3f`, UDC triplet {glue:text}`udc_triplet_auc:.3f`;
 #   the shallow baselines range {glue:text}`shallow_min_auc:.3f`-{glue:text}`shallow_max_auc:.3f`. An
 #   AUC below 0.5 means the smaller cluster was not the melanomas: without labels, that rule is all

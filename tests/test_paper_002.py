@@ -6,6 +6,7 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -21,6 +22,7 @@ from derm_nb.studies.study002.experiments import (
     repeat_notes,
     resolve,
     scored_variant,
+    split_table,
     validation_auc_of,
 )
 from derm_nb.studies.study002.inputs import Embedder, FeatureSet, ModelInputs, embedding_backbone
@@ -180,7 +182,6 @@ def test_offline_stand_ins_are_run_once_and_named_by_the_backbone_asked_for(tmp_
 
 def test_the_main_sdc_is_the_candidate_with_the_best_validation_auc():
     """§V.A: the validation set picks the configuration used thereafter; the test split plays no part."""
-    import pandas as pd
 
     frames = {s: pd.DataFrame({"image_id": list("abcd"), "target": [0, 0, 1, 1]}) for s in ("val", "test")}
 
@@ -197,7 +198,6 @@ def test_the_main_sdc_is_the_candidate_with_the_best_validation_auc():
 
 
 def test_the_summary_quotes_the_main_sdc_not_the_best_on_test():
-    import pandas as pd
 
     from derm_nb.studies.study002 import verdict
 
@@ -215,3 +215,12 @@ def test_the_card_holds_the_papers_settings_and_says_why_full_departs():
     assert settings["classifier_backbone"] == "resnet50" and settings["margins"] == [0.2, 0.6]
     assert set(CARD.reasons["05_deep_clustering"]) == {"sweep_scale"}
     assert "75 %" in CARD.splits and "12.5 %" in CARD.splits
+
+
+def test_the_split_table_counts_the_patients_behind_the_melanomas_and_the_largest_patient():
+    frame = lambda groups, targets: pd.DataFrame({"group_id": groups, "target": targets})
+    table = split_table({"train": frame(["a", "a", "a", "b", "c", "c"], [1, 1, 0, 0, 1, 0]),
+                         "test": frame(["d", "e"], [0, 0])})
+    assert table.loc["train", "patients"] == 3 and table.loc["train", "patients with a melanoma"] == 2
+    assert table.loc["train", "largest patient's share"] == pytest.approx(0.5)
+    assert table.loc["test", "patients with a melanoma"] == 0 and table.loc["test", "melanomas"] == 0

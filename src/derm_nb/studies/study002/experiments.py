@@ -160,10 +160,15 @@ def imbalance_ratios(majority: int, minorities: list[int], scale: float, pool: p
 
 
 def split_table(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Images, melanomas, melanoma share and patients of each split."""
-    return pd.DataFrame({s: {"images": len(f), "melanomas": int(f["target"].sum()),
-                             "melanoma share": f["target"].mean(), "patients": f["group_id"].nunique()}
-                         for s, f in frames.items()}).T
+    """Images, melanomas, melanoma share and patients of each split, with the patients behind its melanomas and
+    the largest patient's share of its images: a split of few patients scores few independent cases."""
+    def row(f: pd.DataFrame) -> dict:
+        per_patient = f.groupby("group_id")["target"].agg(["size", "sum"])
+        return {"images": len(f), "melanomas": int(f["target"].sum()), "melanoma share": f["target"].mean(),
+                "patients": len(per_patient), "patients with a melanoma": int((per_patient["sum"] > 0).sum()),
+                "largest patient's share": per_patient["size"].max() / len(f) if len(f) else float("nan")}
+
+    return pd.DataFrame({s: row(f) for s, f in frames.items()}).T
 
 
 def distinct_backbones(names: list[str], main_name: str, main: ModelInputs,

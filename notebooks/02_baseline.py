@@ -61,7 +61,7 @@ from derm_nb.plots import confusion_matrices, loss_curves, roc_curves
 from derm_nb.results import results_table, run_binary_variant, write_model_artifacts
 from derm_nb.studies import study000
 from derm_nb.studies.study000 import CARD, build_fusion, encode_tabular
-from derm_nb.train import TrainConfig, seed_everything
+from derm_nb.train import TrainConfig
 from derm_nb.transforms import eval_transform
 
 ctx = chapter("02_baseline", profile, run_dir)
@@ -92,8 +92,7 @@ config = dict(epochs=epochs, batch_size=batch_size, lr=lr, optimizer="adam", sch
               epoch_threshold=study000.EPOCH_THRESHOLD)
 variants = []
 for name, (frame, copies) in sets.items():
-    seed_everything(seed)  # each model's initial weights, whichever variants ran before it
-    model, provenance = build_fusion(backbone, weights, weights_fallback, tab_all.shape[1])
+    model, provenance = build_fusion(backbone, weights, weights_fallback, tab_all.shape[1], seed=seed)
     train_ds = study000.training_dataset(train_all, all_images, tab_all, frame, image_size, copies, seed)
     variants.append(run_binary_variant(name, model, provenance, BCE(), train_ds, val_ds, common_val,
                                        TrainConfig(**config), ctx.out / "checkpoints" / name))

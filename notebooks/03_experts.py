@@ -60,7 +60,7 @@ from derm_nb.plots import confusion_matrices, loss_curves, roc_curves
 from derm_nb.results import results_table, run_binary_variant, write_model_artifacts
 from derm_nb.studies import study000
 from derm_nb.studies.study000 import CARD, build_fusion, encode_tabular
-from derm_nb.train import TrainConfig, seed_everything
+from derm_nb.train import TrainConfig
 from derm_nb.transforms import eval_transform
 
 ctx = chapter("03_experts", profile, run_dir)
@@ -89,8 +89,8 @@ for expert_kind, gate in gates.items():
     for set_name, (frame, copies) in sets.items():
         train_ds = study000.training_dataset(train_all, all_images, tab_train, frame, image_size, copies, seed,
                                              extra=gate(frame))
-        seed_everything(seed)  # each model's initial weights, whichever variants ran before it
-        model, provenance = build_fusion(backbone, weights, weights_fallback, tab_train.shape[1], experts=2)
+        model, provenance = build_fusion(backbone, weights, weights_fallback, tab_train.shape[1], experts=2,
+                                         seed=seed)
         name = f"{expert_kind} ({set_name})"
         variants.append(run_binary_variant(name, model, provenance, BCE(), train_ds, val_ds, val,
                                            TrainConfig(**config), ctx.out / "checkpoints" / name))

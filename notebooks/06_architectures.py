@@ -59,7 +59,7 @@ from derm_nb.chapters import chapter
 from derm_nb.plots import confusion_matrices, training_curves
 from derm_nb.results import results_table, run_multiclass_variant, skip_notes, write_model_artifacts
 from derm_nb.studies import study003
-from derm_nb.train import TrainConfig, seed_everything
+from derm_nb.train import TrainConfig
 
 ctx = chapter("06_architectures", profile, run_dir)
 classes = ctx.data.classes
@@ -76,9 +76,8 @@ sets = study003.datasets(images, frames, image_size, minority, seed, minority_ov
 
 variants = []
 for arch in architectures:
-    seed_everything(seed)  # each model's initial weights, whichever variants ran before it
     model, provenance, name = study003.build_architecture(arch, len(classes), image_size, pretrained_backbone,
-                                                          weights, weights_fallback)
+                                                          weights, weights_fallback, seed=seed)
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr_pretrained if arch == "pretrained" else lr_scratch,
                       optimizer="adam", scheduler="step", step_size=7, gamma=0.1, patience=patience,
                       min_epochs=min_epochs, device=device, seed=seed, num_workers=num_workers)

@@ -140,3 +140,13 @@ def test_the_card_sets_the_papers_recipe_and_full_follows_it():
     assert settings["minority_oversample"] == 1.0 and settings["pretrained_backbone"] == "resnet101"
     assert "06_architectures" not in study003.CARD.reasons
     assert {d.aspect for d in study003.CARD.methods["06_architectures"]} >= {"minority oversampling"}
+
+
+def test_a_seeded_architecture_starts_from_the_same_weights_whatever_ran_before():
+    first, _, _ = study003.build_architecture("simple_cnn", 3, 64, "resnet101", seed=5)
+    torch.rand(1000)  # another variant's draws
+    again, _, _ = study003.build_architecture("simple_cnn", 3, 64, "resnet101", seed=5)
+    unseeded, _, _ = study003.build_architecture("simple_cnn", 3, 64, "resnet101")
+    same = [torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values())]
+    assert all(same) and len(same) > 2
+    assert not all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), unseeded.state_dict().values()))

@@ -25,6 +25,7 @@ from derm_nb.datasets import CachedImages
 from derm_nb.metrics import EPOCH_SCORES
 from derm_nb.models.backbones import create_backbone
 from derm_nb.results import weights_label
+from derm_nb.train import seed_everything
 from derm_nb.transforms import augment_transform, eval_transform
 from derm_nb.workload import Pass, epochs_of
 
@@ -143,8 +144,12 @@ def brightness_gate(brightness: pd.Series, split: float) -> np.ndarray:
     return np.stack([dark, 1 - dark], axis=1)
 
 
-def build_fusion(backbone: str, weights: str, fallback: str, n_tabular: int, experts: int = 0):
-    """A FusionNet (or GatedExperts with `experts` image branches) and the weights each branch started from."""
+def build_fusion(backbone: str, weights: str, fallback: str, n_tabular: int, experts: int = 0,
+                 seed: int | None = None):
+    """A FusionNet (or GatedExperts with `experts` image branches) and the weights each branch started from.
+    With `seed`, the RNGs are seeded first: the initial weights then do not depend on what ran before."""
+    if seed is not None:
+        seed_everything(seed)
     if not experts:
         net, width, provenance = create_backbone(backbone, weights, fallback)
         return FusionNet(net, width, n_tabular), provenance

@@ -23,6 +23,7 @@ from derm_nb.metrics import format_metric
 from derm_nb.models.backbones import Provenance
 from derm_nb.models.heads import build_classifier
 from derm_nb.results import Variant, weights_note
+from derm_nb.train import seed_everything
 from derm_nb.transforms import augment_transform, eval_transform
 from derm_nb.workload import Pass, epochs_of
 
@@ -52,9 +53,12 @@ class SimpleCNN(nn.Module):
 
 
 def build_architecture(arch: str, n_classes: int, image_size: int, pretrained_backbone: str, weights: str = "none",
-                       fallback: str = "") -> tuple[nn.Module, Provenance, str]:
+                       fallback: str = "", seed: int | None = None) -> tuple[nn.Module, Provenance, str]:
     """(model, provenance, row title) for `simple_cnn`, `mobilenet` (MobileNet v1 from scratch) or
-    `pretrained` (the registry backbone `pretrained_backbone` with a new head)."""
+    `pretrained` (the registry backbone `pretrained_backbone` with a new head). With `seed`, the RNGs are
+    seeded first: the initial weights then do not depend on what ran before."""
+    if seed is not None:
+        seed_everything(seed)
     if arch == "simple_cnn":
         return SimpleCNN(n_classes, image_size), Provenance("simple_cnn", "none", "random init"), ARCHITECTURES[arch]
     if arch == "mobilenet":

@@ -168,7 +168,7 @@ def split_table(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
                 "patients": len(per_patient), "patients with a melanoma": int((per_patient["sum"] > 0).sum()),
                 "largest patient's share": per_patient["size"].max() / len(f) if len(f) else float("nan")}
 
-    return pd.DataFrame({s: row(f) for s, f in frames.items()}).T
+    return pd.DataFrame.from_dict({s: row(f) for s, f in frames.items()}, orient="index")  # counts stay integers
 
 
 def distinct_backbones(names: list[str], main_name: str, main: ModelInputs,

@@ -272,9 +272,9 @@ display(ctx.differences(CARD, globals()).style.hide(axis="index"))
 # * The test split's {glue:text}`test_melanomas:.0f` melanomas come from {glue:text}`test_melanoma_patients:.0f`
 #   of its {glue:text}`test_patients:.0f` patients, and its largest patient holds
 #   {glue:text}`test_largest_share:.0%` of its images. A patient's images share that patient's risk,
-#   so the patients, more than the images, are the independent cases. The CIs above resample
-#   images, not patients, so they understate the uncertainty, and validation and test AUCs can
-#   differ by more than the models do.
+#   so the patients, more than the images, are the independent cases: the CIs above resample
+#   whole patients, and with this few of them, validation and test AUCs can differ by more than
+#   the models do.
 # * Unsupervised: UDC COM-Triplet {glue:text}`udc_auc:.3f`, UDC triplet {glue:text}`udc_triplet_auc:.3f`;
 #   the shallow baselines range {glue:text}`shallow_min_auc:.3f`-{glue:text}`shallow_max_auc:.3f`. An
 #   AUC below 0.5 means the smaller cluster was not the melanomas: without labels, that rule is all

@@ -51,7 +51,7 @@ analysed = ctx.on_same_data(candidates)  # subgroups and lesion sizes come from 
 metrics, predictions = load_model_runs(ctx.run_dir, tuple(analysed))
 stats = ctx.read("image_stats")
 split_point = ctx.read("brightness_split")["brightness_split"]
-attributes = data.manifest[["image_id", "sex", "age", "site"]].merge(stats, on="image_id")
+attributes = data.manifest[["image_id", "group_id", "sex", "age", "site"]].merge(stats, on="image_id")
 attributes = attributes.assign(age_band=age_band(attributes["age"]),
                                brightness_band=np.where(attributes["brightness"] <= split_point, "dark", "light"),
                                hair=np.where(attributes["has_hair"], "hair", "no hair"))

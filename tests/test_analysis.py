@@ -89,3 +89,12 @@ def test_the_main_model_is_written_and_must_be_a_variant(tmp_path):
     metrics, _ = load_model_runs(tmp_path)
     table = benchmark_table(metrics, {})
     assert table.set_index("model")["main"].to_dict() == {"A": False, "B": True}
+
+
+def test_subgroup_cis_resample_whole_patients_when_the_attributes_name_them():
+    pred, attrs = predictions()
+    by_image = subgroup_auc(pred, attrs, ["group"], n_boot=200).set_index("subgroup")
+    patients = attrs.assign(group_id=[f"IP_{k // 40}" for k in range(len(attrs))])  # 10 patients of 40 images
+    by_patient = subgroup_auc(pred, patients, ["group"], n_boot=200).set_index("subgroup")
+    assert by_patient.loc["bad", "roc_auc"] == by_image.loc["bad", "roc_auc"]
+    assert (by_patient.loc["bad", ["ci_low", "ci_high"]] != by_image.loc["bad", ["ci_low", "ci_high"]]).all()

@@ -123,3 +123,45 @@ def test_bootstrap_resample_aucs_equal_sklearn_with_ties():
     aucs = [skm.roc_auc_score(y, p[np.r_[rng.choice(7, 7), 7 + rng.choice(30, 30)]]) for _ in range(2000)]
     assert lo == pytest.approx(np.quantile(aucs, 0.025), abs=0.05)
     assert hi == pytest.approx(np.quantile(aucs, 0.975), abs=0.05)
+
+
+def clustered_scores(n_groups: int = 30, per_group: int = 12, seed: int = 0):
+    """Images of patients who share their risk: each patient's scores and labels follow one patient effect."""
+    rng = np.random.default_rng(seed)
+    effect = rng.normal(size=n_groups)
+    groups = np.repeat(np.arange(n_groups), per_group)
+    risk = effect[groups] + 0.3 * rng.normal(size=len(groups))
+    y = (rng.random(len(groups)) < 1 / (1 + np.exp(-2 * risk))).astype(int)
+    p = 1 / (1 + np.exp(-(effect[groups] + 0.5 * rng.normal(size=len(groups)))))
+    return y, p, np.array([f"IP_{g}" for g in groups])
+
+
+def test_the_ci_resamples_whole_patients_and_is_wider_than_an_image_resample():
+    y, p, groups = clustered_scores()
+    by_image = bootstrap_auc_ci(y, p, n_boot=500, seed=0)
+    by_patient = bootstrap_auc_ci(y, p, n_boot=500, seed=0, groups=groups)
+    assert by_patient[0] < skm.roc_auc_score(y, p) < by_patient[1]
+    assert by_patient[1] - by_patient[0] > 1.25 * (by_image[1] - by_image[0])  # 1.43 here
+    assert bootstrap_auc_ci(y, p, n_boot=500, seed=0, groups=groups) == by_patient
+
+
+def test_one_image_per_group_gives_the_image_resample():
+    y, p, _ = clustered_scores()
+    ids = np.array([f"ISIC_{i}" for i in range(len(y))])
+    assert bootstrap_auc_ci(y, p, n_boot=300, seed=2, groups=ids) == bootstrap_auc_ci(y, p, n_boot=300, seed=2)
+
+
+def test_cluster_resample_aucs_equal_sklearn():
+    from derm_nb.metrics import cluster_aucs
+
+    y, p, groups = clustered_scores(n_groups=8, per_group=5, seed=3)
+    ours = cluster_aucs(y, p, groups, 40, np.random.default_rng(0))
+    rng = np.random.default_rng(0)
+    ids, inverse = np.unique(groups, return_inverse=True)
+    members = [np.flatnonzero(inverse == g) for g in range(len(ids))]
+    with_pos = [g for g, m in enumerate(members) if y[m].any()]
+    without = [g for g, m in enumerate(members) if not y[m].any()]
+    for b in range(40):
+        idx = np.concatenate([members[g] for s in (with_pos, without) if s for g in np.asarray(s)[rng.choice(len(s), len(s))]])
+        if 0 < y[idx].sum() < len(idx):
+            assert ours[b] == pytest.approx(skm.roc_auc_score(y[idx], p[idx]))

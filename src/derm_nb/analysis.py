@@ -52,7 +52,7 @@ def subgroup_auc(predictions: pd.DataFrame, attributes: pd.DataFrame, columns: l
                  seed: int = 0, min_positives: int = 2, include_skipped: bool = False) -> pd.DataFrame:
     """ROC-AUC with a bootstrap 95 % CI per model and subgroup (binary `label`). A subgroup lacking a class or
     with fewer than `min_positives` positives is left out, or with `include_skipped` kept with NaN AUC and CI
-    and its reason in a `skipped` column."""
+    and its reason in a `skipped` column. With a `group_id` column in `attributes`, the CI resamples whole groups."""
     merged = predictions.merge(attributes, on="image_id", how="left")
     rows = []
     for model, part in merged.groupby("model", sort=False):
@@ -64,7 +64,8 @@ def subgroup_auc(predictions: pd.DataFrame, attributes: pd.DataFrame, columns: l
                     if include_skipped:
                         rows.append({**row, "roc_auc": NAN, "ci_low": NAN, "ci_high": NAN, "skipped": reason})
                     continue
-                lo, hi = bootstrap_auc_ci(sub["label"], sub["prob"], n_boot=n_boot, seed=seed)
+                lo, hi = bootstrap_auc_ci(sub["label"], sub["prob"], n_boot=n_boot, seed=seed,
+                                          groups=sub["group_id"].to_numpy() if "group_id" in sub else None)
                 rows.append({**row, "roc_auc": roc_auc_score(sub["label"], sub["prob"]), "ci_low": lo, "ci_high": hi,
                              "skipped": None})
     return pd.DataFrame(rows, columns=SUBGROUP_COLUMNS + (["skipped"] if include_skipped else []))

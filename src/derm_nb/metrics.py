@@ -144,11 +144,13 @@ def sensitivity_at_specificity(y: np.ndarray, p: np.ndarray, specificity: float 
 
 
 def bootstrap_auc_ci(y: np.ndarray, p: np.ndarray, n_boot: int = 1000, seed: int = 0,
-                     level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap CI of the ROC-AUC, resampling positives and negatives separately.
+                     level: float = 0.95, groups: np.ndarray | None = None) -> tuple[float, float]:
+    """Percentile bootstrap CI of the ROC-AUC, resampling positives and negatives separately; with
+    `groups` (patients, lesions) that hold several images, whole groups instead (`cluster_aucs`).
 
-    Each resample's AUC is the Mann-Whitney statistic from average ranks (ties count one half, as in
-    scikit-learn's AUC), computed for a block of resamples at once. (NaN, NaN) when `y` lacks a class.
+    A patient's images share that patient's risk, so resampling them one by one would understate the
+    uncertainty. Each resample's AUC is the Mann-Whitney statistic from average ranks (ties count one
+    half, as in scikit-learn's AUC). (NaN, NaN) when `y` lacks a class.
     """
     from scipy.stats import rankdata
 
@@ -156,8 +158,14 @@ def bootstrap_auc_ci(y: np.ndarray, p: np.ndarray, n_boot: int = 1000, seed: int
     y, p = np.asarray(y).astype(int), np.asarray(p, dtype=float)
     if missing_class_reason(y) is not None:
         return NAN, NAN
-    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
     rng = np.random.default_rng(seed)
+    alpha = (1 - level) / 2
+    if groups is not None and len(pd.unique(np.asarray(groups))) < len(y):
+        aucs = cluster_aucs(y, p, np.asarray(groups), n_boot, rng)
+        if not np.isfinite(aucs).any():
+            return NAN, NAN
+        return float(np.nanquantile(aucs, alpha)), float(np.nanquantile(aucs, 1 - alpha))
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
     aucs = np.empty(n_boot)
     block = max(1, 4_000_000 // len(y))
     for start in range(0, n_boot, block):
@@ -165,16 +173,38 @@ def bootstrap_auc_ci(y: np.ndarray, p: np.ndarray, n_boot: int = 1000, seed: int
         idx = np.concatenate([rng.choice(pos, (b, len(pos))), rng.choice(neg, (b, len(neg)))], axis=1)
         ranks = rankdata(p[idx], axis=1)
         aucs[start:start + b] = (ranks[:, :len(pos)].sum(axis=1) - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
-    alpha = (1 - level) / 2
     return float(np.quantile(aucs, alpha)), float(np.quantile(aucs, 1 - alpha))
 
 
+def cluster_aucs(y: np.ndarray, p: np.ndarray, groups: np.ndarray, n_boot: int,
+                 rng: np.random.Generator) -> np.ndarray:
+    """AUCs of `n_boot` cluster-bootstrap resamples: the groups with a positive and those without are each
+    drawn with replacement, every image of a drawn group coming along. NaN for a resample with one class."""
+    from scipy.stats import rankdata
+
+    _, inverse = np.unique(groups.astype(str), return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    members = np.split(order, np.cumsum(np.bincount(inverse))[:-1])
+    has_positive = np.array([y[m].any() for m in members])
+    strata = [s for s in (np.flatnonzero(has_positive), np.flatnonzero(~has_positive)) if len(s)]
+    aucs = np.full(n_boot, NAN)
+    for b in range(n_boot):
+        idx = np.concatenate([members[g] for s in strata for g in rng.choice(s, len(s))])
+        yy = y[idx]
+        n_pos = int(yy.sum())
+        if 0 < n_pos < len(yy):
+            aucs[b] = (rankdata(p[idx])[yy == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * (len(yy) - n_pos))
+    return aucs
+
+
 def evaluate_binary(y: np.ndarray, p: np.ndarray, threshold_rule: str = "max_f1", seed: int = 0,
-                    threshold_from: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, float]:
+                    threshold_from: tuple[np.ndarray, np.ndarray] | None = None,
+                    groups: np.ndarray | None = None) -> dict[str, float]:
     """Metrics at a threshold chosen by rule (`0.5`, `youden`, `max_f1`), with the AUC's bootstrap CI.
 
     `threshold_from=(y_val, p_val)` picks the threshold on other data (e.g. validation for a test set).
     When that data lacks a class, 0.5 is applied: `threshold_rule` says "0.5" and `threshold_skipped` why.
+    `groups` (each row's patient or lesion) makes the CI resample whole groups.
     """
     y_t, p_t = threshold_from if threshold_from is not None else (y, p)
     rules = {"0.5": lambda: 0.5, "youden": lambda: threshold_youden(y_t, p_t),
@@ -190,7 +220,7 @@ def evaluate_binary(y: np.ndarray, p: np.ndarray, threshold_rule: str = "max_f1"
         threshold, applied, skipped = 0.5, "0.5", f"{error}; 0.5 applied"
     out = binary_metrics(y, p, threshold)
     out["threshold_rule"], out["threshold_skipped"] = applied, skipped
-    out["roc_auc_ci_low"], out["roc_auc_ci_high"] = bootstrap_auc_ci(y, p, seed=seed)
+    out["roc_auc_ci_low"], out["roc_auc_ci_high"] = bootstrap_auc_ci(y, p, seed=seed, groups=groups)
     out["sens_at_spec90"] = sensitivity_at_specificity(y, p, 0.9)
     return out
 
@@ -210,13 +240,15 @@ def multiclass_report(y: np.ndarray, pred: np.ndarray, classes: list[str]) -> pd
     return frame
 
 
-def class_weighted_metrics(y: np.ndarray, p: np.ndarray, threshold: float = 0.5, seed: int = 0) -> dict[str, float]:
+def class_weighted_metrics(y: np.ndarray, p: np.ndarray, threshold: float = 0.5, seed: int = 0,
+                           groups: np.ndarray | None = None) -> dict[str, float]:
     """Study 002's table form: recall, precision, specificity and F1 averaged over both classes weighted
     by support (scikit-learn's `average="weighted"`), accuracy and AUC (with its bootstrap CI).
 
     Class-weighted recall equals accuracy, which is why the study's Recall and Accuracy columns agree.
     A class's specificity is the other class's recall, so weighted specificity weights the swapped recalls;
-    it needs both classes, like the AUCs (NaN otherwise, the reason under `auc_skipped`).
+    it needs both classes, like the AUCs (NaN otherwise, the reason under `auc_skipped`). `groups` as in
+    `evaluate_binary`.
     """
     require_finite(p)
     y = np.asarray(y).astype(int)
@@ -227,7 +259,7 @@ def class_weighted_metrics(y: np.ndarray, p: np.ndarray, threshold: float = 0.5,
     support = np.bincount(y, minlength=2) / len(y)
     reason = missing_class_reason(y)
     both = reason is None
-    low, high = bootstrap_auc_ci(y, p, seed=seed)
+    low, high = bootstrap_auc_ci(y, p, seed=seed, groups=groups)
     return {"recall": float(recall), "precision": float(precision),
             "specificity": float(support[0] * per_class_recall[1] + support[1] * per_class_recall[0]) if both else NAN,
             "accuracy": float(skm.accuracy_score(y, pred)), "f1_weighted": float(f1),

@@ -115,7 +115,7 @@ def _score_binary(name: str, model: nn.Module, result, prob: np.ndarray, record:
                   cfg: TrainConfig, split: str, threshold_rule: str, test: tuple[Dataset, pd.DataFrame] | None,
                   provenance: Provenance) -> Variant:
     label = eval_frame["target"].to_numpy()
-    scores = {**evaluate_binary(label, prob, threshold_rule, seed=cfg.seed), **record}
+    scores = {**evaluate_binary(label, prob, threshold_rule, seed=cfg.seed, groups=groups_of(eval_frame)), **record}
     frames = [pd.DataFrame({"image_id": eval_frame["image_id"].to_numpy(), "split": split, "model": name,
                             "label": label, "prob": prob})]
     if test is not None:
@@ -123,13 +123,19 @@ def _score_binary(name: str, model: nn.Module, result, prob: np.ndarray, record:
         test_prob = predict(model, test_set, batch_size=cfg.batch_size * 2, device=cfg.device)
         test_label = test_frame["target"].to_numpy()
         scores = {**evaluate_binary(test_label, test_prob, threshold_rule, seed=cfg.seed,
-                                    threshold_from=(label, prob)), **record, "n_eval": len(test_set)}
+                                    threshold_from=(label, prob), groups=groups_of(test_frame)),
+                  **record, "n_eval": len(test_set)}
         frames.append(pd.DataFrame({"image_id": test_frame["image_id"].to_numpy(), "split": "test", "model": name,
                                     "label": test_label, "prob": test_prob}))
     predictions = pd.concat(frames, ignore_index=True)
     predictions["pred"] = (predictions["prob"] >= scores["threshold"]).astype(int)
     return Variant(name, result.history.assign(model=name), predictions, scores, result.seconds,
                    provenance.as_dict(), record["n_params"])
+
+
+def groups_of(frame: pd.DataFrame) -> np.ndarray | None:
+    """Each row's patient or lesion (`group_id`), so that CIs resample whole groups; None without the column."""
+    return frame["group_id"].to_numpy() if "group_id" in frame else None
 
 
 def run_multiclass_variant(name: str, model: nn.Module, provenance: Provenance, loss_fn: nn.Module,
@@ -144,7 +150,8 @@ def run_multiclass_variant(name: str, model: nn.Module, provenance: Provenance, 
     label = eval_frame["label"].to_numpy()
     target = (label == target_class).astype(int)
     try:
-        one_vs_rest = evaluate_binary(target, prob[:, target_class], "youden", seed=cfg.seed)
+        one_vs_rest = evaluate_binary(target, prob[:, target_class], "youden", seed=cfg.seed,
+                                      groups=groups_of(eval_frame))
     except Skipped as error:
         return skipped_variant(name, str(error), provenance.as_dict(), result.history, record, result.seconds)
     pred = prob.argmax(axis=1)

@@ -20,7 +20,7 @@ from derm_nb.datasets import CachedImages
 from derm_nb.losses import BCE
 from derm_nb.metrics import NAN, Skipped, class_weighted_metrics, missing_class_reason
 from derm_nb.models.backbones import Provenance
-from derm_nb.results import Variant, count_parameters, results_table, skipped_variant, train_and_predict
+from derm_nb.results import Variant, count_parameters, groups_of, results_table, skipped_variant, train_and_predict
 from derm_nb.studies.study002 import CARD
 from derm_nb.studies.study002.baselines import (
     UNSUPERVISED_BASELINES,
@@ -46,7 +46,8 @@ def scored_variant(name: str, frames: dict[str, pd.DataFrame], scores: dict[str,
     test = frames["test"]["target"].to_numpy()
     record = {"n_params": 0, **(record or {}), "train_seconds": round(seconds, 3)}  # 0: scores with no fitted model
     try:
-        metrics = {**record, **class_weighted_metrics(test, scores["test"], threshold, seed=seed)}  # n_eval: the test split
+        metrics = {**record, **class_weighted_metrics(test, scores["test"], threshold, seed=seed,  # n_eval: the test split
+                                                      groups=groups_of(frames["test"]))}
     except Skipped as error:
         return skipped_variant(name, str(error), provenance, history, record, seconds)
     predictions = pd.concat([pd.DataFrame({"image_id": frames[s]["image_id"].to_numpy(), "split": s, "model": name,

@@ -119,7 +119,9 @@ else:
 # %% [markdown]
 # ## Performance by subgroup
 #
-# ROC-AUC with bootstrap 95 % intervals per subgroup (subgroups with at least two melanomas).
+# ROC-AUC with bootstrap 95 % intervals per subgroup (subgroups with at least two melanomas). The
+# bootstrap draws whole patients (or lesions), as every chapter's does: one patient's images share
+# that patient's risk.
 
 # %%
 groups = subgroup_auc(scored, attributes, ["sex", "age_band", "site", "brightness_band", "hair"], n_boot=n_boot,

@@ -11,7 +11,7 @@ from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from derm_nb.artifacts import read_json
 from derm_nb.chapters import MODEL_CHAPTERS
-from derm_nb.metrics import NAN, bootstrap_auc_ci, missing_class_reason, require_finite
+from derm_nb.metrics import NAN, bootstrap_auc_ci, groups_of, missing_class_reason, require_finite
 
 
 def load_model_runs(run_dir: str | Path, chapters: tuple[str, ...] = MODEL_CHAPTERS) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -64,8 +64,7 @@ def subgroup_auc(predictions: pd.DataFrame, attributes: pd.DataFrame, columns: l
                     if include_skipped:
                         rows.append({**row, "roc_auc": NAN, "ci_low": NAN, "ci_high": NAN, "skipped": reason})
                     continue
-                lo, hi = bootstrap_auc_ci(sub["label"], sub["prob"], n_boot=n_boot, seed=seed,
-                                          groups=sub["group_id"].to_numpy() if "group_id" in sub else None)
+                lo, hi = bootstrap_auc_ci(sub["label"], sub["prob"], n_boot=n_boot, seed=seed, groups=groups_of(sub))
                 rows.append({**row, "roc_auc": roc_auc_score(sub["label"], sub["prob"]), "ci_low": lo, "ci_high": hi,
                              "skipped": None})
     return pd.DataFrame(rows, columns=SUBGROUP_COLUMNS + (["skipped"] if include_skipped else []))

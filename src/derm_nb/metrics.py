@@ -176,6 +176,11 @@ def bootstrap_auc_ci(y: np.ndarray, p: np.ndarray, n_boot: int = 1000, seed: int
     return float(np.quantile(aucs, alpha)), float(np.quantile(aucs, 1 - alpha))
 
 
+def groups_of(frame: pd.DataFrame) -> np.ndarray | None:
+    """Each row's patient or lesion (`group_id`), so that CIs resample whole groups; None without the column."""
+    return frame["group_id"].to_numpy() if "group_id" in frame else None
+
+
 def cluster_aucs(y: np.ndarray, p: np.ndarray, groups: np.ndarray, n_boot: int,
                  rng: np.random.Generator) -> np.ndarray:
     """AUCs of `n_boot` cluster-bootstrap resamples: the groups with a positive and those without are each

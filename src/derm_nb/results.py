@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from derm_nb.artifacts import write_json, write_parquet
-from derm_nb.metrics import Skipped, evaluate_binary, multiclass_report
+from derm_nb.metrics import Skipped, evaluate_binary, groups_of, multiclass_report
 from derm_nb.models.backbones import Provenance
 from derm_nb.train import TrainConfig, fit, predict
 
@@ -131,11 +131,6 @@ def _score_binary(name: str, model: nn.Module, result, prob: np.ndarray, record:
     predictions["pred"] = (predictions["prob"] >= scores["threshold"]).astype(int)
     return Variant(name, result.history.assign(model=name), predictions, scores, result.seconds,
                    provenance.as_dict(), record["n_params"])
-
-
-def groups_of(frame: pd.DataFrame) -> np.ndarray | None:
-    """Each row's patient or lesion (`group_id`), so that CIs resample whole groups; None without the column."""
-    return frame["group_id"].to_numpy() if "group_id" in frame else None
 
 
 def run_multiclass_variant(name: str, model: nn.Module, provenance: Provenance, loss_fn: nn.Module,

@@ -18,9 +18,9 @@ from derm_nb.cluster import run_variants
 from derm_nb.data.errors import DataError
 from derm_nb.datasets import CachedImages
 from derm_nb.losses import BCE
-from derm_nb.metrics import NAN, Skipped, class_weighted_metrics, missing_class_reason
+from derm_nb.metrics import NAN, Skipped, class_weighted_metrics, groups_of, missing_class_reason
 from derm_nb.models.backbones import Provenance
-from derm_nb.results import Variant, count_parameters, groups_of, results_table, skipped_variant, train_and_predict
+from derm_nb.results import Variant, count_parameters, results_table, skipped_variant, train_and_predict
 from derm_nb.studies.study002 import CARD
 from derm_nb.studies.study002.baselines import (
     UNSUPERVISED_BASELINES,

@@ -160,13 +160,13 @@ def train_config(ablation: Ablation, recipe: TrainConfig) -> TrainConfig:
 def within_cache(ablations: Sequence[Ablation], cache_px: int) -> tuple[list[Ablation], list[str]]:
     """The variants whose size the image cache holds, and a note for each one left out: resizing a
     `cache_px` cache up adds pixels, not resolution. The recipe itself must be asked for and fit (a ValueError)."""
-    if not any(a.key == "recipe" for a in ablations):
+    recipe = next((a for a in ablations if a.key == "recipe"), None)
+    if recipe is None:
         raise ValueError("`variants` must include 'recipe': the other variants are read against it, and the "
                          f"Grad-CAM analysis and the summary are of it (asked for: {[a.key for a in ablations]})")
-    for a in ablations:
-        if a.key == "recipe" and a.size > cache_px:
-            raise ValueError(f"the recipe asks for {a.size} px, more than the {cache_px} px image cache: run 00_data "
-                             f"with a cache_size of at least {a.size}")
+    if recipe.size > cache_px:
+        raise ValueError(f"the recipe asks for {recipe.size} px, more than the {cache_px} px image cache: run 00_data "
+                         f"with a cache_size of at least {recipe.size}")
     kept = [a for a in ablations if a.size <= cache_px]
     notes = [f"**{a.title}: not run.** It asks for {a.size} px, but 00_data cached the images at {cache_px} px: "
              f"resizing them up would add pixels, not resolution. Run 00_data with a `cache_size` of at least "

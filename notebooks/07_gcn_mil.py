@@ -37,6 +37,7 @@ device = "auto"
 backbone = "resnet18"
 weights = "imagenet"
 weights_fallback = "efficientnet_lite0"
+feature_stages = 2                     # also pool the backbone's last n feature stages beside its output (0: the study's)
 bag_source = "cache"                   # cache (00_data's square cache) or original (each image at its own size)
 block_size = 64
 stride_scale = 0.42                     # multiplies Eq. 4's height bands and strides (1.0: the study's)
@@ -64,7 +65,7 @@ from myst_nb import glue
 
 from derm_nb.artifacts import write_parquet
 from derm_nb.chapters import chapter
-from derm_nb.models.backbones import create_backbone
+from derm_nb.models.backbones import create_backbone, with_stage_features
 from derm_nb.plots import confusion_matrices, training_curves
 from derm_nb.results import count_parameters, write_model_artifacts
 from derm_nb.studies.study004 import CARD
@@ -105,17 +106,22 @@ display(pd.crosstab(everything["split"], everything["label_name"]).loc[list(fram
 # square cache (`bag_source = "cache"`) or from the original image at its own resolution
 # (`"original"`, the study's premise: no cropping, no resizing). Frozen (`end_to_end = False`, the
 # CPU profiles), the backbone computes each block's features once, standardised with the training
-# blocks' mean and SD. End to end (as the study, for a GPU), a bag carries its blocks' pixels and
+# blocks' mean and SD; with `feature_stages` above 0 the outputs of the backbone's last stages are
+# averaged over each block and set beside its own (mid-level colour and texture; the study used the
+# output alone). End to end (as the study, for a GPU), a bag carries its blocks' pixels and
 # ResNet-18 trains with the graph layers, on training images flipped and turned at random. Training
 # images of the rotated classes enter once per rotation angle (the DR set).
 
 # %%
 feature_net, width, provenance = create_backbone(backbone, weights, weights_fallback)
+feature_net, width = with_stage_features(feature_net, width, feature_stages)
 angles = rotations(rotation_steps, classes)
 bags = prepare_bags(feature_net, sources, labels, block_size, stride_scale, angles, end_to_end, device)
 example = bags.test[0]
 display(Markdown(bags_note(bags, labels["train"], angles, classes, block_size, stride_scale,
-                           f"{provenance.label()}, {width} wide" + (", trained end to end" if end_to_end else ""))))
+                           f"{provenance.label()}, {width} wide"
+                           + (f" (its last {feature_stages} stages pooled beside its output)" if feature_stages else "")
+                           + (", trained end to end" if end_to_end else ""))))
 bag_figure(sources["test"][0], example, block_size)
 plt.show()
 

@@ -16,6 +16,7 @@ from derm_nb.models.backbones import (
     imagenet_classifier_lite0,
     lite0_package_file,
     sha256_of,
+    with_stage_features,
 )
 
 
@@ -103,3 +104,26 @@ def test_random_backbones_give_feature_vectors(name, width):
     assert got == width and prov.source == "random init"
     with torch.no_grad():
         assert backbone.eval()(torch.zeros(2, 3, 64, 64)).shape == (2, width)
+
+
+@pytest.mark.parametrize("name, stages, width", [("resnet18", 2, 256 + 512 + 512),
+                                                 ("efficientnet_lite0", 2, 112 + 320 + 1280)])
+def test_stage_features_pool_the_last_stages_beside_the_output(name, stages, width):
+    backbone, plain, _ = create_backbone(name, "none")
+    wide, got = with_stage_features(backbone, plain, stages)
+    x = torch.rand(3, 3, 64, 64)
+    with torch.no_grad():
+        out, own = wide.eval()(x), backbone.eval()(x)
+    assert got == width and out.shape == (3, width)
+    assert torch.allclose(out[:, -plain:], own)            # the backbone's own features come last, unchanged
+    assert not backbone._forward_hooks and all(not m._forward_hooks for m in backbone.modules())  # hooks removed
+    assert with_stage_features(backbone, plain, 0) == (backbone, plain)
+
+
+def test_stage_features_refuse_what_they_cannot_do():
+    backbone, width, _ = create_backbone("vgg16", "none")
+    with pytest.raises(ValueError, match="names no feature stages"):
+        with_stage_features(backbone, width, 1)
+    backbone, width, _ = create_backbone("resnet18", "none")
+    with pytest.raises(ValueError, match="stages must be 1-4"):
+        with_stage_features(backbone, width, 5)

@@ -208,3 +208,50 @@ def imagenet_classifier_lite0() -> nn.Module:
     state, _, _ = _imagenet_state("efficientnet_lite0", 0)
     model.load_state_dict(state, strict=True)
     return model.eval()
+
+
+def feature_stages(model: nn.Module) -> list[str]:
+    """The backbone's feature stages, shallow to deep: timm's `feature_info` modules, or a torchvision
+    ResNet's `layer1`-`layer4`."""
+    info = getattr(model, "feature_info", None)
+    if info:
+        return [stage["module"] for stage in info]
+    stages = [name for name, _ in model.named_children() if name.startswith("layer") and name[5:].isdigit()]
+    if not stages:
+        raise ValueError(f"{type(model).__name__} names no feature stages (timm's feature_info or ResNet's layer1-4)")
+    return stages
+
+
+class StagePooled(nn.Module):
+    """A backbone whose features are the global-average-pooled outputs of its last `stages` feature
+    stages beside its own: mid-level colour and texture next to the final, more object-level layer."""
+
+    def __init__(self, backbone: nn.Module, stages: int):
+        super().__init__()
+        names = feature_stages(backbone)
+        if not 1 <= stages <= len(names):
+            raise ValueError(f"stages must be 1-{len(names)} for {type(backbone).__name__}, not {stages}")
+        self.backbone, self.stages = backbone, names[-stages:]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled: list[torch.Tensor] = []
+        hooks = [self.backbone.get_submodule(name).register_forward_hook(
+            lambda _m, _i, out: pooled.append(out.float().mean((2, 3)))) for name in self.stages]
+        try:
+            final = self.backbone(x)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return torch.cat([*pooled, final.float()], 1)
+
+
+def with_stage_features(backbone: nn.Module, width: int, stages: int) -> tuple[nn.Module, int]:
+    """`backbone` and its width, or with `stages` > 0 a `StagePooled` around it and the widened width."""
+    if stages == 0:
+        return backbone, width
+    pooled = StagePooled(backbone, stages)
+    training = backbone.training
+    with torch.no_grad():
+        wide = pooled.eval()(torch.zeros(1, 3, 64, 64)).shape[1]
+    pooled.train(training)
+    return pooled, wide

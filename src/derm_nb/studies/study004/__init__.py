@@ -45,6 +45,7 @@ CARD = PaperCard(
     settings={"07_gcn_mil": {
         "backbone": "resnet18",                 # Table 2, §2.2
         "weights": "imagenet",                  # §3: ResNet-18 initialised from ImageNet
+        "feature_stages": 0,                    # Table 2: the blocks' ResNet-18 output features alone
         "bag_source": "original",               # §1, §2.2: the original high-resolution image, no crop, no resize
         "block_size": 224,                      # §3.1: 224 x 224 blocks
         "stride_scale": 1.0,                    # Eq. 4: strides 50 / 120 / 200 by image height

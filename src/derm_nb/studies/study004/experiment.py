@@ -16,6 +16,7 @@ from torch_geometric.data import Data
 
 from derm_nb.chapters import ChapterContext
 from derm_nb.cluster import run_variants
+from derm_nb.models.backbones import StagePooled
 from derm_nb.studies.study004.end_to_end import PixelBags, end_to_end_model
 from derm_nb.studies.study004.mil import (
     GCNMIL,
@@ -60,7 +61,8 @@ def prepare_bags(feature_net: nn.Module, images: dict[str, Sequence[torch.Tensor
     """Frozen: every block's features computed once and standardised by the training blocks'. End to
     end: bags of block pixels cut on access (training bags flipped and turned at random, as the study)."""
     key = (f"{'pixels' if end_to_end else 'features'} of {block} px blocks, stride scale {stride_scale}, "
-           f"rotations {angles}, first image {tuple(images['train'][0].shape)}")
+           f"rotations {angles}, first image {tuple(images['train'][0].shape)}"
+           + (f", pooled stages {feature_net.stages}" if isinstance(feature_net, StagePooled) else ""))
     if end_to_end:
         def pixels(split: str, **kw) -> PixelBags:
             return PixelBags(images[split], labels[split], block, stride_scale, **kw)

@@ -41,6 +41,7 @@ classifier_backbone = "vgg16"          # the direct classifiers' learning strate
 weights = "imagenet"
 weights_fallback = "efficientnet_lite0"
 finetune = "head"                       # all: train the backbone (the study) | head: frozen backbone features
+feature_stages = 2                     # also pool the backbone's last n feature stages beside its output (0: the study's)
 image_size = 96
 embedding_dim = 128
 epochs = 10
@@ -104,7 +105,8 @@ display(split_table(frames).style.format(precision=3))
 def inputs_for(name: str, weights_: str = weights, images_: dict | None = None,
                targets_: dict | None = None) -> ModelInputs:
     return ModelInputs(finetune, name, weights_, weights_fallback, images if images_ is None else images_,
-                       targets if targets_ is None else targets_, image_size, aug_views, seed, device)
+                       targets if targets_ is None else targets_, image_size, aug_views, seed, device,
+                       feature_stages=feature_stages)
 
 
 main = inputs_for(backbone)

@@ -107,7 +107,8 @@ def test_random_backbones_give_feature_vectors(name, width):
 
 
 @pytest.mark.parametrize("name, stages, width", [("resnet18", 2, 256 + 512 + 512),
-                                                 ("efficientnet_lite0", 2, 112 + 320 + 1280)])
+                                                 ("efficientnet_lite0", 2, 112 + 320 + 1280),
+                                                 ("vgg16", 2, 512 + 512 + 4096), ("mobilenet_v2", 1, 1280 + 1280)])
 def test_stage_features_pool_the_last_stages_beside_the_output(name, stages, width):
     backbone, plain, _ = create_backbone(name, "none")
     wide, got = with_stage_features(backbone, plain, stages)
@@ -121,7 +122,8 @@ def test_stage_features_pool_the_last_stages_beside_the_output(name, stages, wid
 
 
 def test_stage_features_refuse_what_they_cannot_do():
-    backbone, width, _ = create_backbone("vgg16", "none")
+    backbone, width, _ = create_backbone("mobilenetv1_100", "none")
+    backbone.feature_info = []
     with pytest.raises(ValueError, match="names no feature stages"):
         with_stage_features(backbone, width, 1)
     backbone, width, _ = create_backbone("resnet18", "none")

@@ -54,6 +54,16 @@ def test_the_direct_classifier_is_the_same_backbone_with_one_output_layer():
     assert not any(isinstance(m, nn.Dropout) for m in classifier.modules())
 
 
+def test_head_mode_features_carry_the_pooled_stages_when_asked():
+    images = {s: torch.randint(0, 255, (4, 3, 32, 32), dtype=torch.uint8) for s in ("train", "val", "test")}
+    targets = {s: np.array([0, 1, 0, 1]) for s in images}
+    plain = ModelInputs("head", "vgg16", "none", "", images, targets, 32, aug_views=0)
+    staged = ModelInputs("head", "vgg16", "none", "", images, targets, 32, aug_views=0, feature_stages=2)
+    assert (plain.width, staged.width) == (512, 512 + 512 + 512)   # VGG's last two pools, then its own output
+    assert staged.features("val").shape == (4, 1536) and "last 2 stages pooled" in staged.describe()
+    assert np.allclose(staged.features("val")[:, -512:], plain.features("val"), atol=1e-5)
+
+
 def test_the_efficientnet_b3_embedder_has_only_the_studys_dropout():
     module, width, _ = embedding_backbone("efficientnet_b3", "none")
     model = Embedder(module, width)

@@ -211,14 +211,19 @@ def imagenet_classifier_lite0() -> nn.Module:
 
 
 def feature_stages(model: nn.Module) -> list[str]:
-    """The backbone's feature stages, shallow to deep: timm's `feature_info` modules, or a torchvision
-    ResNet's `layer1`-`layer4`."""
+    """The backbone's feature stages, shallow to deep: timm's `feature_info` modules, a torchvision
+    ResNet's `layer1`-`layer4`, VGG's pooling layers, or the blocks of another torchvision `features`."""
     info = getattr(model, "feature_info", None)
     if info:
         return [stage["module"] for stage in info]
     stages = [name for name, _ in model.named_children() if name.startswith("layer") and name[5:].isdigit()]
+    features = getattr(model, "features", None)
+    if not stages and isinstance(features, nn.Sequential):
+        pools = [f"features.{i}" for i, m in enumerate(features) if isinstance(m, nn.MaxPool2d)]
+        stages = pools or [f"features.{i}" for i in range(len(features))]
     if not stages:
-        raise ValueError(f"{type(model).__name__} names no feature stages (timm's feature_info or ResNet's layer1-4)")
+        raise ValueError(f"{type(model).__name__} names no feature stages (timm's feature_info, ResNet's layer1-4 "
+                         "or a torchvision `features` sequence)")
     return stages
 
 

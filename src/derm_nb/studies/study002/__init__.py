@@ -67,6 +67,7 @@ CARD = PaperCard(
         "backbones": ["vgg16", "resnet50", "densenet169", "efficientnet_b3"],   # §IV, Tables I-II
         "classifier_backbone": "resnet50",       # §V.A: the strategies' classifier, best in validation
         "weights": "imagenet",                   # §IV: transfer learning from ImageNet
+        "feature_stages": 0,                     # §IV: the backbone's output feeds the embedding layer
         "finetune": "all",                       # §IV: the whole CNN trains
         "image_size": 256,                       # §IV: 256 x 256
         "epochs": 15,                            # §IV: Adam, 15 epochs (clustering and classifiers)

@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from derm_nb.datasets import CachedImages
-from derm_nb.models.backbones import Provenance, create_backbone
+from derm_nb.models.backbones import Provenance, create_backbone, with_stage_features
 from derm_nb.models.heads import BackboneClassifier
 from derm_nb.train import predict, seed_everything
 from derm_nb.transforms import augment_transform, eval_transform
@@ -105,12 +105,13 @@ class ModelInputs:
     """One backbone's inputs for every split, and fresh models that train on them.
 
     `images` and `targets` are per split (`train`, `val`, `test`); `aug_views` augmented copies of
-    each training image (study 002's shifts, flips, rotations and zoom) are fixed by `seed`.
+    each training image (study 002's shifts, flips, rotations and zoom) are fixed by `seed`; with
+    `feature_stages` above 0 the backbone's last stages are pooled beside its output (`with_stage_features`).
     """
 
     def __init__(self, finetune: str, backbone: str, weights: str, fallback: str, images: dict[str, torch.Tensor],
                  targets: dict[str, np.ndarray], size: int, aug_views: int = 2, seed: int = 0,
-                 device: str = "auto", batch_size: int = 128):
+                 device: str = "auto", batch_size: int = 128, feature_stages: int = 0):
         if finetune not in FINETUNE:
             raise KeyError(f"unknown finetune '{finetune}' (known: {', '.join(FINETUNE)})")
         self.finetune, self.name, self.weights, self.fallback = finetune, backbone, weights, fallback
@@ -119,6 +120,8 @@ class ModelInputs:
         with torch.random.fork_rng(devices=[]):  # a randomly initialised backbone (NP) starts from the run's seed
             torch.manual_seed(seed)
             self._module, self.width, self.provenance = embedding_backbone(backbone, weights, fallback)
+        self._module, self.width = with_stage_features(self._module, self.width, feature_stages)
+        self.feature_stages = feature_stages
         self._features: dict[tuple[str, bool], np.ndarray] = {}
 
     def _images(self, split: str, augment: bool, rows: np.ndarray | None = None) -> CachedImages:
@@ -170,5 +173,6 @@ class ModelInputs:
         what = self.provenance.label()
         how = ("the whole backbone is trained" if self.finetune == "all" else
                "the backbone is frozen and only the new layers train, on its pooled features")
-        return f"{what}; {how}"
+        stages = f", its last {self.feature_stages} stages pooled beside its output" if self.feature_stages else ""
+        return f"{what}{stages}; {how}"
 

@@ -15,7 +15,7 @@ from torch import nn
 from derm_nb.cards import differences
 from derm_nb.params import load_profile
 from derm_nb.studies import paper_settings
-from derm_nb.studies.study004 import CARD, workload
+from derm_nb.studies.study004 import CARD, block_width, workload
 from derm_nb.studies.study004.end_to_end import EndToEndMIL, PixelBags, flip_and_turn
 from derm_nb.studies.study004.experiment import (
     ModelSpec,
@@ -256,6 +256,10 @@ def test_full_runs_the_paper_and_default_says_where_it_does_not(root, real_decla
     paper_run = differences(CARD, "07_gcn_mil", full, "synthetic", True, "full", True).set_index("aspect")
     changed = set(paper_run.index) - {"data", "splits"} - {d.aspect for d in CARD.methods["07_gcn_mil"]}
     assert changed == {"weight_init"}
+
+
+def test_the_bench_times_the_gcn_on_blocks_as_wide_as_the_chapter_makes_them():
+    assert block_width("resnet18") == 512 and block_width("resnet18", 2) == 256 + 512 + 512
 
 
 def test_the_bench_estimate_follows_original_bags_end_to_end_and_seeds():

@@ -110,6 +110,14 @@ def verdict(rows: pd.DataFrame) -> str:
             "mean of five runs).")
 
 
+def block_width(backbone: str, feature_stages: int = 0) -> int:
+    """How many features a block carries into the GCN: the backbone's output, and its pooled stages beside it."""
+    from derm_nb.models.backbones import create_backbone, with_stage_features
+
+    net, width, _ = create_backbone(backbone, "none")
+    return with_stage_features(net, width, feature_stages)[1]
+
+
 ORIGINAL_SHAPE = (767, 1022)  # bench's stand-in for an original image: the study's own example (§2.2)
 
 
@@ -128,7 +136,8 @@ def workload(stem: str, p: Mapping[str, Any], n: Mapping[str, Any]) -> list[Pass
     seeds, epochs = p["seeds"], p["epochs"]
     steps = seeds * epochs * train_bags / p["batch_size"]
     gcn = Pass("GCN-MIL training steps", "gcn_mil", blocks, steps,
-               probe=lambda device: mil.train_step(device, blocks, p["gcn_hidden"], p["attention_dim"], p["batch_size"]))
+               probe=lambda device: mil.train_step(device, blocks, p["gcn_hidden"], p["attention_dim"], p["batch_size"],
+                                                   block_width(p["backbone"], p.get("feature_stages", 0))))
     if not p["end_to_end"]:
         bags = train_bags + n["val"] + n["test"]
         return [Pass("block features", p["backbone"], block, bags * blocks, train=False), gcn]

@@ -57,7 +57,7 @@ cae_batch_size = 32
 sweep_majority = 4500
 sweep_minorities = [4500, 2250, 1125, 300, 125, 75]
 sweep_scale = 0.02                      # multiplies the study's image counts (the synthetic pool is smaller)
-sweep_repeats = 3                      # subsets drawn per ratio (different seeds)
+sweep_repeats = 2                      # subsets drawn per ratio (different seeds)
 
 # %%
 import matplotlib.pyplot as plt

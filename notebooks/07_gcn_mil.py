@@ -52,7 +52,7 @@ lr = 0.003
 momentum = 0.9
 lr_change_epoch = 1000
 lr_after = 1e-4
-patience = 3
+patience = 2
 seeds = 3                              # models trained from seed, seed + 1, ...; the study reports the mean of five
 overlay_images = 4                     # per group in the contour figures
 

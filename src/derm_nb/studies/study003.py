@@ -204,6 +204,10 @@ CARD = PaperCard(
         "minority_oversample": 1.0,                         # §III.A: minority classes enlarged (our reading: to balance)
     }},
     methods={"06_architectures": (
+        Deviation("training length", "no maximum stated: early stopping (patience 2, at least 5 epochs) ended every "
+                  "run at 7-8 epochs (§IV.B)", "at most `epochs` epochs (the parameters cell: default 3, full 30), "
+                  "with the early stopping above", "a cap bounds the CPU book's time; under full it lies beyond the "
+                  "paper's 7-8 epochs"),
         Deviation("minority oversampling", "augmentation of the minority classes 'to address this imbalance'; "
                   "no factor given", "each minority class enlarged with augmented copies to minority_oversample x "
                   "the majority class (1: balanced); originals and copies augmented afresh each time they are drawn",

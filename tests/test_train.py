@@ -213,3 +213,19 @@ def test_a_lone_last_batch_does_not_break_batchnorm(tmp_path):
 
     result = fit(WithBatchNorm(), BCE(), data(n=17), data(seed=1), cfg(epochs=1), tmp_path)
     assert len(result.history) == 1
+
+
+def test_training_bars_refresh_at_their_own_pace_off_a_terminal(tmp_path, monkeypatch, capsys):
+    """Each refresh in a notebook is a message the client handles and keeps: a bar that refreshed on every step
+    (the loss postfix) cost 05 about 15 s of message handling and 1.4 MB of output in one cell."""
+    import io
+
+    from derm_nb import progress
+
+    monkeypatch.setattr(progress, "NOTEBOOK_INTERVAL", 3600.0)
+    out = io.StringIO()  # not a terminal, as a kernel's stdout
+    monkeypatch.setattr("sys.stdout", out)
+    fit(Tiny(), BCE(), data(n=256), data(seed=1), cfg(epochs=1, batch_size=4, patience=5), tmp_path)
+    assert out.getvalue().count("\r") <= 4  # the bar's first and last states, not one per step of 64
+    assert progress.bar(range(3)).mininterval == 3600.0
+    assert progress.bar(range(3), mininterval=0.5).mininterval == 0.5

@@ -181,7 +181,7 @@ def _train_one_epoch(model: nn.Module, task: Task, epoch: Epoch, desc: str, tota
         total += float(out.loss.detach()) * out.n
         count += out.n
         correct = None if out.correct is None or correct is None else correct + out.correct
-        progress.set_postfix(loss=f"{total / count:.4f}")
+        progress.set_postfix(loss=f"{total / count:.4f}", refresh=False)  # shown at the bar's own pace
         fetched = time.perf_counter()
     stats = {"train_loss": total / max(count, 1)}
     if correct is not None:

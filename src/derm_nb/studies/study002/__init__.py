@@ -94,6 +94,11 @@ CARD = PaperCard(
                   "where a backbone's ImageNet weights cannot be had, the `weights_fallback` stand-in (each row's "
                   "weights column says so); a backbone whose stand-in repeats an earlier one is left out",
                   "no network at run time: rows of identical networks would repeat one another"),
+        Deviation("augmentation with a frozen backbone", "TL+DA: shifts, flips, rotation and zoom drawn as the "
+                  "model trains", "with `finetune: all` the same, drawn afresh at every draw; with `finetune: head` "
+                  "`aug_views` augmented copies of each training image drawn once (the parameters cell: default 4, "
+                  "smoke 1), and each draw takes the original or one copy",
+                  "a frozen backbone's features are computed once, so its views must be fixed in advance"),
         Deviation("embedding width S", "not stated", "the `embedding_dim` parameter", "the study gives no value"),
         Deviation("convolution map to embedding layer", "the dense layers are replaced by the embedding "
                   "layer (how the last map is reduced is not stated)", "global average pooling, as the other "

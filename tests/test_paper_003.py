@@ -150,3 +150,17 @@ def test_a_seeded_architecture_starts_from_the_same_weights_whatever_ran_before(
     same = [torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values())]
     assert all(same) and len(same) > 2
     assert not all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), unseeded.state_dict().values()))
+
+
+@pytest.mark.parametrize("profile", ["default", "smoke", "full"])
+def test_the_stated_epoch_cap_is_the_profiles(root, real_declared, profile):
+    """The training-length row quotes each profile's `epochs`: it must not go stale."""
+    from derm_nb.params import load_profile
+    from derm_nb.studies import paper_settings
+
+    declared = real_declared["06_architectures"]
+    params = {k: d.default for k, d in declared.items()}
+    params |= load_profile(root, profile, real_declared, paper=paper_settings()).for_notebook("06_architectures",
+                                                                                              declared)
+    row = next(d for d in study003.CARD.methods["06_architectures"] if d.aspect == "training length")
+    assert f"{profile} {params['epochs']}" in row.ours

@@ -215,7 +215,7 @@ def test_a_lone_last_batch_does_not_break_batchnorm(tmp_path):
     assert len(result.history) == 1
 
 
-def test_training_bars_refresh_at_their_own_pace_off_a_terminal(tmp_path, monkeypatch, capsys):
+def test_training_bars_refresh_at_their_own_pace_off_a_terminal(tmp_path, monkeypatch):
     """Each refresh in a notebook is a message the client handles and keeps: a bar that refreshed on every step
     (the loss postfix) cost 05 about 15 s of message handling and 1.4 MB of output in one cell."""
     import io

@@ -205,7 +205,7 @@ CARD = PaperCard(
     }},
     methods={"06_architectures": (
         Deviation("training length", "no maximum stated: early stopping (patience 2, at least 5 epochs) ended every "
-                  "run at 7-8 epochs (§IV.B)", "at most `epochs` epochs (the parameters cell: default 3, full 30), "
+                  "run at 7-8 epochs (§IV.B)", "at most `epochs` epochs (the parameters cell: default 3, smoke 2, full 30), "
                   "with the early stopping above", "a cap bounds the CPU book's time; under full it lies beyond the "
                   "paper's 7-8 epochs"),
         Deviation("minority oversampling", "augmentation of the minority classes 'to address this imbalance'; "

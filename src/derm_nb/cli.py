@@ -103,6 +103,25 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_download(args: argparse.Namespace) -> int:
+    from derm_nb.data.download import ARCHIVES, MANUAL, DownloadError, download, listing, manual, parse_parts, select
+
+    root = args.root.expanduser().resolve() if args.root else None
+    if args.name in MANUAL:
+        if args.list or args.parts or args.mirror:
+            raise DownloadError(f"{args.name} is not fetched by derm-nb: --list, --parts and --mirror apply to "
+                                f"{', '.join(ARCHIVES)}")
+        return 0 if manual(args.name, root) else 1
+    parts = parse_parts(args.parts)
+    select(args.name, parts)  # an unknown name or part stops here, before anything is touched
+    if args.list:
+        print(listing(args.name, parts, root, args.mirror))
+        return 0
+    if root is None:
+        raise DownloadError(f"give the folder to fetch {args.name} into: derm-nb download {args.name} --root DIR")
+    return 0 if download(args.name, root, parts, args.mirror) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="derm-nb", description=__doc__, allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -164,6 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--params", type=Path, help="a parameter file layered over the estimated profile")
     bench.add_argument("--out", type=Path, default=Path("runs/benchmarks/bench.json"))
     bench.set_defaults(func=_cmd_bench)
+    download = sub.add_parser("download", help="fetch an ISIC archive (2017-2020) into the layout the catalog reads, "
+                              "or say where to get BUSI / HAM10000")
+    download.add_argument("name", metavar="NAME", help="isic2017, isic2018, isic2019, isic2020, busi or ham10000")
+    download.add_argument("--root", type=Path, help="the dataset folder to fill (then give it as --data NAME=DIR)")
+    download.add_argument("--parts", metavar="PARTS", help="only these partitions, comma-separated: training,validation,test")
+    download.add_argument("--list", action="store_true", help="show the files, their sizes and checks; fetch nothing")
+    download.add_argument("--mirror", metavar="URL", help="fetch from URL/<year>/<file> instead of the public host")
+    download.set_defaults(func=_cmd_download)
     for command in sub.choices.values():  # a partial flag is an error, never another flag's prefix
         command.allow_abbrev = False
     return parser

@@ -1,0 +1,305 @@
+"""`derm-nb download`: fetch an ISIC challenge archive into exactly the layout the catalog reads.
+
+The ISIC challenges publish every file on a public bucket (`https://isic-challenge-data.s3.amazonaws.com/<year>/<file>`,
+no login). pooch fetches each file into `<root>/.derm-nb-download/` through a temporary name (a broken transfer
+leaves no file under the real name, and the next run starts it again), checks the MD5 where one is published and
+otherwise the zip's own CRCs, then the image count; each zip is unpacked into a temporary folder beside its target
+and renamed into place, so the catalog never sees half an archive. A target already there is never fetched again.
+BUSI and HAM10000 sit behind their hosts' logins: for them the command says where to get them and how to lay them out.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from derm_nb.data.errors import DataError
+from derm_nb.data.sources import NAMES, check_layout
+
+HOST = "https://isic-challenge-data.s3.amazonaws.com"
+PARTS = ("training", "validation", "test")
+STAGING = ".derm-nb-download"   # under the root: downloads in progress and zips not yet unpacked
+UNPACKING = ".unpacking-"        # prefix of the temporary folder a zip is unpacked into
+TIMEOUT_S = 60
+
+
+class DownloadError(DataError):
+    """A file that could not be fetched, verified or unpacked, named with what to do about it."""
+
+
+@dataclass(frozen=True)
+class ArchiveFile:
+    """One published file: its path on the host, its partition, its MD5 (None: none published) and, for a zip,
+    how many members ending in `counted` it holds (None: not checked)."""
+
+    path: str
+    part: str
+    md5: str | None = None
+    images: int | None = None
+    counted: str = ".jpg"
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+    @property
+    def is_zip(self) -> bool:
+        return self.name.endswith(".zip")
+
+    def target(self, root: Path) -> Path:
+        """Where the catalog reads it: a zip's folder (named as the zip) or the file itself, in the root."""
+        return root / (self.name.removesuffix(".zip") if self.is_zip else self.name)
+
+    def url(self, mirror: str | None = None) -> str:
+        return f"{(mirror or HOST).rstrip('/')}/{self.path}"
+
+
+def _isic2017() -> tuple[ArchiveFile, ...]:
+    md5 = {"Training": ("a14a7e622c67a358797ae59abb8a0b0c", "77fdbeb6fbec4139937224416b250f4c"),
+           "Validation": ("8d6419d942112f709894c0d82f6c9038", "64d3e68fa2deeb8a5e89aa8dec2efd44"),
+           "Test_v2": ("5f6a0b5e1f2972bd1f5ea02680489f09", "b1742de6bd257faca3b2b21a4aa3b781")}
+    images = {"Training": 2000, "Validation": 150, "Test_v2": 600}
+    files = []
+    for (name, (data_md5, masks_md5)), part in zip(md5.items(), PARTS):
+        stem = f"2017/ISIC-2017_{name}"
+        files += [ArchiveFile(f"{stem}_Data.zip", part, data_md5, images[name]),
+                  ArchiveFile(f"{stem}_Part1_GroundTruth.zip", part, masks_md5, images[name], "_segmentation.png"),
+                  ArchiveFile(f"{stem}_Part3_GroundTruth.csv", part)]
+    return tuple(files)
+
+
+def _isic2018() -> tuple[ArchiveFile, ...]:
+    images = {"Training": 10015, "Validation": 193, "Test": 1512}
+    files = []
+    for (name, count), part in zip(images.items(), PARTS):
+        files += [ArchiveFile(f"2018/ISIC2018_Task3_{name}_Input.zip", part, images=count),
+                  ArchiveFile(f"2018/ISIC2018_Task3_{name}_GroundTruth.zip", part)]
+    return (*files[:2], ArchiveFile("2018/ISIC2018_Task3_Training_LesionGroupings.csv", "training"), *files[2:])
+
+
+# Image counts: the archives' published sizes (the studies' cards and the synthetic generator quote the same).
+ARCHIVES: dict[str, tuple[ArchiveFile, ...]] = {
+    "isic2017": _isic2017(),
+    "isic2018": _isic2018(),
+    "isic2019": (ArchiveFile("2019/ISIC_2019_Training_Input.zip", "training", images=25331),
+                 ArchiveFile("2019/ISIC_2019_Training_GroundTruth.csv", "training"),
+                 ArchiveFile("2019/ISIC_2019_Training_Metadata.csv", "training")),
+    "isic2020": (ArchiveFile("2020/ISIC_2020_Training_JPEG.zip", "training", images=33126),
+                 ArchiveFile("2020/ISIC_2020_Training_GroundTruth_v2.csv", "training"),
+                 ArchiveFile("2020/ISIC_2020_Training_Duplicates.csv", "training")),
+}
+
+
+@dataclass(frozen=True)
+class ManualSource:
+    """An archive behind its host's login: where to get it, and the layout to unpack it into."""
+
+    where: str
+    layout: str
+
+
+MANUAL: dict[str, ManualSource] = {
+    "busi": ManualSource(
+        "Kaggle, with your own Kaggle credentials (~/.kaggle/kaggle.json):\n"
+        "  kaggle datasets download aryashah2k/breast-ultrasound-images-dataset",
+        "DIR/Dataset_BUSI_with_GT/benign/     'benign (1).png', 'benign (1)_mask.png', 'benign (1)_mask_1.png', ...\n"
+        "DIR/Dataset_BUSI_with_GT/malignant/  'malignant (1).png', 'malignant (1)_mask.png', ...\n"
+        "DIR/Dataset_BUSI_with_GT/normal/     'normal (1).png', 'normal (1)_mask.png', ...\n"
+        "(unzip the Kaggle archive into DIR; the class folders directly in DIR are read too)"),
+    "ham10000": ManualSource(
+        "Harvard Dataverse, the HAM10000 dataset page (Tschandl et al. 2018): https://doi.org/10.7910/DVN/DBW86T\n"
+        "  (download its files there; the page states the terms of use)",
+        "DIR/HAM10000_metadata.csv             lesion_id, image_id, dx, dx_type, age, sex, localization (comma-separated)\n"
+        "DIR/HAM10000_images_part_1/           the JPEGs of HAM10000_images_part_1.zip\n"
+        "DIR/HAM10000_images_part_2/           the JPEGs of HAM10000_images_part_2.zip\n"
+        "DIR/HAM10000_segmentations_lesion_tschandl/   optional: the lesion masks, *_segmentation.png"),
+}
+
+KNOWN = (*ARCHIVES, *MANUAL)
+
+
+def select(name: str, parts: Iterable[str] | None = None) -> tuple[ArchiveFile, ...]:
+    """The files of `name`'s archive in `parts` (None: every part it has); DownloadError naming a bad name or part."""
+    if name not in ARCHIVES:
+        raise DownloadError(f"unknown dataset '{name}' (known: {', '.join(KNOWN)})")
+    files = ARCHIVES[name]
+    available = [p for p in PARTS if any(f.part == p for f in files)]
+    wanted = list(available if parts is None else parts)
+    unknown = [p for p in wanted if p not in available]
+    if unknown or not wanted:
+        raise DownloadError(f"--parts {','.join(wanted)}: {name} has the parts {', '.join(available)}")
+    return tuple(f for f in files if f.part in wanted)
+
+
+def parse_parts(text: str | None) -> list[str] | None:
+    """`--parts training,validation` as a list (None when not given)."""
+    return None if text is None else [p.strip() for p in text.split(",") if p.strip()]
+
+
+def _check(file: ArchiveFile) -> str:
+    if file.md5:
+        return f"MD5 {file.md5}"
+    return "no MD5 published: zip CRCs checked" if file.is_zip else "no MD5 published"
+
+
+def listing(name: str, parts: Iterable[str] | None = None, root: Path | None = None, mirror: str | None = None) -> str:
+    """The dry run (`--list`): every file that would be fetched, its size, check and target, fetching nothing."""
+    files = select(name, parts)
+    lines = [f"{NAMES[name]} ({name}): {len(files)} files from {files[0].url(mirror).rsplit('/', 1)[0]}/"]
+    for file in files:
+        target = f"{file.target(Path('.')).name}{'/' if file.is_zip else ''}"
+        count = f", {file.images} images" if file.images else ""
+        state = "" if root is None else ("   [present: not fetched]" if file.target(root).exists() else "   [to fetch]")
+        check = f"{_check(file)}{count}"
+        lines.append(f"  {file.part:<10} {file.name:<46} size: not verified   {check:<58} -> {target}{state}")
+    lines.append(f"unpacked into {root or 'DIR'} in the layout `derm-nb data --source {name}` reads")
+    return "\n".join(lines)
+
+
+def _disk_message(err: OSError) -> str:
+    full = err.errno in (errno.ENOSPC, errno.EDQUOT)
+    return f"{err.strerror or err}" + ("; the disk is full: free some space and run the command again" if full else "")
+
+
+def fetch(file: ArchiveFile, staging: Path, mirror: str | None = None, progress: bool = True) -> Path:
+    """Download `file` into `staging` through pooch (temporary name, MD5 check, then rename); its path there."""
+    import pooch
+    import requests
+
+    url = file.url(mirror)
+    known = f"md5:{file.md5}" if file.md5 else None
+    downloader = pooch.HTTPDownloader(progressbar=progress, timeout=TIMEOUT_S)
+    pooch.get_logger().setLevel("WARNING")  # we say what is fetched; its hint to pin a SHA256 is not for our users
+    try:
+        return Path(pooch.retrieve(url, known, fname=file.name, path=staging, downloader=downloader))
+    except requests.HTTPError as err:
+        status = err.response.status_code if err.response is not None else "an error"
+        raise DownloadError(f"{file.name}: {url} answered {status}; check the address (--mirror) and run again") from err
+    except requests.RequestException as err:
+        raise DownloadError(f"{file.name}: the transfer from {url} broke off ({type(err).__name__}: {err}); "
+                            "nothing was kept or unpacked: run the same command again to restart it") from err
+    except ValueError as err:  # pooch: the MD5 of what arrived is not the published one
+        raise DownloadError(f"{file.name}: wrong MD5, refused and deleted, nothing unpacked ({err})") from err
+    except OSError as err:
+        raise DownloadError(f"{file.name}: cannot write it under {staging}: {_disk_message(err)}") from err
+
+
+def verify_zip(path: Path, file: ArchiveFile) -> None:
+    """CRC-check a zip without a published MD5 and count its images; DownloadError (zip deleted if damaged) if not."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            broken = None if file.md5 else archive.testzip()
+            names = archive.namelist()
+    except (zipfile.BadZipFile, EOFError, OSError) as err:
+        path.unlink(missing_ok=True)
+        raise DownloadError(f"{file.name}: not a whole zip (truncated or corrupt: {err}); deleted, nothing unpacked: "
+                            "run the command again to fetch it anew") from err
+    if broken is not None:
+        path.unlink(missing_ok=True)
+        raise DownloadError(f"{file.name}: {broken} fails its CRC check (a corrupt transfer); deleted, nothing "
+                            "unpacked: run the command again to fetch it anew")
+    found = sum(n.endswith(file.counted) and not n.startswith("__MACOSX/") for n in names)
+    if file.images is not None and found != file.images:
+        raise DownloadError(f"{file.name}: holds {found} '*{file.counted}' files where the archive has {file.images}; "
+                            f"nothing unpacked (the zip is kept at {path})")
+
+
+def _top_folder(names: list[str], folder: str) -> bool:
+    """Whether every member of the zip sits inside `folder/` (as most ISIC zips ship)."""
+    kept = [n for n in names if not n.startswith("__MACOSX/")]
+    return bool(kept) and all(n.startswith(f"{folder}/") for n in kept)
+
+
+def unpack(path: Path, target: Path) -> None:
+    """Unpack the zip at `path` into a temporary folder beside `target`, then rename it to `target`."""
+    temporary = Path(tempfile.mkdtemp(prefix=f"{UNPACKING}{target.name}-", dir=target.parent))
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = [m for m in archive.namelist() if not m.startswith("__MACOSX/")]
+            archive.extractall(temporary, members)
+        inner = temporary / target.name if _top_folder(members, target.name) else temporary
+        os.rename(inner, target)
+    except OSError as err:
+        raise DownloadError(f"{path.name}: cannot unpack into {target.parent}: {_disk_message(err)}; "
+                            f"nothing half-unpacked was left (the zip is kept at {path})") from err
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+
+
+def _clear_leftovers(root: Path) -> None:
+    """Remove the temporary folders of an unpacking that was killed (never read by the catalog, but not ours to keep)."""
+    for folder in root.glob(f"{UNPACKING}*"):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _licence(target: Path) -> str | None:
+    notice = target / "LICENSE.txt"
+    if not notice.is_file():
+        return None
+    return next((line.strip() for line in notice.read_text(errors="replace").splitlines() if line.strip()), None)
+
+
+def place(file: ArchiveFile, root: Path, mirror: str | None, say: Callable[[str], None], progress: bool) -> bool:
+    """Fetch, check and put one file where the catalog reads it; False (and nothing fetched) if it is already there."""
+    target = file.target(root)
+    if target.exists():
+        say(f"{file.name}: already there ({target.name}), not fetched")
+        return False
+    say(f"{file.name}: fetching {file.url(mirror)}")
+    downloaded = fetch(file, root / STAGING, mirror, progress)
+    if file.is_zip:
+        verify_zip(downloaded, file)
+        unpack(downloaded, target)
+        downloaded.unlink()
+        licence = _licence(target)
+        say(f"{file.name}: unpacked into {target}/" + (f" (its LICENSE.txt: {licence})" if licence else ""))
+    else:
+        os.replace(downloaded, target)
+        say(f"{file.name}: saved as {target}")
+    return True
+
+
+def download(name: str, root: Path, parts: Iterable[str] | None = None, mirror: str | None = None,
+             say: Callable[[str], None] = print, progress: bool = True) -> bool:
+    """Fetch `name`'s files in `parts` into `root` in the catalog's layout; whether the catalog can now read it."""
+    files = select(name, parts)
+    root.mkdir(parents=True, exist_ok=True)
+    _clear_leftovers(root)
+    staging = root / STAGING
+    try:
+        fetched = sum(place(file, root, mirror, say, progress) for file in files)
+    finally:
+        if staging.is_dir() and not any(staging.iterdir()):
+            staging.rmdir()
+    say(f"{fetched} of {len(files)} files fetched")
+    return readable(name, root, say)
+
+
+def readable(name: str, root: Path, say: Callable[[str], None] = print) -> bool:
+    """Run `derm-nb data`'s layout check on `root`; print the `--data` flag when it passes, what is missing if not."""
+    try:
+        check_layout(name, root)
+    except DataError as err:
+        say(f"not readable yet: {err}")
+        return False
+    say(f"{root} is laid out as {name}: give it to a run with\n  --data {name}={root}")
+    return True
+
+
+def manual(name: str, root: Path | None = None, say: Callable[[str], None] = print) -> bool:
+    """For an archive behind a login: where to get it and its layout; then the layout check of `root` if it is there."""
+    source = MANUAL[name]
+    say(f"{NAMES[name]} ({name}) is not fetched by derm-nb: it needs your own credentials. Get it from\n  {source.where}")
+    say(f"and lay it out as:\n{source.layout.replace('DIR', str(root) if root else 'DIR')}")
+    if root is None:
+        return True
+    if not root.is_dir():
+        say(f"{root} is not there yet; run this command again once it is, to check it")
+        return False
+    return readable(name, root, say)

@@ -9,9 +9,11 @@ import errno
 import hashlib
 import http.server
 import io
+import os
 import re
 import shlex
 import shutil
+import subprocess
 import threading
 import zipfile
 from dataclasses import replace
@@ -154,19 +156,28 @@ def test_a_dropped_connection_is_finished_by_a_second_call(host, fixture_md5s, t
     err = capsys.readouterr().err
     assert "ISIC-2017_Training_Data.zip" in err and "broke off" in err
     assert _tree(archive) == {}, "a partial download was kept or unpacked"
+    (archive / download.STAGING).mkdir(parents=True)  # what a killed run leaves: pooch's temporary file, half a folder
+    (archive / download.STAGING / "tmpk2x9w1").write_bytes(b"PK\x03\x04 half")
+    (archive / f"{download.UNPACKING}ISIC-2017_Training_Data-x1").mkdir()
     assert _fetch(host, archive, "--parts", "training") == 0
+    assert not list(archive.glob(".*")), "leftovers of a killed run were kept"
     assert host.requests.count(name) == 2
     assert len(list((archive / "ISIC-2017_Training_Data").glob("*.jpg"))) == len(formats.ISIC2017_TRUTH["Training"])
 
 
-def test_a_wrong_md5_is_refused_naming_the_file_and_the_folder_is_left_as_it_was(host, tmp_path, capsys):
+def test_a_wrong_md5_is_refused_naming_the_file_and_the_folder_is_left_as_it_was(host, root, tmp_path):
+    """Through the installed command, as a user runs it (with its progress bar in bytes), on the real table: its
+    published MD5s are not the fixture's."""
     archive = tmp_path / "ISIC2017"
     archive.mkdir()
     (archive / "notes.txt").write_text("mine\n")
     before = _tree(archive)
-    assert _fetch(host, archive) == 1  # the real table: its published MD5s are not the fixture's
-    err = capsys.readouterr().err
-    assert "ISIC-2017_Training_Data.zip: wrong MD5" in err and "a14a7e622c67a358797ae59abb8a0b0c" in err
+    env = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"}
+    done = subprocess.run([str(root / ".venv" / "bin" / "derm-nb"), "download", "isic2017", "--root", str(archive),
+                           "--mirror", host.url, "--parts", "validation"], env=env, capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "ISIC-2017_Validation_Data.zip: wrong MD5" in done.stderr and "8d6419d942112f709894c0d82f6c9038" in done.stderr
+    assert re.search(r"100%\|.*\| ([\d.]+k)/\1 \[.*B/s\]", done.stderr), done.stderr  # the bar counted bytes
     assert _tree(archive) == before
 
 
@@ -216,11 +227,14 @@ def test_a_full_disk_names_the_file_and_leaves_nothing_half_written(host, fixtur
     assert left <= {"ISIC-2017_Training_Data.zip"}  # a verified zip is kept for the next try, never a partial
 
 
-def test_an_unknown_name_or_part_is_an_error_naming_it(capsys):
+def test_an_unknown_name_part_or_mirror_is_an_error_naming_it(tmp_path, capsys):
     assert main(["download", "isic2016", "--list"]) == 1
     assert "unknown dataset 'isic2016'" in capsys.readouterr().err
     assert main(["download", "isic2019", "--parts", "validation", "--list"]) == 1
     assert "isic2019 has the parts training" in capsys.readouterr().err
+    assert main(["download", "isic2019", "--root", str(tmp_path / "x"), "--mirror", "ftp://copy.example"]) == 1
+    assert "--mirror ftp://copy.example: give an http:// or https:// address" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
 
 
 def test_list_fetches_nothing_and_marks_what_is_there(host, tmp_path, capsys):
@@ -262,3 +276,12 @@ def test_every_readme_command_runs_as_shown_or_as_a_dry_run(root, tmp_path, caps
 def test_only_the_download_command_imports_pooch(root):
     importers = [p.relative_to(root) for p in (root / "src").rglob("*.py") if "import pooch" in p.read_text()]
     assert importers == [Path("src/derm_nb/data/download.py")]
+
+
+def test_parts_fetches_only_those_partitions_and_says_the_catalog_needs_training(host, fixture_md5s, tmp_path, capsys):
+    archive = tmp_path / "ISIC2017"
+    assert _fetch(host, archive, "--parts", "validation") == 0
+    assert sorted(p.name for p in archive.iterdir()) == [f"ISIC-2017_Validation_{s}" for s in
+                                                         ("Data", "Part1_GroundTruth", "Part3_GroundTruth.csv")]
+    assert {p.split("/")[1].split("_")[1] for p in host.requests} == {"Validation"}
+    assert "once its training part is there: add --parts training" in capsys.readouterr().out

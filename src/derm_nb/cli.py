@@ -196,16 +196,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    from derm_nb.cluster import ClusterError
+def _expected_errors(command: str) -> tuple[type[Exception], ...]:
+    """The errors a command reports in one line; `download` imports neither torch, dask nor papermill for them."""
     from derm_nb.data.errors import DataError
+
+    if command == "download":
+        return (DataError,)
+    from derm_nb.cluster import ClusterError
     from derm_nb.params import ParameterError
     from derm_nb.runner import NotebookFailed
 
+    return (ParameterError, NotebookFailed, DataError, FileNotFoundError, ClusterError)
+
+
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    errors = _expected_errors(args.command)
     try:
         return args.func(args)
-    except (ParameterError, NotebookFailed, DataError, FileNotFoundError, ClusterError) as err:
+    except errors as err:
         print(f"derm-nb: error: {err}", file=sys.stderr)
         return 1
 

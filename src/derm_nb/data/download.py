@@ -185,7 +185,9 @@ def fetch(file: ArchiveFile, staging: Path, mirror: str | None = None, progress:
         raise DownloadError(f"{file.name}: the transfer from {url} broke off ({type(err).__name__}: {err}); "
                             "nothing was kept or unpacked: run the same command again to restart it") from err
     except ValueError as err:  # pooch: the MD5 of what arrived is not the published one
-        raise DownloadError(f"{file.name}: wrong MD5, refused and deleted, nothing unpacked ({err})") from err
+        wrong = "does not match the known hash" in str(err)
+        raise DownloadError(f"{file.name}: " + ("wrong MD5, refused and deleted, nothing unpacked (" if wrong else "(")
+                            + f"{err})") from err
     except OSError as err:
         raise DownloadError(f"{file.name}: cannot write it under {staging}: {_disk_message(err)}") from err
 
@@ -232,10 +234,14 @@ def unpack(path: Path, target: Path) -> None:
         shutil.rmtree(temporary, ignore_errors=True)
 
 
-def _clear_leftovers(root: Path) -> None:
-    """Remove the temporary folders of an unpacking that was killed (never read by the catalog, but not ours to keep)."""
+def _clear_leftovers(root: Path, files: Iterable[ArchiveFile]) -> None:
+    """Remove what a killed run left: half-unpacked folders, and pooch's temporary files of broken downloads."""
     for folder in root.glob(f"{UNPACKING}*"):
         shutil.rmtree(folder, ignore_errors=True)
+    names = {f.name for f in files}
+    for path in (root / STAGING).glob("*"):
+        if path.is_file() and path.name not in names:
+            path.unlink()
 
 
 def _licence(target: Path) -> str | None:
@@ -269,8 +275,11 @@ def download(name: str, root: Path, parts: Iterable[str] | None = None, mirror: 
              say: Callable[[str], None] = print, progress: bool = True) -> bool:
     """Fetch `name`'s files in `parts` into `root` in the catalog's layout; whether the catalog can now read it."""
     files = select(name, parts)
+    if mirror is not None and not mirror.startswith(("http://", "https://")):
+        raise DownloadError(f"--mirror {mirror}: give an http:// or https:// address (files are fetched as "
+                            "URL/<year>/<file>)")
     root.mkdir(parents=True, exist_ok=True)
-    _clear_leftovers(root)
+    _clear_leftovers(root, ARCHIVES[name])
     staging = root / STAGING
     try:
         fetched = sum(place(file, root, mirror, say, progress) for file in files)
@@ -278,7 +287,12 @@ def download(name: str, root: Path, parts: Iterable[str] | None = None, mirror: 
         if staging.is_dir() and not any(staging.iterdir()):
             staging.rmdir()
     say(f"{fetched} of {len(files)} files fetched")
-    return readable(name, root, say)
+    if readable(name, root, say):
+        return True
+    if all(f.part != "training" for f in files):  # the catalog needs the training part; none was asked for
+        say(f"the catalog reads {root} once its training part is there: add --parts training")
+        return True
+    return False
 
 
 def readable(name: str, root: Path, say: Callable[[str], None] = print) -> bool:

@@ -248,6 +248,47 @@ def test_list_fetches_nothing_and_marks_what_is_there(host, tmp_path, capsys):
     assert "size: not verified" in out and f"{host.url}/2017/" in out
 
 
+
+def _zip_files(files: dict[str, Path]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for arcname, path in files.items():
+            archive.write(path, arcname)
+    return buffer.getvalue()
+
+
+def _served_as(name: str, fixture: Path) -> dict[str, bytes]:
+    """`name`'s files on the host, from the formats fixture: a zip per folder (ISIC 2020's JPEG zip holding `train/`
+    with no top folder named as the zip), a CSV per file (ISIC 2020's ground truth from Kaggle's train.csv)."""
+    served = {}
+    for file in download.ARCHIVES[name]:
+        stem = file.name.removesuffix(".zip")
+        if file.name == "ISIC_2020_Training_JPEG.zip":
+            served[file.path] = _zip_files({f"train/{p.name}": p for p in sorted((fixture / "jpeg/train").iterdir())})
+        elif file.is_zip:
+            served[file.path] = _zip_folder(fixture / stem)
+        else:
+            served[file.path] = (fixture / ("train.csv" if "GroundTruth_v2" in file.name else file.name)).read_bytes()
+    return served
+
+
+@pytest.mark.parametrize("name", ["isic2018", "isic2019", "isic2020"])
+def test_every_year_lands_in_the_layout_its_loader_reads(name, host, monkeypatch, tmp_path, capsys):
+    from derm_nb.data.sources import load_source
+
+    fixture = formats.FORMATS[name](tmp_path / "fixture")
+    host.files = _served_as(name, fixture)
+    counted = lambda f: sum(n.endswith(f.counted) for n in zipfile.ZipFile(io.BytesIO(host.files[f.path])).namelist())
+    table = tuple(replace(f, images=counted(f) if f.images else None) for f in download.ARCHIVES[name])
+    monkeypatch.setitem(download.ARCHIVES, name, table)
+    archive = tmp_path / name
+    assert main(["download", name, "--root", str(archive), "--mirror", host.url]) == 0
+    assert f"--data {name}={archive}" in capsys.readouterr().out
+    manifest, _ = load_source(name, archive)
+    expected, _ = load_source(name, fixture)
+    assert len(manifest) == len(expected) > 0
+    assert sorted(manifest["image_id"]) == sorted(expected["image_id"])
+
 def _readme_commands(readme: str) -> list[str]:
     section = readme.split("## Getting the data", 1)[1].split("\n## ", 1)[0]
     return re.findall(r"`(?:\.venv/bin/)?(derm-nb download [^`]+)`", section)

@@ -255,6 +255,7 @@ def place(file: ArchiveFile, root: Path, mirror: str | None, say: Callable[[str]
     """Fetch, check and put one file where the catalog reads it; False (and nothing fetched) if it is already there."""
     target = file.target(root)
     if target.exists():
+        (root / STAGING / file.name).unlink(missing_ok=True)  # a run killed after its rename left the zip
         say(f"{file.name}: already there ({target.name}), not fetched")
         return False
     say(f"{file.name}: fetching {file.url(mirror)}")

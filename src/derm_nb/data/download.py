@@ -57,6 +57,7 @@ class ArchiveFile:
         return root / (self.name.removesuffix(".zip") if self.is_zip else self.name)
 
     def url(self, mirror: str | None = None) -> str:
+        """Its address on the public host, or on `mirror` (the same `<year>/<file>` paths)."""
         return f"{(mirror or HOST).rstrip('/')}/{self.path}"
 
 

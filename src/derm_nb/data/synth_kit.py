@@ -67,6 +67,9 @@ AK_W = {"scale": 2.4, "age": 1.2, "head_neck": 1.0, "patient_effect": 1.0}
 SCC_W = {"scale": 1.8, "arborizing": 0.8, "diameter": 0.6, "age": 1.4, "patient_effect": 1.0}
 DF_W = {"fibrosis": 2.8, "diameter": -0.6, "age": -0.4}
 VASC_W = {"vascular": 2.8}
+# The dermoscopy label model per ISIC class code (nevus and unknown: the reference class, weight 0).
+SKIN_WEIGHTS = {"MEL": MEL_W, "NV": {}, "BCC": BCC_W, "AK": AK_W, "AKIEC": AK_W, "BKL": SK_W, "DF": DF_W,
+                "VASC": VASC_W, "SCC": SCC_W, "UNK": {}}
 
 
 def _standardise(x: np.ndarray) -> np.ndarray:

@@ -19,12 +19,7 @@ from derm_nb.data.manifest import require_columns
 from derm_nb.data.quality import QualityReport
 from derm_nb.data.reading import find_image, finish, locate, onehot_labels, read_csv
 from derm_nb.data.synth_kit import (
-    AK_W,
-    BCC_W,
-    DF_W,
-    MEL_W,
-    SK_W,
-    VASC_W,
+    SKIN_WEIGHTS,
     SynthConfig,
     SynthPreset,
     image_files,
@@ -140,7 +135,7 @@ SOURCE = Source(
     files="`ISIC2018_Task3_Training_GroundTruth/…GroundTruth.csv`, `ISIC2018_Task3_Training_Input/`, "
           "`ISIC2018_Task3_Training_LesionGroupings.csv`; the Validation and Test folders when present",
     grouping="lesion", masks=f"HAM10000's `{MASKS}/` when present",
-    synthetic=SynthPreset(CLASSES, shares(COUNTS), MALIGNANT, (MEL_W, {}, BCC_W, AK_W, SK_W, DF_W, VASC_W), "lesion",
+    synthetic=SynthPreset(CLASSES, shares(COUNTS), MALIGNANT, tuple(SKIN_WEIGHTS[c] for c in CLASSES), "lesion",
                           lesion_sizes, skin_attributes, _layout_isic2018, _write_isic2018,
                           partitions=shares((10015, 193, 1512))),
     published={"malignant": Scale(10015, 7470, 1954)},

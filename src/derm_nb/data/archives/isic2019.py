@@ -17,13 +17,7 @@ from derm_nb.data.manifest import require_columns
 from derm_nb.data.quality import QualityReport
 from derm_nb.data.reading import find_image, finish, onehot_labels, read_csv
 from derm_nb.data.synth_kit import (
-    AK_W,
-    BCC_W,
-    DF_W,
-    MEL_W,
-    SCC_W,
-    SK_W,
-    VASC_W,
+    SKIN_WEIGHTS,
     SynthConfig,
     SynthPreset,
     image_files,
@@ -104,7 +98,7 @@ SOURCE = Source(
     layout=(("ISIC_2019_Training_GroundTruth.csv",), ("ISIC_2019_Training_Metadata.csv",)),
     files="`ISIC_2019_Training_GroundTruth.csv`, `ISIC_2019_Training_Metadata.csv`, `ISIC_2019_Training_Input/`",
     grouping="lesion (image where missing)", masks="none",
-    synthetic=SynthPreset(CLASSES, shares(COUNTS), ("MEL",), (MEL_W, {}, BCC_W, AK_W, SK_W, DF_W, VASC_W, SCC_W, {}),
+    synthetic=SynthPreset(CLASSES, shares(COUNTS), ("MEL",), tuple(SKIN_WEIGHTS[c] for c in CLASSES),
                           "lesion", lesion_sizes, skin_attributes, _layout_isic2019, _write_isic2019),
     published={"melanoma_vs_nevus": Scale(17397, 17397, 4522, {"MEL": 4522, "NV": 12875})},
 )

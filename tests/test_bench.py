@@ -16,9 +16,9 @@ from derm_nb.bench import (
     notebook_times,
     target_table,
 )
+from derm_nb.book_workload import passes
 from derm_nb.chapters import CHAPTERS, MODEL_CHAPTERS
 from derm_nb.runner import resolved_parameters
-from derm_nb.workload import passes
 
 
 def _book(seconds: list[float]) -> list[dict]:

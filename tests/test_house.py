@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "derm_nb"
 # The faces that gather every study through the registry: the command line (every study's split scheme
 # for `derm-nb data`), the workload behind `derm-nb bench --estimate` (every study's passes) and the
 # runner (the `full` profile starts from every study's paper card).
-FACE = {"derm_nb.cli", "derm_nb.workload", "derm_nb.runner"}
+FACE = {"derm_nb.cli", "derm_nb.book_workload", "derm_nb.runner"}
 
 
 def module_name(path: Path) -> str:

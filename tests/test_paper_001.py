@@ -8,12 +8,12 @@ import pytest
 import torch
 from torch import nn
 
+from derm_nb.book_workload import passes
 from derm_nb.datasets import CachedImages
 from derm_nb.losses import FocalBCE
 from derm_nb.runner import resolved_parameters
 from derm_nb.studies import study001
 from derm_nb.train import TrainConfig, _scheduler, fit
-from derm_nb.workload import passes
 
 STEM = study001.CHAPTER
 

@@ -265,7 +265,7 @@ def pass_seconds(work, device: torch.device, measured: dict) -> float:
 
 def data_seconds(params: dict, measured_cache_ips: float) -> list[dict]:
     """00_data's cache build at archive scale: every slot's archive once, at the measured images/s."""
-    from derm_nb.workload import archive_images
+    from derm_nb.book_workload import archive_images
 
     images = archive_images()
     return [{"chapter": "00_data", "what": "image cache (decode, crop, resize, write; checks and hashing not timed)",
@@ -277,9 +277,9 @@ def estimate(root: Path, profile: str = "full", device: str = "auto", user_param
              seconds: Callable | None = None) -> dict:
     """Expected hours per chapter of `profile` on this machine: each chapter's passes at the archives'
     sizes (`workload`) times the measured seconds per image; every epoch counted (an upper bound)."""
+    from derm_nb.book_workload import passes
     from derm_nb.runner import resolved_parameters
     from derm_nb.train import pick_device
-    from derm_nb.workload import passes
 
     dev, seconds = pick_device(device), seconds or pass_seconds
     params = resolved_parameters(root, profile, user_params)

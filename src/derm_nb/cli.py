@@ -11,7 +11,7 @@ from derm_nb.artifacts import project_root, read_json
 
 def data_roots(pairs: list[str]) -> dict[str, str]:
     """`--data NAME=ROOT` flags as {source: root}; ROOT may be `synthetic`. Errors name the bad flag."""
-    from derm_nb.data.sources import LOADERS
+    from derm_nb.data import registry
 
     roots: dict[str, str] = {}
     for pair in pairs:
@@ -19,8 +19,9 @@ def data_roots(pairs: list[str]) -> dict[str, str]:
         name = name.strip()
         if not sep or not name or not root.strip():
             raise SystemExit(f"derm-nb: error: --data {pair!r}: expected NAME=ROOT, e.g. --data isic2020=/data/siim")
-        if name not in LOADERS:
-            raise SystemExit(f"derm-nb: error: --data {pair!r}: unknown source '{name}' (known: {', '.join(LOADERS)})")
+        if name not in registry.SOURCES:
+            raise SystemExit(f"derm-nb: error: --data {pair!r}: unknown source '{name}' "
+                             f"(known: {', '.join(registry.names())})")
         if name in roots:
             raise SystemExit(f"derm-nb: error: --data {name}=... given twice")
         root = root.strip()
@@ -123,6 +124,11 @@ def _cmd_download(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from derm_nb.data import registry
+    from derm_nb.data.catalog import TARGETS
+
+    sources = registry.names()
+    presets = [s.name for s in registry.SOURCES.values() if s.synthetic is not None]
     parser = argparse.ArgumentParser(prog="derm-nb", description=__doc__, allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -132,8 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--params", type=Path, help="a user parameter file layered over the profile")
     run.add_argument("--data", action="append", metavar="NAME=ROOT",
                      help="a dataset's folder, repeatable: --data isic2020=/data/siim --data busi=/data/BUSI "
-                          "(NAME: isic2020, isic2019, isic2018, ham10000, isic2017, busi; ROOT 'synthetic' for the "
-                          "built-in stand-in). With none, every study runs on synthetic data")
+                          f"(NAME: {', '.join(sources)}; ROOT 'synthetic' for the built-in stand-in). With none, "
+                          "every study runs on synthetic data")
     run.add_argument("--missing-data", choices=["error", "skip"],
                      help="a study whose dataset was not given: stop with an error (default) or skip its chapters")
     run.add_argument("--source", help=argparse.SUPPRESS)     # replaced by --data; kept to say so
@@ -154,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     synth = sub.add_parser("synth", help="write a synthetic dermoscopy dataset in a real layout")
     synth.add_argument("--out", required=True, type=Path)
-    synth.add_argument("--preset", choices=["isic2020", "isic2017", "isic2018", "isic2019", "busi"], default="isic2020")
+    synth.add_argument("--preset", choices=presets, default="isic2020")
     synth.add_argument("--n-patients", type=int, default=200)
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--prevalence", type=float, default=0.0176, help="melanoma share (isic2020 preset)")
@@ -162,8 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.set_defaults(func=_cmd_synth)
 
     data = sub.add_parser("data", help="load a dataset folder into a manifest, quality report, splits and cache")
-    data.add_argument("--source", required=True, help="isic2020, isic2019, isic2018, ham10000, isic2017 or busi")
-    data.add_argument("--target", choices=["melanoma", "malignant", "melanoma_vs_nevus"],
+    data.add_argument("--source", required=True, choices=sources, help="the dataset's source")
+    data.add_argument("--target", choices=list(TARGETS),
                       help="the binary target (default: melanoma where the source has it, else malignant)")
     data.add_argument("--root", required=True, type=Path, help="the dataset folder")
     data.add_argument("--out", required=True, type=Path)

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from derm_nb.data import registry
 from derm_nb.data.errors import DataError
 from derm_nb.data.quality import QualityReport
-from derm_nb.data.sources import CLASSES
 
 SYNTHETIC = "synthetic"
 POLICIES = ("error", "skip")
@@ -30,41 +30,39 @@ class CatalogError(DataError):
 
 @dataclass(frozen=True)
 class Target:
-    """A binary target over a source's classes: the positive labels, and the labels kept (None: all)."""
+    """A binary target, named; each source states its positive and kept classes for it (`Source.targets`)."""
 
     name: str
     description: str
-    positive: Mapping[str, tuple[str, ...]]
-    keep: Mapping[str, tuple[str, ...]] | None = None
+
+    @property
+    def positive(self) -> dict[str, tuple[str, ...]]:
+        """{source: its positive classes} over the registered sources that have this target."""
+        return {s.name: s.targets[self.name].positive for s in registry.SOURCES.values() if self.name in s.targets}
 
     def supports(self, source: str) -> bool:
-        return source in self.positive and (self.keep is None or source in self.keep)
+        """Whether `source` is registered and states this target."""
+        return source in registry.SOURCES and self.name in registry.SOURCES[source].targets
 
     def describe(self, source: str) -> str:
         """The target in this source's own class names, e.g. 'malignant (MEL, BCC, AKIEC) vs NV, BKL, DF, VASC'."""
         positive = self.positive[source]
         rest = [c for c in self.classes(source) if c not in positive]
-        dropped = [c for c in CLASSES[source] if c not in self.classes(source)]
+        dropped = [c for c in registry.get(source).classes if c not in self.classes(source)]
         return (f"{self.name} ({', '.join(positive)}) vs {', '.join(rest)}"
                 + (f"; {', '.join(dropped)} excluded" if dropped else ""))
 
     def classes(self, source: str) -> list[str]:
         """The source's classes this target keeps, in the source's order."""
-        kept = None if self.keep is None else set(self.keep[source])
-        return [c for c in CLASSES[source] if kept is None or c in kept]
+        record = registry.get(source)
+        keep = record.targets[self.name].keep
+        return [c for c in record.classes if keep is None or c in keep]
 
 
 TARGETS: dict[str, Target] = {t.name: t for t in (
-    Target("melanoma", "melanoma vs every other class",
-           {"isic2020": ("malignant",), "isic2018": ("MEL",), "isic2019": ("MEL",), "ham10000": ("mel",),
-            "isic2017": ("melanoma",)}),
-    Target("malignant", "malignant vs benign (melanoma, basal cell carcinoma, actinic keratosis / Bowen's, SCC)",
-           {"isic2020": ("malignant",), "isic2018": ("MEL", "BCC", "AKIEC"), "isic2019": ("MEL", "BCC", "AK", "SCC"),
-            "ham10000": ("mel", "bcc", "akiec"), "isic2017": ("melanoma",), "busi": ("malignant",)}),
-    Target("melanoma_vs_nevus", "melanoma vs nevus; every other class excluded",
-           {"isic2018": ("MEL",), "isic2019": ("MEL",), "ham10000": ("mel",), "isic2017": ("melanoma",)},
-           {"isic2018": ("MEL", "NV"), "isic2019": ("MEL", "NV"), "ham10000": ("mel", "nv"),
-            "isic2017": ("melanoma", "nevus")}),
+    Target("melanoma", "melanoma vs every other class"),
+    Target("malignant", "malignant vs benign (melanoma, basal cell carcinoma, actinic keratosis / Bowen's, SCC)"),
+    Target("melanoma_vs_nevus", "melanoma vs nevus; every other class excluded"),
 )}
 
 
@@ -131,10 +129,10 @@ def missing_message(slot: str, source: str) -> str:
 
 
 def _dataset(slot: str, source: str, target: str) -> Dataset:
-    if source not in CLASSES:
-        raise CatalogError(f"datasets.{slot} = '{source}' is not a source (known: {', '.join(CLASSES)})")
+    if source not in registry.SOURCES:
+        raise CatalogError(f"datasets.{slot} = '{source}' is not a source (known: {', '.join(registry.SOURCES)})")
     if not TARGETS[target].supports(source):
-        able = [s for s in CLASSES if TARGETS[target].supports(s)]
+        able = [s for s in registry.SOURCES if TARGETS[target].supports(s)]
         raise CatalogError(f"datasets.{slot} = '{source}': {slot} asks for the target '{target}' "
                            f"({TARGETS[target].description}), which {source} does not have "
                            f"(sources that do: {', '.join(able)})")
@@ -144,8 +142,8 @@ def _dataset(slot: str, source: str, target: str) -> Dataset:
 def _roots(data: Mapping[str, str]) -> dict[str, str]:
     roots = {}
     for source, root in data.items():
-        if source not in CLASSES:
-            raise CatalogError(f"data.{source}: unknown source (known: {', '.join(CLASSES)})")
+        if source not in registry.SOURCES:
+            raise CatalogError(f"data.{source}: unknown source (known: {', '.join(registry.SOURCES)})")
         root = str(root).strip()
         if not root:
             raise CatalogError(f"data.{source}: empty root; give the dataset folder or 'synthetic'")

@@ -104,7 +104,9 @@ def test_variants_on_dask_equal_serial_and_survive_a_killed_worker(local_cluster
     killer = threading.Thread(target=_kill_during, args=(local_cluster, "variant-recipe-",
                                                          grid.checkpoints / "recipe" / "last.pt", seen))
     killer.start()
+    torch.manual_seed(11)
     distributed = study001.train_ablations(_ablations(), grid)
+    chapter_draw = torch.rand(3)                  # the models rebuilt on reading leave the chapter's draws alone
     killer.join()
 
     assert seen["killed"], "no worker was running the recipe when its first epoch was checkpointed"
@@ -113,7 +115,16 @@ def test_variants_on_dask_equal_serial_and_survive_a_killed_worker(local_cluster
     kept = pd.DataFrame(seen["history"])        # the epochs before the kill come back from last.pt, not rerun
     assert resumed["seconds"].head(len(kept)).tolist() == kept["seconds"].tolist()
     assert _numbers(distributed) == _numbers(serial)
-    assert sorted(p.name for p in (grid.checkpoints / "results").iterdir()) == ["no_focal.pt", "recipe.pt"]
+    for key, (_, model) in serial.items():
+        rebuilt = distributed[key][1]
+        assert type(rebuilt) is type(model) and rebuilt.training == model.training
+        assert all(torch.equal(rebuilt.state_dict()[k], v) for k, v in model.state_dict().items())
+    torch.manual_seed(11)
+    assert torch.equal(chapter_draw, torch.rand(3))
+    files = sorted((grid.checkpoints / "results").iterdir())
+    assert [p.name for p in files] == ["no_focal.pt", "recipe.pt"]
+    for path in files:
+        torch.load(path, weights_only=True)       # plain data and tensors: no pickled object in the file
 
 
 def test_a_scheduler_whose_workers_offer_no_chapter_slot_is_refused():

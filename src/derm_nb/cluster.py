@@ -13,14 +13,16 @@ import os
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
+from torch import nn
 
-from derm_nb.artifacts import write_atomic
 from derm_nb.chapters import spec
 from derm_nb.progress import bar
+from derm_nb.variant_io import load_result, save_result
 
 SCHEDULER_ENV = "DERM_NB_SCHEDULER"
 CHAPTER_SLOT = "chapter"
@@ -203,20 +205,21 @@ def _seeded(fn: Callable[[T, Any], R], item: T, shared: Any, seed: int) -> R:
 
 
 def variant_task(fn: Callable[[T, Any], R], item: T, shared: Any, seed: int, path: str) -> str:
-    """One variant on a worker: seeded, and its result saved atomically to `path` for the chapter to gather."""
+    """One variant on a worker: seeded, and its result saved atomically to `path` as plain data and tensors
+    (`variant_io`) for the chapter to gather."""
     from derm_nb import progress
 
     progress.QUIET["on"] = True
-    result = _seeded(fn, item, shared, seed)
-    write_atomic(path, lambda tmp: torch.save(result, tmp))
+    save_result(path, _seeded(fn, item, shared, seed))
     return path
 
 
 def run_variants(fn: Callable[[T, Any], R], items: Mapping[str, T], shared: Any, out: str | os.PathLike[str],
-                 seed: int) -> dict[str, R]:
+                 seed: int, rebuild: Callable[[T, Any], nn.Module] | None = None) -> dict[str, R]:
     """`{name: fn(item, shared)}`, each variant seeded with `seed` first: as Dask tasks when the chapter
-    runs with a scheduler (each result written atomically to `out/<name>.pt`, then gathered), serially
-    otherwise. The numbers are the same either way."""
+    runs with a scheduler (each result written atomically to `out/<name>.pt` as plain data, then read back
+    with `weights_only=True`), serially otherwise. The numbers are the same either way. A result holding a
+    model needs `rebuild(item, shared)`: a fresh model of its architecture, to load the trained state into."""
     client = variant_client()
     if client is None or len(items) < 2:
         with kept_random_state():  # as when the variants run elsewhere: the chapter's own draws are untouched
@@ -230,5 +233,7 @@ def run_variants(fn: Callable[[T, Any], R], items: Mapping[str, T], shared: Any,
                                    key=f"variant-{name}-{token}")
                for name, item in items.items()}
     paths = client.gather(futures)
-    return {name: torch.load(paths[name], weights_only=False) for name in items}
+    with kept_random_state():  # a rebuilt model's initial draws leave the chapter's untouched, as serially
+        return {name: load_result(paths[name], None if rebuild is None else partial(rebuild, items[name], shared))
+                for name in items}
 

@@ -220,11 +220,16 @@ def train_ablation(ablation: Ablation, grid: AblationGrid) -> tuple[Variant, nn.
     return result, model
 
 
+def rebuild_classifier(ablation: Ablation, grid: AblationGrid) -> nn.Module:
+    """An untrained model of the variant's architecture, for `run_variants` to load a trained state into."""
+    return build_classifier(grid.backbone, 1, grid.weights, grid.weights_fallback)[0]
+
+
 def train_ablations(ablations: Sequence[Ablation], grid: AblationGrid) -> dict[str, tuple[Variant, nn.Module]]:
     """`train_ablation` for each variant, each from the same seed: Dask tasks when the chapter runs on a
     cluster, serially otherwise."""
     return run_variants(train_ablation, {a.key: a for a in ablations}, grid, grid.checkpoints / "results",
-                        grid.recipe.seed)
+                        grid.recipe.seed, rebuild=rebuild_classifier)
 
 
 MASS_COLUMNS = ["lesion_mass", "lesion_area", "corner_mass", "corner_area", "lesion_enrichment"]

@@ -175,17 +175,23 @@ class SeedGrid:
     checkpoint_dir: Path
 
 
+def seed_model(seed: int, grid: SeedGrid) -> GCNMIL:
+    """A fresh model for `seed`: what `one_seed` trains, and what `run_variants` loads a trained state into."""
+    return grid.spec.build(seed, grid.bags.calibration)
+
+
 def one_seed(seed: int, grid: SeedGrid) -> SeedRun:
     """`run_seed` for one seed, with a fresh model and its own checkpoints (`seed_<n>/`)."""
-    return run_seed(grid.spec.build(seed, grid.bags.calibration), grid.bags,
-                    replace(grid.cfg, seed=seed, bags=grid.bags.key), grid.scoring, grid.checkpoint_dir / f"seed_{seed}")
+    return run_seed(seed_model(seed, grid), grid.bags, replace(grid.cfg, seed=seed, bags=grid.bags.key), grid.scoring,
+                    grid.checkpoint_dir / f"seed_{seed}")
 
 
 def run_seeds(seeds: Iterable[int], spec: ModelSpec, bags: BagSets, cfg: MILConfig, scoring: Scoring,
               checkpoint_dir: str | Path) -> list[SeedRun]:
     """`one_seed` for each seed: Dask tasks when the chapter runs on a cluster, serially otherwise."""
     grid = SeedGrid(spec, bags, cfg, scoring, Path(checkpoint_dir))
-    runs = run_variants(one_seed, {f"seed_{s}": s for s in seeds}, grid, grid.checkpoint_dir / "results", cfg.seed)
+    runs = run_variants(one_seed, {f"seed_{s}": s for s in seeds}, grid, grid.checkpoint_dir / "results", cfg.seed,
+                        rebuild=seed_model)
     return list(runs.values())
 
 

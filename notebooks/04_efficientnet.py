@@ -39,6 +39,7 @@
 # The default profile (params/default.yaml: the book on 2 CPU cores); params/full.yaml holds the studies' own.
 profile = "default"
 run_dir = ""
+scheduler = ""                        # the run's Dask scheduler (the runner sets it); empty: variants run here
 seed = 0
 device = "auto"
 backbone = "efficientnet_b0"
@@ -82,7 +83,7 @@ from derm_nb.results import results_table, weights_note, write_model_artifacts
 from derm_nb.studies import study001
 from derm_nb.train import TrainConfig
 
-ctx = chapter("04_efficientnet", profile, run_dir)
+ctx = chapter("04_efficientnet", globals())
 frames = ctx.splits()
 images = {s: ctx.images(f) for s, f in frames.items()}
 display(Markdown(f"Data: **{ctx.data.describe()}**; positive share {ctx.data.summary['positive_share']:.1%} "
@@ -113,7 +114,7 @@ recipe_cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_dec
                          sampler_pos_share=sampler_pos_share, device=device, seed=seed, num_workers=num_workers)
 grid = study001.AblationGrid(images, frames, backbone, weights, weights_fallback, recipe_cfg, focal_alpha, focal_gamma,
                              ctx.out / "checkpoints")
-trained = study001.train_ablations(ablations, grid)  # each from the same seed; Dask tasks on a cluster
+trained = study001.train_ablations(ablations, grid, ctx.client)  # each from the same seed
 results = {key: result for key, (result, _) in trained.items()}
 display(Markdown(weights_note(results["recipe"].provenance)))
 
@@ -186,7 +187,8 @@ for group in ("correct", "incorrect"):
 
 # %%
 write_model_artifacts(ctx.out, list(results.values()), {
-    "study": "001", "evaluation": "study001 test split, Youden threshold from val", "oracle_auc": ceiling,
+    "study": "001", "evaluation": "study001 test split, Youden threshold from val", "split": "study001 test",
+    "oracle_auc": ceiling,
     "gradcam_median_by_correctness": summary.to_dict("index")}, main=results["recipe"].name)
 base = results["recipe"].metrics
 glue("recipe_auc", float(base["roc_auc"]), display=False)
@@ -205,7 +207,7 @@ glue("gradcam_incorrect", study001.gradcam_finding(summary, "incorrect"), displa
 # the study's paper card and this run's parameters (the `full` profile starts from the card).
 
 # %%
-display(ctx.differences(study001.CARD, globals()).style.hide(axis="index"))
+display(ctx.differences(study001.CARD).style.hide(axis="index"))
 
 # %% [markdown]
 # ## What we learned

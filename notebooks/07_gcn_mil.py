@@ -32,6 +32,7 @@
 # The default profile (params/default.yaml: the book on 2 CPU cores); params/full.yaml holds the studies' own.
 profile = "default"
 run_dir = ""
+scheduler = ""                        # the run's Dask scheduler (the runner sets it); empty: variants run here
 seed = 0
 device = "auto"
 backbone = "resnet18"
@@ -88,7 +89,7 @@ from derm_nb.studies.study004.segmentation import (
 )
 from derm_nb.studies.study004.sources import bag_images
 
-ctx = chapter("07_gcn_mil", profile, run_dir)
+ctx = chapter("07_gcn_mil", globals())
 classes = ctx.data.classes
 MEL = classes.index("melanoma")
 frames = ctx.splits()
@@ -135,7 +136,7 @@ spec = ModelSpec(width, gcn_hidden, attention_dim, len(classes), weight_init, fe
 cfg = MILConfig(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, lr_change_epoch=lr_change_epoch,
                 lr_after=lr_after, patience=patience, device=device, seed=seed)
 runs = run_seeds(range(seed, seed + seeds), spec, bags, cfg, scoring_for(ctx, frames, labels, block_size, size),
-                 ctx.out / "checkpoints")
+                 ctx.out / "checkpoints", client=ctx.client)
 run = runs[0]  # the first seed's predictions, masks and figures stand for the run
 training_curves(pd.concat([r.history for r in runs]), title="GCN-based MIL: cross-entropy and accuracy by epoch")
 plt.show()
@@ -211,6 +212,7 @@ record = {"blocks_per_bag": int(example.num_nodes), "block_size": block_size, "b
 variant = gcn_mil_variant("GCN-MIL", run.history, frames["test"], run.prob, y, classes, scores, seg,
                           provenance.as_dict(), record)
 write_model_artifacts(ctx.out, [variant], {"study": "004", "evaluation": "study004 test split (ISIC 2017 layout)",
+                                           "split": "study004 test",
                                            "classes": classes, "oracle_auc": ctx.oracle_auc(frames["test"])},
                       main=variant.name)
 for key, value in findings(scores, seg, y, MEL, int(example.num_nodes), by_seed).items():
@@ -223,7 +225,7 @@ for key, value in findings(scores, seg, y, MEL, int(example.num_nodes), by_seed)
 # the study's paper card and this run's parameters (the `full` profile starts from the card).
 
 # %%
-display(ctx.differences(CARD, globals()).style.hide(axis="index"))
+display(ctx.differences(CARD).style.hide(axis="index"))
 
 # %% [markdown]
 # ## What we learned

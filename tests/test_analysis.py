@@ -83,8 +83,8 @@ def test_the_main_model_is_written_and_must_be_a_variant(tmp_path):
     rows: list[Variant] = [scored_variant(name, frames, scores, weights) for name in ("A", "B")]
     with pytest.raises(ValueError, match="'C' is not among"):
         write_model_artifacts(tmp_path / "05_deep_clustering", rows, main="C")
-    write_model_artifacts(tmp_path / "05_deep_clustering", rows, {"study": "002", "evaluation": "study002 test"},
-                          main="B")
+    write_model_artifacts(tmp_path / "05_deep_clustering", rows,
+                          {"study": "002", "evaluation": "study002 test", "split": "study002 test"}, main="B")
     assert json.loads((tmp_path / "05_deep_clustering" / "metrics.json").read_text())["main_model"] == "B"
     metrics, _ = load_model_runs(tmp_path)
     table = benchmark_table(metrics, {})

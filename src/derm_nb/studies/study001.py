@@ -220,11 +220,12 @@ def train_ablation(ablation: Ablation, grid: AblationGrid) -> tuple[Variant, nn.
     return result, model
 
 
-def train_ablations(ablations: Sequence[Ablation], grid: AblationGrid) -> dict[str, tuple[Variant, nn.Module]]:
-    """`train_ablation` for each variant, each from the same seed: Dask tasks when the chapter runs on a
-    cluster, serially otherwise."""
+def train_ablations(ablations: Sequence[Ablation], grid: AblationGrid, client: Any | None = None
+                    ) -> dict[str, tuple[Variant, nn.Module]]:
+    """`train_ablation` for each variant, each from the same seed: Dask tasks on `client` (the chapter's),
+    serially without one."""
     return run_variants(train_ablation, {a.key: a for a in ablations}, grid, grid.checkpoints / "results",
-                        grid.recipe.seed)
+                        grid.recipe.seed, client)
 
 
 MASS_COLUMNS = ["lesion_mass", "lesion_area", "corner_mass", "corner_area", "lesion_enrichment"]

@@ -96,8 +96,8 @@ CARD = PaperCard(
                   "no network at run time: rows of identical networks would repeat one another"),
         Deviation("augmentation with a frozen backbone", "TL+DA: shifts, flips, rotation and zoom drawn as the "
                   "model trains", "with `finetune: all` the same, drawn afresh at every draw; with `finetune: head` "
-                  "`aug_views` augmented copies of each training image drawn once (the parameters cell: default 4, "
-                  "smoke 1), and each draw takes the original or one copy",
+                  "{aug_views} augmented copies (`aug_views`) of each training image drawn once, and each draw "
+                  "takes the original or one copy",
                   "a frozen backbone's features are computed once, so its views must be fixed in advance"),
         Deviation("embedding width S", "not stated", "the `embedding_dim` parameter", "the study gives no value"),
         Deviation("convolution map to embedding layer", "the dense layers are replaced by the embedding "

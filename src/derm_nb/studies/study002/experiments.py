@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -236,16 +237,18 @@ def _clustering_on(job: tuple[str, str, ClusterConfig, str], grid: BackboneGrid)
 
 
 def sdc_by_backbone(backbones: dict[str, ModelInputs], cfg: dict, frames: dict[str, pd.DataFrame], checkpoints: Path,
-                    dim: int, feature_selection: bool = True) -> list[Variant]:
+                    dim: int, feature_selection: bool = True, client: Any | None = None) -> list[Variant]:
     """SDC COM-Triplet on each distinct backbone (Tables I-II), named by the backbone asked for; Dask tasks
     on a cluster."""
     grid = BackboneGrid(backbones, cfg, frames, checkpoints, dim, feature_selection)
     jobs = {name: (f"SDC {name}", name, ClusterConfig(**cfg), f"sdc_{name}") for name in backbones}
-    return list(run_variants(_clustering_on, jobs, grid, checkpoints / "results_sdc_backbones", cfg["seed"]).values())
+    return list(run_variants(_clustering_on, jobs, grid, checkpoints / "results_sdc_backbones", cfg["seed"],
+                             client).values())
 
 
 def margin_variants(mode: str, inputs: ModelInputs, margins: list[float], cfg: dict, frames: dict[str, pd.DataFrame],
-                    checkpoints: Path, dim: int, feature_selection: bool = True) -> list[Variant]:
+                    checkpoints: Path, dim: int, feature_selection: bool = True, client: Any | None = None
+                    ) -> list[Variant]:
     """The margin rows of Tables I-II (SDC) or IV-V (UDC): COM-Triplet with each constant margin, then the
     traditional triplet loss with the study's 0.2 (Tables III and VI); Dask tasks on a cluster."""
     prefix = "SDC" if mode == "supervised" else "UDC"
@@ -254,7 +257,8 @@ def margin_variants(mode: str, inputs: ModelInputs, margins: list[float], cfg: d
     jobs = {folder: (name, "main", ClusterConfig(mode=mode, loss=loss, margin=m, **cfg), folder)
             for name, loss, m, folder in runs}
     grid = BackboneGrid({"main": inputs}, cfg, frames, checkpoints, dim, feature_selection)
-    done = run_variants(_clustering_on, jobs, grid, checkpoints / f"results_{prefix.lower()}_margins", cfg["seed"])
+    done = run_variants(_clustering_on, jobs, grid, checkpoints / f"results_{prefix.lower()}_margins", cfg["seed"],
+                        client)
     return list(done.values())
 
 
@@ -265,7 +269,7 @@ def _classifier_on(job: tuple[str, str, str, dict], grid: BackboneGrid) -> Varia
 
 
 def direct_classifiers(backbones: dict[str, ModelInputs], strategy: ModelInputs, scratch: ModelInputs, cfg: dict,
-                       frames: dict[str, pd.DataFrame], checkpoints: Path) -> list[Variant]:
+                       frames: dict[str, pd.DataFrame], checkpoints: Path, client: Any | None = None) -> list[Variant]:
     """Table III's direct classifiers: one per distinct backbone with transfer learning, then the learning
     strategies (NP, TL+DA, TL+LW) on `strategy`, the classifier backbone (the study: ResNet50); Dask tasks on
     a cluster."""
@@ -274,7 +278,7 @@ def direct_classifiers(backbones: dict[str, ModelInputs], strategy: ModelInputs,
         ("Classifier NP", "(scratch)", "clf_np", {}), ("Classifier TL+DA", "(strategy)", "clf_tlda", {"augment": True}),
         ("Classifier TL+LW", "(strategy)", "clf_tllw", {"loss_weighting": True})]
     return list(run_variants(_classifier_on, {job[2]: job for job in jobs}, grid,
-                             checkpoints / "results_classifiers", cfg["seed"]).values())
+                             checkpoints / "results_classifiers", cfg["seed"], client).values())
 
 
 def shallow_variants(inputs: ModelInputs, frames: dict[str, pd.DataFrame], seed: int = 0,
@@ -350,12 +354,12 @@ def sweep_cell(cell: tuple[int, int, int], grid: SweepGrid) -> list[dict]:
 
 def imbalance_sweep(inputs: ModelInputs, frames: dict[str, pd.DataFrame], pairs: list[tuple[int, int]], repeats: int,
                     cluster_cfg: dict, classifier_cfg: dict, checkpoints: Path, dim: int,
-                    feature_selection: bool = True) -> pd.DataFrame:
+                    feature_selection: bool = True, client: Any | None = None) -> pd.DataFrame:
     """Fig. 4: `sweep_cell` for each majority:minority pair and repeat (Dask tasks on a cluster), one row
     per method and cell."""
     grid = SweepGrid(inputs, frames, cluster_cfg, classifier_cfg, checkpoints, dim, feature_selection)
     cells = {f"{maj}_{mino}_{rep}": (maj, mino, rep) for maj, mino in pairs for rep in range(repeats)}
-    done = run_variants(sweep_cell, cells, grid, checkpoints / "results_sweep", cluster_cfg["seed"])
+    done = run_variants(sweep_cell, cells, grid, checkpoints / "results_sweep", cluster_cfg["seed"], client)
     return pd.DataFrame([row for rows in done.values() for row in rows])
 
 

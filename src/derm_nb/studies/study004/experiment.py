@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -182,10 +183,10 @@ def one_seed(seed: int, grid: SeedGrid) -> SeedRun:
 
 
 def run_seeds(seeds: Iterable[int], spec: ModelSpec, bags: BagSets, cfg: MILConfig, scoring: Scoring,
-              checkpoint_dir: str | Path) -> list[SeedRun]:
-    """`one_seed` for each seed: Dask tasks when the chapter runs on a cluster, serially otherwise."""
+              checkpoint_dir: str | Path, client: Any | None = None) -> list[SeedRun]:
+    """`one_seed` for each seed: Dask tasks on `client` (the chapter's), serially without one."""
     grid = SeedGrid(spec, bags, cfg, scoring, Path(checkpoint_dir))
-    runs = run_variants(one_seed, {f"seed_{s}": s for s in seeds}, grid, grid.checkpoint_dir / "results", cfg.seed)
+    runs = run_variants(one_seed, {f"seed_{s}": s for s in seeds}, grid, grid.checkpoint_dir / "results", cfg.seed, client)
     return list(runs.values())
 
 
@@ -201,8 +202,10 @@ def seed_table(runs: Sequence[SeedRun], y: np.ndarray, mel: int) -> pd.DataFrame
 
 
 def seed_metrics(runs: Sequence[SeedRun], y: np.ndarray, mel: int) -> dict[str, float | int]:
-    """The mean and SD over seeds of Table 5's columns, for metrics.json (`seed_mean_roc_auc`, ...)."""
+    """The mean and SD over seeds of Table 5's columns, for metrics.json (`seed_mean_roc_auc`, ...), and each
+    seed's melanoma AUC (`roc_auc_seeds`)."""
     table = seed_table(runs, y, mel)
     mean, sd = table.iloc[-2], table.iloc[-1]
-    return {"seeds": len(runs), **{f"seed_mean_{k}": float(mean[c]) for k, c in SEED_METRICS.items()},
+    return {"seeds": len(runs), "roc_auc_seeds": [float(r.scores["melanoma"]["roc_auc"]) for r in runs],
+            **{f"seed_mean_{k}": float(mean[c]) for k, c in SEED_METRICS.items()},
             **{f"seed_sd_{k}": float(sd[c]) for k, c in SEED_METRICS.items()}}

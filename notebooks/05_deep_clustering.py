@@ -70,6 +70,7 @@ from myst_nb import glue
 from derm_nb.artifacts import write_parquet
 from derm_nb.chapters import chapter
 from derm_nb.results import skip_notes, write_model_artifacts
+from derm_nb.studies import study002
 from derm_nb.studies.study002 import CARD
 from derm_nb.studies.study002.baselines import CAEConfig
 from derm_nb.studies.study002.experiments import (
@@ -78,7 +79,6 @@ from derm_nb.studies.study002.experiments import (
     classifier_settings,
     direct_classifiers,
     distinct_backbones,
-    findings,
     imbalance_ratios,
     imbalance_sweep,
     margin_variants,
@@ -96,6 +96,7 @@ from derm_nb.studies.study002.inputs import ModelInputs
 from derm_nb.studies.study002.training import ClusterConfig
 
 ctx = chapter("05_deep_clustering", globals())
+p = study002.params("05_deep_clustering", ctx.parameters)
 frames = ctx.splits()
 images = {s: ctx.images(f) for s, f in frames.items()}
 targets = {s: f["target"].to_numpy() for s, f in frames.items()}
@@ -112,8 +113,7 @@ def inputs_for(name: str, weights_: str = weights, images_: dict | None = None,
 
 main = inputs_for(backbone)
 checkpoints = ctx.out / "checkpoints"
-cluster_cfg = dict(epochs=epochs, batch_size=batch_size, lr=lr, gmm_covariance=gmm_covariance, device=device,
-                   seed=seed)
+cluster_cfg = p.cluster_settings()
 classifier_cfg = classifier_settings(epochs, batch_size, classifier_lr, device, seed)
 display(Markdown(f"Main backbone: {main.describe()}."))
 
@@ -250,7 +250,7 @@ write_model_artifacts(ctx.out, variants, {
     "split": "study002 test",
     "oracle_auc": ceiling, "finetune": finetune,
     "sweep": summary.reset_index().to_dict("records")}, main=sdc_main.name)
-for key, value in findings(sdc_main, direct, udc, shallow, summary, ceiling).items():
+for key, value in study002.findings({v.name: v for v in variants}, sdc_main.name, summary, ceiling).items():
     glue(key, value, display=False)
 test_split = split_table(frames).loc["test"]
 for key, column in {"test_melanomas": "melanomas", "test_patients": "patients",

@@ -69,6 +69,7 @@ from derm_nb.chapters import chapter
 from derm_nb.models.backbones import create_backbone, with_stage_features
 from derm_nb.plots import confusion_matrices, training_curves
 from derm_nb.results import count_parameters, write_model_artifacts
+from derm_nb.studies import study004
 from derm_nb.studies.study004 import CARD
 from derm_nb.studies.study004.experiment import (
     ModelSpec,
@@ -83,13 +84,13 @@ from derm_nb.studies.study004.mil import MILConfig, rotations
 from derm_nb.studies.study004.segmentation import (
     bag_figure,
     contour_figure,
-    findings,
     gcn_mil_variant,
     overlay_rows,
 )
 from derm_nb.studies.study004.sources import bag_images
 
 ctx = chapter("07_gcn_mil", globals())
+p = study004.params("07_gcn_mil", ctx.parameters)
 classes = ctx.data.classes
 MEL = classes.index("melanoma")
 frames = ctx.splits()
@@ -135,7 +136,7 @@ plt.show()
 spec = ModelSpec(width, gcn_hidden, attention_dim, len(classes), weight_init, feature_net if end_to_end else None)
 cfg = MILConfig(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, lr_change_epoch=lr_change_epoch,
                 lr_after=lr_after, patience=patience, device=device, seed=seed)
-runs = run_seeds(range(seed, seed + seeds), spec, bags, cfg, scoring_for(ctx, frames, labels, block_size, size),
+runs = run_seeds(study004.variants(p).values(), spec, bags, cfg, scoring_for(ctx, frames, labels, block_size, size),
                  ctx.out / "checkpoints", client=ctx.client)
 run = runs[0]  # the first seed's predictions, masks and figures stand for the run
 training_curves(pd.concat([r.history for r in runs]), title="GCN-based MIL: cross-entropy and accuracy by epoch")
@@ -215,7 +216,7 @@ write_model_artifacts(ctx.out, [variant], {"study": "004", "evaluation": "study0
                                            "split": "study004 test",
                                            "classes": classes, "oracle_auc": ctx.oracle_auc(frames["test"])},
                       main=variant.name)
-for key, value in findings(scores, seg, y, MEL, int(example.num_nodes), by_seed).items():
+for key, value in study004.findings({f"seed_{r.seed}": r for r in runs}, y, classes, int(example.num_nodes)).items():
     glue(key, value, display=False)
 
 # %% [markdown]

@@ -177,7 +177,7 @@ def published_weighted_f1(model: str) -> float:
 def model_facts(variants: Sequence[Variant]) -> str:
     """One line per model, joined: its parameters, training time and epochs run (and why it was skipped)."""
     return "; ".join(f"{v.name}: {v.n_params:,} parameters, {v.seconds:.0f} s of training, "
-                     f"{v.metrics['epochs_run']} epochs" + (f" (skipped: {v.skipped})" if v.skipped else "")
+                     f"{v.metrics.get('epochs_run', 0)} epochs" + (f" (skipped: {v.skipped})" if v.skipped else "")
                      for v in variants)
 
 

@@ -246,19 +246,25 @@ def sdc_by_backbone(backbones: dict[str, ModelInputs], cfg: dict, frames: dict[s
                              client).values())
 
 
-def margin_variants(mode: str, inputs: ModelInputs, margins: list[float], cfg: dict, frames: dict[str, pd.DataFrame],
-                    checkpoints: Path, dim: int, feature_selection: bool = True, client: Any | None = None
-                    ) -> list[Variant]:
-    """The margin rows of Tables I-II (SDC) or IV-V (UDC): COM-Triplet with each constant margin, then the
-    traditional triplet loss with the study's 0.2 (Tables III and VI); Dask tasks on a cluster."""
+def margin_jobs(mode: str, margins: list[float], cfg: dict) -> dict[str, tuple[str, str, ClusterConfig, str]]:
+    """The margin rows of Tables I-II (SDC) or IV-V (UDC) as `train_variant` jobs on the main backbone,
+    {folder: (name, "main", configuration, folder)}: COM-Triplet with each constant margin, then the
+    traditional triplet loss with the study's 0.2 (Tables III and VI)."""
     prefix = "SDC" if mode == "supervised" else "UDC"
     runs = [(f"{prefix} COM-Triplet α={m}", "com", m, f"{prefix.lower()}_com_{m}") for m in margins]
     runs.append((f"{prefix} triplet α={TRIPLET_MARGIN}", "triplet", TRIPLET_MARGIN, f"{prefix.lower()}_triplet"))
-    jobs = {folder: (name, "main", ClusterConfig(mode=mode, loss=loss, margin=m, **cfg), folder)
+    return {folder: (name, "main", ClusterConfig(mode=mode, loss=loss, margin=m, **cfg), folder)
             for name, loss, m, folder in runs}
+
+
+def margin_variants(mode: str, inputs: ModelInputs, margins: list[float], cfg: dict, frames: dict[str, pd.DataFrame],
+                    checkpoints: Path, dim: int, feature_selection: bool = True, client: Any | None = None
+                    ) -> list[Variant]:
+    """`margin_jobs` trained on `inputs`; Dask tasks on `client` (the chapter's), serially without one."""
+    prefix = "SDC" if mode == "supervised" else "UDC"
     grid = BackboneGrid({"main": inputs}, cfg, frames, checkpoints, dim, feature_selection)
-    done = run_variants(_clustering_on, jobs, grid, checkpoints / f"results_{prefix.lower()}_margins", cfg["seed"],
-                        client)
+    done = run_variants(_clustering_on, margin_jobs(mode, margins, cfg), grid,
+                        checkpoints / f"results_{prefix.lower()}_margins", cfg["seed"], client)
     return list(done.values())
 
 

@@ -39,7 +39,7 @@ from derm_nb.studies.study004.segmentation import (
     segment,
     table_row,
 )
-from derm_nb.train import seed_everything
+from derm_nb.train import seeded
 
 WEIGHT_INITS = ("glorot", "ones")
 
@@ -92,9 +92,10 @@ class ModelSpec:
         """A fresh model for `seed` (glorot: torch-geometric's initialisation; ones: the study's)."""
         if self.weight_init not in WEIGHT_INITS:
             raise ValueError(f"weight_init must be one of {', '.join(WEIGHT_INITS)}, not '{self.weight_init}'")
-        seed_everything(seed)
-        model = (GCNMIL(self.width, self.hidden, self.attention, self.n_classes) if self.backbone is None else
-                 end_to_end_model(self.backbone, self.width, self.hidden, self.attention, self.n_classes, calibration))
+        with seeded(seed):
+            model = (GCNMIL(self.width, self.hidden, self.attention, self.n_classes) if self.backbone is None else
+                     end_to_end_model(self.backbone, self.width, self.hidden, self.attention, self.n_classes,
+                                      calibration))
         if self.weight_init == "ones":
             init_ones(model)
         return model
@@ -186,7 +187,8 @@ def run_seeds(seeds: Iterable[int], spec: ModelSpec, bags: BagSets, cfg: MILConf
               checkpoint_dir: str | Path, client: Any | None = None) -> list[SeedRun]:
     """`one_seed` for each seed: Dask tasks on `client` (the chapter's), serially without one."""
     grid = SeedGrid(spec, bags, cfg, scoring, Path(checkpoint_dir))
-    runs = run_variants(one_seed, {f"seed_{s}": s for s in seeds}, grid, grid.checkpoint_dir / "results", cfg.seed, client)
+    runs = run_variants(one_seed, {f"seed_{s}": s for s in seeds}, grid, grid.checkpoint_dir / "results", cfg.seed,
+                        client)
     return list(runs.values())
 
 

@@ -221,7 +221,8 @@ def findings(results: Mapping[str, Any], main: str, summary: pd.DataFrame, ceili
     rows = list(results.values())
     udc = [v for v in rows if v.name.startswith("UDC")]
     return closing(results[main], [v for v in rows if v.name.startswith("Classifier")], udc,
-                   [v for v in rows if v.name in UNSUPERVISED_BASELINES or v.name == "CAE"], summary, ceiling)
+                   [v for v in rows if v.name in UNSUPERVISED_BASELINES or v.name == "CAE"], summary, ceiling,
+                   CARD.tables["Sweep"].iloc[:, 0])
 
 
 def workload(stem: str, p: Mapping[str, Any], n: Mapping[str, Any]) -> list[Pass]:

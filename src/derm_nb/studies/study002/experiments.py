@@ -22,7 +22,6 @@ from derm_nb.losses import BCE
 from derm_nb.metrics import NAN, Skipped, class_weighted_metrics, groups_of, missing_class_reason
 from derm_nb.models.backbones import Provenance
 from derm_nb.results import Variant, count_parameters, results_table, skipped_variant, train_and_predict
-from derm_nb.studies.study002 import CARD
 from derm_nb.studies.study002.baselines import (
     UNSUPERVISED_BASELINES,
     CAEConfig,
@@ -410,16 +409,15 @@ def sweep_summary(sweep: pd.DataFrame) -> pd.DataFrame:
 
 
 def findings(sdc_main: Variant, direct: list[Variant], udc: list[Variant], shallow: list[Variant],
-             summary: pd.DataFrame, ceiling: float | None) -> dict[str, float | str]:
+             summary: pd.DataFrame, ceiling: float | None, paper: pd.Series) -> dict[str, float | str]:
     """The chapter's closing numbers (for glue): SDC against the best direct classifier, UDC (`udc`: COM-Triplet
     first, the traditional triplet loss last) and the shallow baselines, and SDC's lead at the most imbalanced
-    ratio that ran, beside the study's. Skipped variants and ratios are left out; a number that none could give
-    is NaN (a name "none")."""
+    ratio that ran, beside the study's (`paper`: the card's sweep column). Skipped variants and ratios are left
+    out; a number that none could give is NaN (a name "none")."""
     scored = [v for v in direct if np.isfinite(auc_of(v))]
     best = max(scored, key=auc_of) if scored else None
     shallow_aucs = np.array([a for a in map(auc_of, shallow) if np.isfinite(a)])
     gaps = summary["SDC - Classifier"].dropna()
-    paper = CARD.tables["Sweep"].iloc[:, 0]
     return {**_auc_and_ci("sdc", sdc_main), "best_direct": best.name if best else "none",
             **_auc_and_ci("best_direct", best), "oracle_clause": f"; the oracle ceiling is {ceiling:.3f}" if ceiling else "",
             "udc_auc": auc_of(udc[0]), "udc_triplet_auc": auc_of(udc[-1]),

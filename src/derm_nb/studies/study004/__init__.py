@@ -172,7 +172,8 @@ def findings(results: Mapping[str, Any], labels: Any, classes: list[str], blocks
 
     runs = list(results.values())
     mel = classes.index("melanoma")
-    return closing(runs[0].scores, runs[0].seg, labels, mel, blocks, seed_table(runs, labels, mel))
+    return closing(runs[0].scores, runs[0].seg, labels, mel, blocks, seed_table(runs, labels, mel),
+                   CARD.tables["Table 5"].loc["GCN-based MIL"])
 
 
 def block_width(backbone: str, feature_stages: int = 0) -> int:

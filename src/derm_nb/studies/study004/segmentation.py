@@ -16,7 +16,6 @@ from torch_geometric.data import Data
 
 from derm_nb.metrics import NAN, evaluate_binary, format_metric, multiclass_report
 from derm_nb.results import Variant
-from derm_nb.studies.study004 import CARD
 from derm_nb.studies.study004.mil import GCNMIL, predict_bags
 from derm_nb.studies.study004.sources import to_cache_frame
 
@@ -174,10 +173,11 @@ def attention_adds(seg: Segmentation, margin: float = 0.02) -> str:
 
 
 def findings(scores: dict, seg: Segmentation, y: np.ndarray, mel: int, blocks: int,
-             seeds: pd.DataFrame | None = None) -> dict[str, float | int | str]:
+             seeds: pd.DataFrame | None, paper: pd.Series) -> dict[str, float | int | str]:
     """The chapter's closing numbers (for glue) beside the study's Table 5: AUCs and Jaccard indices
-    as the mean over `seeds` (a `seed_table`; else this run's), the interval and η of this run."""
-    m, paper = scores["melanoma"], CARD.tables["Table 5"].loc["GCN-based MIL"]
+    as the mean over `seeds` (a `seed_table`; else this run's), the interval and η of this run; `paper`: the
+    card's Table 5 row of GCN-based MIL."""
+    m = scores["melanoma"]
     ours = {"mel_auc": m["roc_auc"], "sk_auc": scores["sk"]["roc_auc"], "jaccard": mean_or_nan(seg.jaccard),
             "jaccard_melanoma": mean_or_nan(seg.jaccard[y == mel])}
     over = "one seed"

@@ -98,3 +98,14 @@ def test_subgroup_cis_resample_whole_patients_when_the_attributes_name_them():
     by_patient = subgroup_auc(pred, patients, ["group"], n_boot=200).set_index("subgroup")
     assert by_patient.loc["bad", "roc_auc"] == by_image.loc["bad", "roc_auc"]
     assert (by_patient.loc["bad", ["ci_low", "ci_high"]] != by_image.loc["bad", ["ci_low", "ci_high"]]).all()
+
+
+def test_each_chapter_is_judged_on_the_split_its_metrics_record():
+    from derm_nb.analysis import scored_predictions
+
+    metrics = pd.DataFrame({"chapter": ["02_baseline", "04_efficientnet"], "split": ["study000 val", "study001 test"]})
+    predictions = pd.DataFrame({"chapter": ["02_baseline", "04_efficientnet", "04_efficientnet"],
+                                "split": ["val", "val", "test"], "image_id": ["a", "b", "c"]})
+    assert scored_predictions(metrics, predictions)["image_id"].tolist() == ["a", "c"]
+    with pytest.raises(ValueError, match="04_efficientnet records no `split`"):
+        scored_predictions(metrics.assign(split=["study000 val", None]), predictions)

@@ -165,3 +165,12 @@ def test_the_baseline_prose_quotes_the_papers_timings_from_the_card(root):
     assert "sixth" not in text and "{glue:text}`published_time`" in text
     note = CARD.notes["training_time"]
     assert "30 minutes" in note and "five hours" in note
+
+
+def test_one_brightness_split_from_the_training_melanomas_only():
+    stats = pd.DataFrame({"image_id": list("abcde"), "target": [1, 1, 1, 0, 1],
+                          "brightness": [10.0, 30.0, 200.0, 5.0, 90.0]})
+    split = study000.brightness_split(stats, ["a", "b", "d", "e"])   # c is a validation melanoma
+    assert split["brightness_split"] == 30.0 and split["n_melanomas"] == 3
+    assert study000.brightness_band([29.9, 30.0, 30.1], 30.0).tolist() == ["dark", "dark", "light"]
+    assert study000.brightness_gate(pd.Series([29.9, 30.1]), 30.0).tolist() == [[1.0, 0.0], [0.0, 1.0]]

@@ -85,3 +85,12 @@ def test_study003s_schedule_is_the_papers_steplr():
     cfg = p.train_config("pretrained")
     assert (cfg.scheduler, cfg.step_size, cfg.gamma, cfg.lr) == ("step", 7, 0.1, 5e-5)
     assert p.train_config("simple_cnn").lr == 1e-3
+
+
+@pytest.mark.parametrize("stem", list(MODEL_CHAPTERS))
+def test_each_model_chapter_takes_the_scheduler_and_calls_run_variants(stem, real_declared, root):
+    """The runner passes the scheduler only to a chapter that declares it; without it the variants would
+    quietly run in the kernel."""
+    assert real_declared[stem]["scheduler"].default == "", stem
+    source = (root / "notebooks" / f"{stem}.py").read_text()
+    assert "ctx.client" in source and f'chapter("{stem}", globals())' in source, stem

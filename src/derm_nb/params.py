@@ -215,3 +215,15 @@ def typed_parameters(cls: type[T], stem: str, parameters: Mapping[str, Any]) -> 
     if missing:
         raise KeyError(f"{stem}: {cls.__name__} needs the parameters {', '.join(missing)}, which the chapter lacks")
     return cls(**{n: tuple(v) if isinstance(v, list) else v for n, v in ((n, parameters[n]) for n in names)})
+
+
+@dataclass(frozen=True)
+class BackboneParams:
+    """What the model chapters that train a named backbone declare alike: the seed, the device, and the backbone
+    with its weights and their stated fallback. A study's parameters dataclass extends it."""
+
+    seed: int
+    device: str
+    backbone: str
+    weights: str
+    weights_fallback: str

@@ -30,7 +30,7 @@ from derm_nb.datasets import CachedImages
 from derm_nb.losses import BCE
 from derm_nb.metrics import EPOCH_SCORES
 from derm_nb.models.backbones import create_backbone
-from derm_nb.params import typed_parameters
+from derm_nb.params import BackboneParams, typed_parameters
 from derm_nb.results import Variant, run_binary_variant, weights_label
 from derm_nb.train import TrainConfig, seeded
 from derm_nb.transforms import augment_transform, eval_transform
@@ -344,14 +344,9 @@ def verdict(rows: pd.DataFrame) -> str:
 # The face: parameters, variants, training one variant, findings.
 
 @dataclass(frozen=True)
-class BaseModelParams:
+class BaseModelParams(BackboneParams):
     """What 02_baseline and 03_experts share: the base model, its training and the small set."""
 
-    seed: int
-    device: str
-    backbone: str
-    weights: str
-    weights_fallback: str
     image_size: int
     epochs: int
     batch_size: int

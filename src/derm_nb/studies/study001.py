@@ -34,7 +34,7 @@ from derm_nb.datasets import CachedImages
 from derm_nb.explain import heatmap_mass
 from derm_nb.losses import BCE, FocalBCE
 from derm_nb.models.heads import build_classifier
-from derm_nb.params import typed_parameters
+from derm_nb.params import BackboneParams, typed_parameters
 from derm_nb.results import Variant, run_binary_variant
 from derm_nb.train import TrainConfig
 from derm_nb.transforms import BatchView
@@ -387,14 +387,9 @@ CARD = PaperCard(
 # The face: parameters, variants, findings (`train_variant` trains one variant).
 
 @dataclass(frozen=True)
-class RecipeParams:
+class RecipeParams(BackboneParams):
     """04_efficientnet: the recipe, its milestone-1 baseline, the ablations and the Grad-CAM analysis."""
 
-    seed: int
-    device: str
-    backbone: str
-    weights: str
-    weights_fallback: str
     image_size: int
     ablation_size: int
     epochs: int

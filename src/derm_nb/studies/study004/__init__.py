@@ -20,7 +20,7 @@ import pandas as pd
 
 from derm_nb.cards import Deviation, PaperCard
 from derm_nb.data.catalog import Use
-from derm_nb.params import typed_parameters
+from derm_nb.params import BackboneParams, typed_parameters
 from derm_nb.workload import Pass
 
 SPLIT = {"train": 2000 / 2750, "val": 150 / 2750, "test": 600 / 2750}   # where the archive ships no partitions
@@ -117,14 +117,9 @@ def verdict(rows: pd.DataFrame) -> str:
 
 
 @dataclass(frozen=True)
-class MILParams:
+class MILParams(BackboneParams):
     """07_gcn_mil: the bags, the GCN-MIL model, its training and the seeds."""
 
-    seed: int
-    device: str
-    backbone: str
-    weights: str
-    weights_fallback: str
     feature_stages: int
     bag_source: str
     block_size: int

@@ -58,7 +58,7 @@ from derm_nb.data.prepared import oracle_auc, prepare_catalog, split_summary
 from derm_nb.plots import image_grid
 from derm_nb.studies import dataset_uses, official_schemes, split_schemes
 
-out = chapter("00_data", profile, run_dir).out
+out = chapter("00_data", globals()).out
 plan = resolve(dataset_uses(), datasets, data, missing_data)
 for slot, entry in plan.record()["slots"].items():
     if entry["status"] == "missing":

@@ -41,8 +41,9 @@ from derm_nb.artifacts import write_json, write_parquet
 from derm_nb.chapters import chapter
 from derm_nb.eda import colour_matrix, compare_distributions, extremes, image_stats
 from derm_nb.plots import image_grid
+from derm_nb.studies import study000
 
-ctx = chapter("01_eda", profile, run_dir)
+ctx = chapter("01_eda", globals())
 out, data = ctx.out, ctx.data
 m = data.manifest.assign(melanoma=lambda d: d["target"].map({0: "benign", 1: "melanoma"}))
 sns.set_theme(style="whitegrid", context="notebook")
@@ -177,17 +178,15 @@ if hair_brightness:
 # shape the model, and write it for the expert chapter to read.
 
 # %%
-train_ids = set(data.split("study000", "train")["image_id"])
-train_mel = stats[(stats["target"] == 1) & stats["image_id"].isin(train_ids)]
-split_point = float(train_mel["brightness"].median())
-write_json(out / "brightness_split.json", {
-    "brightness_split": split_point, "computed_on": "study000 train melanomas", "n_melanomas": len(train_mel),
-    "definition": "median BT.601 luma of the mean RGB colour, 0-255"})
+split = study000.brightness_split(stats, data.split("study000", "train")["image_id"])
+split_point = split["brightness_split"]
+write_json(out / "brightness_split.json", split)
 write_json(out / "tests.json", {"brightness_melanoma_vs_benign": test,
                                 "hair_vs_sex_chi2": {"chi2": chi2, "p_value": p_hair},
                                 "hair_share_by_sex": hair_by_sex["share with hair"].to_dict()})
-display(Markdown(f"Brightness split point: **{split_point:.1f}** (from {len(train_mel)} training melanomas); "
-                 f"{(stats['brightness'] <= split_point).mean():.0%} of all images fall at or below it."))
+display(Markdown(f"Brightness split point: **{split_point:.1f}** (from {split['n_melanomas']} training melanomas); "
+                 f"{(study000.brightness_band(stats['brightness'], split_point) == 'dark').mean():.0%} of all images "
+                 "fall at or below it."))
 
 # %%
 shares = hair_by_sex["share with hair"]

@@ -33,6 +33,7 @@
 # The default profile (params/default.yaml: the book on 2 CPU cores); params/full.yaml holds the studies' own.
 profile = "default"
 run_dir = ""
+scheduler = ""                        # the run's Dask scheduler (the runner sets it); empty: variants run here
 seed = 0
 device = "auto"
 backbone = "resnet18"
@@ -55,19 +56,17 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 from derm_nb.chapters import chapter
-from derm_nb.datasets import CachedImages
-from derm_nb.losses import BCE
+from derm_nb.cluster import run_variants
 from derm_nb.plots import confusion_matrices, loss_curves, roc_curves
-from derm_nb.results import results_table, run_binary_variant, write_model_artifacts
+from derm_nb.results import results_table, write_model_artifacts
 from derm_nb.studies import study000
-from derm_nb.studies.study000 import CARD, build_fusion, encode_tabular
-from derm_nb.train import TrainConfig
-from derm_nb.transforms import eval_transform
+from derm_nb.studies.study000 import CARD
 
-ctx = chapter("02_baseline", profile, run_dir)
-kept, dropped = study000.missing_metadata(ctx.splits(("train", "val")), ctx.data.quality, missing_metadata)
+ctx = chapter("02_baseline", globals())
+p = study000.params("02_baseline", ctx.parameters)
+kept, dropped = study000.missing_metadata(ctx.splits(("train", "val")), ctx.data.quality, p.missing_metadata)
 train_all, val = kept["train"], kept["val"]
-display(Markdown(study000.report_dropped(dropped, missing_metadata, ctx.out)))
+display(Markdown(study000.report_dropped(dropped, p.missing_metadata, ctx.out)))
 
 # %% [markdown]
 # ## The training sets and one validation set
@@ -77,25 +76,17 @@ display(Markdown(study000.report_dropped(dropped, missing_metadata, ctx.out)))
 # training (the study had to, because it re-split its small set separately).
 
 # %%
-sets = study000.training_sets(train_all, aug_copies, per_group=small_per_patient, seed=seed)
+runs = study000.variants(p)
+sets = study000.training_sets(train_all, runs, p.small_per_patient, p.seed)
 common_val = study000.common_validation(val, sets)
 display(Markdown(f"Common validation set: {len(common_val)} images ({int(common_val['target'].sum())} melanomas); "
                  f"{len(val) - len(common_val)} validation rows removed because a training set used them."))
 study000.set_summary(sets)
 
 # %%
-tab_all, tab_val = encode_tabular(train_all, common_val)
-val_ds = CachedImages(ctx.images(common_val), common_val["target"], eval_transform(image_size), tab_val)
-all_images = ctx.images(train_all)
-config = dict(epochs=epochs, batch_size=batch_size, lr=lr, optimizer="adam", scheduler="cosine",
-              patience=patience, device=device, seed=seed, num_workers=num_workers,
-              epoch_threshold=study000.EPOCH_THRESHOLD)
-variants = []
-for name, (frame, copies) in sets.items():
-    model, provenance = build_fusion(backbone, weights, weights_fallback, tab_all.shape[1], seed=seed)
-    train_ds = study000.training_dataset(train_all, all_images, tab_all, frame, image_size, copies, seed)
-    variants.append(run_binary_variant(name, model, provenance, BCE(), train_ds, val_ds, common_val,
-                                       TrainConfig(**config), ctx.out / "checkpoints" / name))
+inputs = study000.inputs(p, train_all, common_val, ctx.images(train_all), ctx.images(common_val), ctx.out / "checkpoints")
+results = run_variants(study000.train_variant, runs, inputs, ctx.out / "checkpoints" / "results", p.seed, ctx.client)
+variants = list(results.values())
 provenance = variants[0].provenance
 display(Markdown(f"Image branch: **{provenance['backbone']}**, weights: {provenance['weights']} "
                  f"({provenance['source']})" + (f". **Substitute**: the study used {provenance['substituted_for']}, "
@@ -135,28 +126,12 @@ plt.show()
 
 # %%
 write_model_artifacts(ctx.out, variants, {"study": "000", "evaluation": "study000 val (common validation set)",
-                                          "oracle_auc": ceiling, "image_size": image_size}, main=variants[0].name)
-best = max(variants, key=lambda v: v.metrics["roc_auc"])
-all_v, small_v = variants[0], variants[1]
-published = CARD.tables["Table 1"]["ROC-AUC"]
-overlap = (small_v.metrics["roc_auc_ci_low"] <= all_v.metrics["roc_auc_ci_high"]
-           and all_v.metrics["roc_auc_ci_low"] <= small_v.metrics["roc_auc_ci_high"])
-glue("best_model", best.name, display=False)
-glue("best_auc", best.metrics["roc_auc"], display=False)
-glue("best_ci_low", best.metrics["roc_auc_ci_low"], display=False)
-glue("best_ci_high", best.metrics["roc_auc_ci_high"], display=False)
+                                          "split": "study000 val", "oracle_auc": ceiling, "image_size": p.image_size},
+                      main=variants[0].name)
+for key, value in study000.findings(results).items():
+    glue(key, value, display=False)
 glue("ceiling_note", f"against an oracle ceiling of {ceiling:.3f} on this validation set" if ceiling
      else "with no oracle ceiling on real data", display=False)
-glue("small_auc", small_v.metrics["roc_auc"], display=False)
-glue("all_auc", all_v.metrics["roc_auc"], display=False)
-glue("small_seconds", small_v.seconds, display=False)
-glue("all_seconds", all_v.seconds, display=False)
-glue("time_share", small_v.seconds / all_v.seconds if all_v.seconds else float("nan"), display=False)
-glue("published_time", CARD.notes["training_time"], display=False)
-glue("published_small_auc", float(published["Base Small"]), display=False)
-glue("published_all_auc", float(published["Base All"]), display=False)
-glue("ci_overlap", "overlap, so a difference between them is not established on this validation set" if overlap
-     else "do not overlap, so the difference between them is unlikely to be chance alone", display=False)
 
 # %% [markdown]
 # ## What differs from the paper
@@ -165,7 +140,7 @@ glue("ci_overlap", "overlap, so a difference between them is not established on 
 # the study's paper card and this run's parameters (the `full` profile starts from the card).
 
 # %%
-display(ctx.differences(CARD, globals()).style.hide(axis="index"))
+display(ctx.differences(CARD).style.hide(axis="index"))
 
 # %% [markdown]
 # ## What we learned

@@ -31,6 +31,7 @@
 # The default profile (params/default.yaml: the book on 2 CPU cores); params/full.yaml holds the studies' own.
 profile = "default"
 run_dir = ""
+scheduler = ""                        # the run's Dask scheduler (the runner sets it); empty: variants run here
 seed = 0
 device = "auto"
 backbone = "resnet18"
@@ -54,47 +55,29 @@ from myst_nb import glue
 
 from derm_nb.analysis import subgroup_auc
 from derm_nb.chapters import chapter
-from derm_nb.datasets import CachedImages
-from derm_nb.losses import BCE
+from derm_nb.cluster import run_variants
 from derm_nb.plots import confusion_matrices, loss_curves, roc_curves
-from derm_nb.results import results_table, run_binary_variant, write_model_artifacts
+from derm_nb.results import results_table, write_model_artifacts
 from derm_nb.studies import study000
-from derm_nb.studies.study000 import CARD, build_fusion, encode_tabular
-from derm_nb.train import TrainConfig
-from derm_nb.transforms import eval_transform
+from derm_nb.studies.study000 import CARD
 
-ctx = chapter("03_experts", profile, run_dir)
+ctx = chapter("03_experts", globals())
+p = study000.params("03_experts", ctx.parameters)
 split_point = ctx.read("brightness_split")["brightness_split"]
 brightness = ctx.read("image_stats").set_index("image_id")["brightness"]
 base = ctx.read("02_baseline/predictions.parquet")
-kept, dropped = study000.missing_metadata(ctx.splits(("train", "val")), ctx.data.quality, missing_metadata)
+kept, dropped = study000.missing_metadata(ctx.splits(("train", "val")), ctx.data.quality, p.missing_metadata)
 train_all, val = kept["train"], kept["val"]
-display(Markdown(study000.report_dropped(dropped, missing_metadata, ctx.out)))
+display(Markdown(study000.report_dropped(dropped, p.missing_metadata, ctx.out)))
 val = val[val["image_id"].isin(base["image_id"])]  # the common validation set of the base chapter
 display(Markdown(f"Brightness split point from the EDA chapter: **{split_point:.1f}**; validation images: {len(val)}."))
 
 # %%
-sets = study000.expert_sets(train_all, training_sets, per_group=small_per_patient, seed=seed)
-tab_train, tab_val = encode_tabular(train_all, val)
-all_images = ctx.images(train_all)
-val_images = ctx.images(val)
-gates = study000.expert_gates(brightness, split_point)
-config = dict(epochs=epochs, batch_size=batch_size, lr=lr, optimizer="adam", scheduler="cosine",
-              patience=patience, device=device, seed=seed, num_workers=num_workers,
-              epoch_threshold=study000.EPOCH_THRESHOLD)
-
-variants = []
-for expert_kind, gate in gates.items():
-    val_ds = CachedImages(val_images, val["target"], eval_transform(image_size), tab_val, extra=gate(val))
-    for set_name, (frame, copies) in sets.items():
-        train_ds = study000.training_dataset(train_all, all_images, tab_train, frame, image_size, copies, seed,
-                                             extra=gate(frame))
-        model, provenance = build_fusion(backbone, weights, weights_fallback, tab_train.shape[1], experts=2,
-                                         seed=seed)
-        name = f"{expert_kind} ({set_name})"
-        variants.append(run_binary_variant(name, model, provenance, BCE(), train_ds, val_ds, val,
-                                           TrainConfig(**config), ctx.out / "checkpoints" / name))
-        variants[-1].extra["gate_share_first_expert"] = float(gate(frame)[:, 0].mean())
+inputs = study000.inputs(p, train_all, val, ctx.images(train_all), ctx.images(val), ctx.out / "checkpoints",
+                         brightness, split_point)
+results = run_variants(study000.train_variant, study000.variants(p), inputs, ctx.out / "checkpoints" / "results",
+                       p.seed, ctx.client)
+variants = list(results.values())
 
 prov = variants[0].provenance
 display(Markdown(f"Each expert's image branch: **{prov['backbone']}** ({prov['weights']}, {prov['source']})"
@@ -142,20 +125,10 @@ plt.show()
 
 # %%
 write_model_artifacts(ctx.out, variants, {"study": "000", "evaluation": "study000 common validation set",
-                                          "oracle_auc": ctx.oracle_auc(val),
+                                          "split": "study000 val", "oracle_auc": ctx.oracle_auc(val),
                                           "brightness_split": split_point, "unknown_sex_rule": "gate (0.5, 0.5)"})
-best = max(variants, key=lambda v: v.metrics["roc_auc"])
-small = [v for v in variants if "(small" in v.name]
-above_chance = [v for v in small if v.metrics["roc_auc_ci_low"] > 0.5]
-glue("best_expert", best.name, display=False)
-glue("best_expert_auc", best.metrics["roc_auc"], display=False)
-glue("best_expert_ci_low", best.metrics["roc_auc_ci_low"], display=False)
-glue("best_expert_ci_high", best.metrics["roc_auc_ci_high"], display=False)
-glue("best_base_auc", max(base_metrics[k]["roc_auc"] for k in ("Base All", "Base Small")), display=False)
-glue("param_ratio", best.n_params / base_metrics["Base All"]["n_params"], display=False)
-glue("small_experts", "no expert model was trained on a small set in this run" if not small else
-     f"{len(above_chance)} of the {len(small)} expert models trained on a small set (with or without augmented "
-     "copies) beat chance with their whole 95 % interval above 0.5", display=False)
+for key, value in study000.findings(results, base=base_metrics).items():
+    glue(key, value, display=False)
 
 # %% [markdown]
 # ## What differs from the paper
@@ -164,13 +137,13 @@ glue("small_experts", "no expert model was trained on a small set in this run" i
 # the study's paper card and this run's parameters (the `full` profile starts from the card).
 
 # %%
-display(ctx.differences(CARD, globals()).style.hide(axis="index"))
+display(ctx.differences(CARD).style.hide(axis="index"))
 
 # %% [markdown]
 # ## What we learned
 #
-# The best expert model is **{glue:text}`best_expert`**, with a ROC-AUC of
-# {glue:text}`best_expert_auc:.3f` (95 % CI {glue:text}`best_expert_ci_low:.3f`-{glue:text}`best_expert_ci_high:.3f`),
+# The best expert model is **{glue:text}`best_model`**, with a ROC-AUC of
+# {glue:text}`best_auc:.3f` (95 % CI {glue:text}`best_ci_low:.3f`-{glue:text}`best_ci_high:.3f`),
 # against {glue:text}`best_base_auc:.3f` for the best base model; an expert model has
 # {glue:text}`param_ratio:.1f`× the base model's parameters (two image branches).
 #

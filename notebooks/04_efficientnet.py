@@ -39,6 +39,7 @@
 # The default profile (params/default.yaml: the book on 2 CPU cores); params/full.yaml holds the studies' own.
 profile = "default"
 run_dir = ""
+scheduler = ""                        # the run's Dask scheduler (the runner sets it); empty: variants run here
 seed = 0
 device = "auto"
 backbone = "efficientnet_b0"
@@ -61,7 +62,7 @@ focal_gamma = 2.0
 baseline_focal_alpha = 0.75        # the milestone-1 baseline's focal alpha
 mixup_alpha = 0.2
 patience = 3
-variants = ["recipe", "milestone1", "300px", "mixup", "shades_of_grey"]
+variants = ["recipe", "milestone1", "ablation_size", "mixup", "shades_of_grey"]
 gradcam_images = 8                 # per group (correct / incorrect) in the gallery
 gradcam_min_size = 7               # Grad-CAM layer: the last convolution with maps at least this wide
 num_workers = 0                       # batches are gathered from memory and augmented on the device: workers only add IPC
@@ -80,9 +81,9 @@ from derm_nb.explain import conv_layer_at_resolution, gradcam_maps
 from derm_nb.plots import confusion_matrices, loss_curves, roc_curves
 from derm_nb.results import results_table, weights_note, write_model_artifacts
 from derm_nb.studies import study001
-from derm_nb.train import TrainConfig
 
-ctx = chapter("04_efficientnet", profile, run_dir)
+ctx = chapter("04_efficientnet", globals())
+p = study001.params("04_efficientnet", ctx.parameters)
 frames = ctx.splits()
 images = {s: ctx.images(f) for s, f in frames.items()}
 display(Markdown(f"Data: **{ctx.data.describe()}**; positive share {ctx.data.summary['positive_share']:.1%} "
@@ -102,18 +103,12 @@ study001.split_overview(frames)
 # split, applied to the held-out test split that every number below comes from.
 
 # %%
-ablations, refused = study001.within_cache(
-    [study001.variant(k, image_size, ablation_size, mixup_alpha, epochs, ablation_epochs, baseline_focal_alpha)
-     for k in variants], cache_px=images["train"].shape[-1])
+ablations, refused = study001.within_cache(list(study001.variants(p).values()), cache_px=images["train"].shape[-1])
 for note in refused:
     display(Markdown(note))
-recipe_cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer="adamw",
-                         scheduler="cosine", cosine_epochs=cosine_epochs, patience=patience, keep=keep_epoch,
-                         freeze_backbone_epochs=warmup_epochs, grad_accum=grad_accum,
-                         sampler_pos_share=sampler_pos_share, device=device, seed=seed, num_workers=num_workers)
-grid = study001.AblationGrid(images, frames, backbone, weights, weights_fallback, recipe_cfg, focal_alpha, focal_gamma,
-                             ctx.out / "checkpoints")
-trained = study001.train_ablations(ablations, grid)  # each from the same seed; Dask tasks on a cluster
+grid = study001.AblationGrid(images, frames, p.backbone, p.weights, p.weights_fallback, p.train_config(),
+                             p.focal_alpha, p.focal_gamma, ctx.out / "checkpoints")
+trained = study001.train_ablations(ablations, grid, ctx.client)  # each from the same seed
 results = {key: result for key, (result, _) in trained.items()}
 display(Markdown(weights_note(results["recipe"].provenance)))
 
@@ -186,17 +181,13 @@ for group in ("correct", "incorrect"):
 
 # %%
 write_model_artifacts(ctx.out, list(results.values()), {
-    "study": "001", "evaluation": "study001 test split, Youden threshold from val", "oracle_auc": ceiling,
+    "study": "001", "evaluation": "study001 test split, Youden threshold from val", "split": "study001 test",
+    "oracle_auc": ceiling,
     "gradcam_median_by_correctness": summary.to_dict("index")}, main=results["recipe"].name)
-base = results["recipe"].metrics
-glue("recipe_auc", float(base["roc_auc"]), display=False)
-glue("recipe_ci_low", float(base["roc_auc_ci_low"]), display=False)
-glue("recipe_ci_high", float(base["roc_auc_ci_high"]), display=False)
+for key, value in study001.findings(results, summary).items():
+    glue(key, value, display=False)
 glue("ceiling_note", f"The oracle ceiling, the AUROC of the true probability on this test split, is {ceiling:.3f}."
      if ceiling else "On real data there is no oracle ceiling to compare with.", display=False)
-glue("milestone_gain", study001.milestone_gain(table["AUROC"]), display=False)
-glue("gradcam_correct", study001.gradcam_finding(summary, "correct"), display=False)
-glue("gradcam_incorrect", study001.gradcam_finding(summary, "incorrect"), display=False)
 
 # %% [markdown]
 # ## What differs from the paper
@@ -205,7 +196,7 @@ glue("gradcam_incorrect", study001.gradcam_finding(summary, "incorrect"), displa
 # the study's paper card and this run's parameters (the `full` profile starts from the card).
 
 # %%
-display(ctx.differences(study001.CARD, globals()).style.hide(axis="index"))
+display(ctx.differences(study001.CARD).style.hide(axis="index"))
 
 # %% [markdown]
 # ## What we learned

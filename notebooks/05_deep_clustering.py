@@ -33,6 +33,7 @@
 # The default profile (params/default.yaml: the book on 2 CPU cores); params/full.yaml holds the studies' own.
 profile = "default"
 run_dir = ""
+scheduler = ""                        # the run's Dask scheduler (the runner sets it); empty: variants run here
 seed = 0
 device = "auto"
 backbone = "vgg16"                     # the study's best backbone; the main one for every comparison
@@ -69,6 +70,7 @@ from myst_nb import glue
 from derm_nb.artifacts import write_parquet
 from derm_nb.chapters import chapter
 from derm_nb.results import skip_notes, write_model_artifacts
+from derm_nb.studies import study002
 from derm_nb.studies.study002 import CARD
 from derm_nb.studies.study002.baselines import CAEConfig
 from derm_nb.studies.study002.experiments import (
@@ -77,7 +79,6 @@ from derm_nb.studies.study002.experiments import (
     classifier_settings,
     direct_classifiers,
     distinct_backbones,
-    findings,
     imbalance_ratios,
     imbalance_sweep,
     margin_variants,
@@ -94,7 +95,8 @@ from derm_nb.studies.study002.experiments import (
 from derm_nb.studies.study002.inputs import ModelInputs
 from derm_nb.studies.study002.training import ClusterConfig
 
-ctx = chapter("05_deep_clustering", profile, run_dir)
+ctx = chapter("05_deep_clustering", globals())
+p = study002.params("05_deep_clustering", ctx.parameters)
 frames = ctx.splits()
 images = {s: ctx.images(f) for s, f in frames.items()}
 targets = {s: f["target"].to_numpy() for s, f in frames.items()}
@@ -111,8 +113,7 @@ def inputs_for(name: str, weights_: str = weights, images_: dict | None = None,
 
 main = inputs_for(backbone)
 checkpoints = ctx.out / "checkpoints"
-cluster_cfg = dict(epochs=epochs, batch_size=batch_size, lr=lr, gmm_covariance=gmm_covariance, device=device,
-                   seed=seed)
+cluster_cfg = p.cluster_settings()
 classifier_cfg = classifier_settings(epochs, batch_size, classifier_lr, device, seed)
 display(Markdown(f"Main backbone: {main.describe()}."))
 
@@ -133,9 +134,10 @@ display(Markdown(f"Main backbone: {main.describe()}."))
 backbone_inputs, repeats = distinct_backbones(backbones, backbone, main, inputs_for)
 for note in repeat_notes(repeats, backbone_inputs):
     display(Markdown(note))
-by_backbone = sdc_by_backbone(backbone_inputs, cluster_cfg, frames, checkpoints, embedding_dim, feature_selection)
+by_backbone = sdc_by_backbone(backbone_inputs, cluster_cfg, frames, checkpoints, embedding_dim, feature_selection,
+                              client=ctx.client)
 sdc = by_backbone + margin_variants("supervised", main, margins, cluster_cfg, frames, checkpoints, embedding_dim,
-                                   feature_selection)
+                                   feature_selection, client=ctx.client)
 scratch = inputs_for(main.provenance.backbone, "none")  # the architecture TL really used, from random weights
 strategies = [run_clustering_variant("SDC NP", scratch, ClusterConfig(**cluster_cfg), frames, checkpoints / "sdc_np",
                                      embedding_dim, feature_selection=feature_selection),
@@ -163,7 +165,8 @@ strategy = resolve(classifier_backbone, backbone_inputs, inputs_for)
 same_net = strategy.provenance.backbone == main.provenance.backbone
 strategy_scratch = scratch if same_net else inputs_for(strategy.provenance.backbone, "none")
 display(Markdown(f"Classifier backbone (`{classifier_backbone}`): {strategy.describe()}."))
-direct = direct_classifiers(backbone_inputs, strategy, strategy_scratch, classifier_cfg, frames, checkpoints)
+direct = direct_classifiers(backbone_inputs, strategy, strategy_scratch, classifier_cfg, frames, checkpoints,
+                            client=ctx.client)
 supervised = direct + [v for v in sdc if v.name.startswith("SDC triplet")] + [sdc_main]
 ceiling = ctx.oracle_auc(frames["test"])
 display(Markdown("**Ours** (test split)" + (f"; the generator's oracle AUC on it is {ceiling:.3f}" if ceiling else "")))
@@ -187,7 +190,7 @@ display(CARD.quote("Supervised", 2))
 udc = [run_clustering_variant("UDC COM-Triplet", main, ClusterConfig(mode="unsupervised", **cluster_cfg), frames,
                               checkpoints / "udc", embedding_dim, feature_selection=feature_selection)]
 udc += margin_variants("unsupervised", main, margins, cluster_cfg, frames, checkpoints, embedding_dim,
-                       feature_selection)
+                       feature_selection, client=ctx.client)
 shallow = shallow_variants(main, frames, seed, gmm_covariance)
 shallow.append(cae_variant(main, frames, CAEConfig(epochs=cae_epochs, batch_size=cae_batch_size, lr=1e-3,
                                                    device=device, seed=seed), checkpoints / "cae"))
@@ -228,7 +231,7 @@ display(Markdown(f"Sweep data: **{sweep_data.describe()}**."))
 display(split_table(sweep_frames).style.format(precision=3))
 pairs = imbalance_ratios(sweep_majority, sweep_minorities, sweep_scale, sweep_frames["train"])
 sweep = imbalance_sweep(sweep_inputs, sweep_frames, pairs, sweep_repeats, cluster_cfg, classifier_cfg, checkpoints,
-                        embedding_dim, feature_selection)
+                        embedding_dim, feature_selection, client=ctx.client)
 write_parquet(ctx.out / "imbalance_sweep.parquet", sweep)
 fig, ax = plt.subplots(figsize=(7, 4))
 sns.pointplot(data=sweep, x="ratio", y="roc_auc", hue="method", errorbar="sd", dodge=0.2, ax=ax)
@@ -244,9 +247,10 @@ display(CARD.quote("Sweep", data=CARD.notes["sweep"]))
 variants = sdc + direct + udc + shallow
 write_model_artifacts(ctx.out, variants, {
     "study": "002", "evaluation": "study002 test split; nearest prototype (clustering) or 0.5 (classifiers)",
+    "split": "study002 test",
     "oracle_auc": ceiling, "finetune": finetune,
     "sweep": summary.reset_index().to_dict("records")}, main=sdc_main.name)
-for key, value in findings(sdc_main, direct, udc, shallow, summary, ceiling).items():
+for key, value in study002.findings({v.name: v for v in variants}, sdc_main.name, summary, ceiling).items():
     glue(key, value, display=False)
 test_split = split_table(frames).loc["test"]
 for key, column in {"test_melanomas": "melanomas", "test_patients": "patients",
@@ -261,7 +265,7 @@ for key, column in {"test_melanomas": "melanomas", "test_patients": "patients",
 # the study's paper card and this run's parameters (the `full` profile starts from the card).
 
 # %%
-display(ctx.differences(CARD, globals()).style.hide(axis="index"))
+display(ctx.differences(CARD).style.hide(axis="index"))
 
 # %% [markdown]
 # ## What we learned

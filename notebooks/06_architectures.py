@@ -32,6 +32,7 @@
 # The default profile (params/default.yaml: the book on 2 CPU cores); params/full.yaml holds the studies' own.
 profile = "default"
 run_dir = ""
+scheduler = ""                        # the run's Dask scheduler (the runner sets it); empty: variants run here
 seed = 0
 device = "auto"
 image_size = 96
@@ -53,38 +54,31 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 from myst_nb import glue
-from torch import nn
 
 from derm_nb.chapters import chapter
+from derm_nb.cluster import run_variants
 from derm_nb.plots import confusion_matrices, training_curves
-from derm_nb.results import results_table, run_multiclass_variant, skip_notes, write_model_artifacts
+from derm_nb.results import results_table, skip_notes, write_model_artifacts
 from derm_nb.studies import study003
-from derm_nb.train import TrainConfig
 
-ctx = chapter("06_architectures", profile, run_dir)
+ctx = chapter("06_architectures", globals())
+p = study003.params("06_architectures", ctx.parameters)
 classes = ctx.data.classes
 target_class = study003.target_class(classes)
 frames = ctx.splits()
 minority = study003.minority_classes(frames["train"]["label"], len(classes))
 display(Markdown(f"Data: **{ctx.data.describe()}**, classes {classes}; minority classes oversampled and "
                  f"augmented: {[classes[k] for k in minority]}; images: {study003.preprocessing_note(ctx.data.summary)}."))
-study003.class_counts(frames, classes, minority, minority_oversample)
+study003.class_counts(frames, classes, minority, p.minority_oversample)
 
 # %%
 images = {s: ctx.images(f) for s, f in frames.items()}
-sets = study003.datasets(images, frames, image_size, minority, seed, minority_oversample)
-
-variants = []
-for arch in architectures:
-    model, provenance, name = study003.build_architecture(arch, len(classes), image_size, pretrained_backbone,
-                                                          weights, weights_fallback, seed=seed)
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr_pretrained if arch == "pretrained" else lr_scratch,
-                      optimizer="adam", scheduler="step", step_size=7, gamma=0.1, patience=patience,
-                      min_epochs=min_epochs, device=device, seed=seed, num_workers=num_workers)
-    # Validation drives early stopping and the best checkpoint; the held-out test split is what we score.
-    variants.append(run_multiclass_variant(name, model, provenance, nn.CrossEntropyLoss(), sets["train"], sets["val"],
-                                           frames["test"], cfg, ctx.out / "checkpoints" / arch, classes, target_class,
-                                           split="test", score_on=sets["test"]))
+sets = study003.datasets(images, frames, p.image_size, minority, p.seed, p.minority_oversample)
+# Validation drives early stopping and the best checkpoint; the held-out test split is what we score.
+inputs = study003.Inputs(p, sets, frames["test"], tuple(classes), target_class, ctx.out / "checkpoints")
+results = run_variants(study003.train_variant, study003.variants(p), inputs, ctx.out / "checkpoints" / "results",
+                       p.seed, ctx.client)
+variants = list(results.values())
 for note in filter(None, map(study003.substitution_note, variants)):
     display(Markdown(note))
 
@@ -111,19 +105,14 @@ training_curves(pd.concat([v.history for v in variants]), title="Loss and accura
 plt.show()
 
 # %%
-write_model_artifacts(ctx.out, variants, {"study": "003", "evaluation": "study003 test split",
+write_model_artifacts(ctx.out, variants, {"study": "003", "evaluation": "study003 test split", "split": "study003 test",
                                           "oracle_auc": ctx.oracle_auc(frames["test"]),
                                           "classes": classes, "data": ctx.data.summary["source"]},
                       main=study003.main_model(variants))
 for note in skip_notes(variants):
     display(Markdown(note))
-best = max((v for v in variants if not v.skipped), key=lambda v: v.metrics["f1_weighted"])
-glue("best_model", best.name, display=False)
-glue("best_f1", float(best.metrics["f1_weighted"]), display=False)
-glue("published_resnet_f1", study003.published_weighted_f1("ResNet101"), display=False)
-glue("published_cnn_f1", study003.published_weighted_f1("Simple CNN"), display=False)
-glue("published_mobilenet_f1", study003.published_weighted_f1("MobileNet"), display=False)
-glue("model_facts", study003.model_facts(variants), display=False)
+for key, value in study003.findings(results).items():
+    glue(key, value, display=False)
 glue("data_source", ctx.data.summary["source"], display=False)
 glue("n_test", len(frames["test"]), display=False)
 
@@ -134,7 +123,7 @@ glue("n_test", len(frames["test"]), display=False)
 # the study's paper card and this run's parameters (the `full` profile starts from the card).
 
 # %%
-display(ctx.differences(study003.CARD, globals()).style.hide(axis="index"))
+display(ctx.differences(study003.CARD).style.hide(axis="index"))
 
 # %% [markdown]
 # ## What we learned

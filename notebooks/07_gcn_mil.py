@@ -32,6 +32,7 @@
 # The default profile (params/default.yaml: the book on 2 CPU cores); params/full.yaml holds the studies' own.
 profile = "default"
 run_dir = ""
+scheduler = ""                        # the run's Dask scheduler (the runner sets it); empty: variants run here
 seed = 0
 device = "auto"
 backbone = "resnet18"
@@ -68,6 +69,7 @@ from derm_nb.chapters import chapter
 from derm_nb.models.backbones import create_backbone, with_stage_features
 from derm_nb.plots import confusion_matrices, training_curves
 from derm_nb.results import count_parameters, write_model_artifacts
+from derm_nb.studies import study004
 from derm_nb.studies.study004 import CARD
 from derm_nb.studies.study004.experiment import (
     ModelSpec,
@@ -82,13 +84,13 @@ from derm_nb.studies.study004.mil import MILConfig, rotations
 from derm_nb.studies.study004.segmentation import (
     bag_figure,
     contour_figure,
-    findings,
     gcn_mil_variant,
     overlay_rows,
 )
 from derm_nb.studies.study004.sources import bag_images
 
-ctx = chapter("07_gcn_mil", profile, run_dir)
+ctx = chapter("07_gcn_mil", globals())
+p = study004.params("07_gcn_mil", ctx.parameters)
 classes = ctx.data.classes
 MEL = classes.index("melanoma")
 frames = ctx.splits()
@@ -134,8 +136,8 @@ plt.show()
 spec = ModelSpec(width, gcn_hidden, attention_dim, len(classes), weight_init, feature_net if end_to_end else None)
 cfg = MILConfig(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, lr_change_epoch=lr_change_epoch,
                 lr_after=lr_after, patience=patience, device=device, seed=seed)
-runs = run_seeds(range(seed, seed + seeds), spec, bags, cfg, scoring_for(ctx, frames, labels, block_size, size),
-                 ctx.out / "checkpoints")
+runs = run_seeds(study004.variants(p).values(), spec, bags, cfg, scoring_for(ctx, frames, labels, block_size, size),
+                 ctx.out / "checkpoints", client=ctx.client)
 run = runs[0]  # the first seed's predictions, masks and figures stand for the run
 training_curves(pd.concat([r.history for r in runs]), title="GCN-based MIL: cross-entropy and accuracy by epoch")
 plt.show()
@@ -211,9 +213,10 @@ record = {"blocks_per_bag": int(example.num_nodes), "block_size": block_size, "b
 variant = gcn_mil_variant("GCN-MIL", run.history, frames["test"], run.prob, y, classes, scores, seg,
                           provenance.as_dict(), record)
 write_model_artifacts(ctx.out, [variant], {"study": "004", "evaluation": "study004 test split (ISIC 2017 layout)",
+                                           "split": "study004 test",
                                            "classes": classes, "oracle_auc": ctx.oracle_auc(frames["test"])},
                       main=variant.name)
-for key, value in findings(scores, seg, y, MEL, int(example.num_nodes), by_seed).items():
+for key, value in study004.findings({f"seed_{r.seed}": r for r in runs}, y, classes, int(example.num_nodes)).items():
     glue(key, value, display=False)
 
 # %% [markdown]
@@ -223,7 +226,7 @@ for key, value in findings(scores, seg, y, MEL, int(example.num_nodes), by_seed)
 # the study's paper card and this run's parameters (the `full` profile starts from the card).
 
 # %%
-display(ctx.differences(CARD, globals()).style.hide(axis="index"))
+display(ctx.differences(CARD).style.hide(axis="index"))
 
 # %% [markdown]
 # ## What we learned

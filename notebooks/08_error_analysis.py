@@ -38,25 +38,25 @@ import seaborn as sns
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from derm_nb.analysis import age_band, calibration, load_model_runs, subgroup_auc
+from derm_nb.analysis import age_band, calibration, load_model_runs, scored_predictions, subgroup_auc
 from derm_nb.artifacts import write_parquet
 from derm_nb.chapters import chapter
 from derm_nb.eda import compare_distributions
 from derm_nb.plots import image_grid
+from derm_nb.studies import study000
 
-ctx = chapter("08_error_analysis", profile, run_dir)
+ctx = chapter("08_error_analysis", globals())
 out, data = ctx.out, ctx.data
-candidates = ("02_baseline", "03_experts", "04_efficientnet")
+candidates = ctx.model_reads()  # the model chapters whose predictions the registry lets this chapter read
 analysed = ctx.on_same_data(candidates)  # subgroups and lesion sizes come from this chapter's dataset
 metrics, predictions = load_model_runs(ctx.run_dir, tuple(analysed))
 stats = ctx.read("image_stats")
 split_point = ctx.read("brightness_split")["brightness_split"]
 attributes = data.manifest[["image_id", "group_id", "sex", "age", "site"]].merge(stats, on="image_id")
 attributes = attributes.assign(age_band=age_band(attributes["age"]),
-                               brightness_band=np.where(attributes["brightness"] <= split_point, "dark", "light"),
+                               brightness_band=study000.brightness_band(attributes["brightness"], split_point),
                                hair=np.where(attributes["has_hair"], "hair", "no hair"))
-# Each model is judged on the split its chapter scored: validation for study 000, test for study 001.
-scored = predictions[(predictions["chapter"] != "04_efficientnet") | (predictions["split"] == "test")]
+scored = scored_predictions(metrics, predictions)  # each model on the split its chapter scored (metrics.json)
 others = [c for c in candidates if c not in analysed]
 display(Markdown(f"{scored['model'].nunique()} binary models of {', '.join(analysed)} on {data.describe()}, "
                  f"{len(scored):,} scored predictions."

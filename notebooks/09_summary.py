@@ -39,7 +39,7 @@ from derm_nb.artifacts import write_csv
 from derm_nb.cards import headline_table
 from derm_nb.chapters import chapter
 
-ctx = chapter("09_summary", profile, run_dir)
+ctx = chapter("09_summary", globals())
 metrics, _ = load_model_runs(ctx.run_dir)
 table = benchmark_table(metrics, ctx.read("catalog")["slots"])
 write_csv(ctx.out / "benchmark.csv", table)

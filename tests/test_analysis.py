@@ -83,8 +83,8 @@ def test_the_main_model_is_written_and_must_be_a_variant(tmp_path):
     rows: list[Variant] = [scored_variant(name, frames, scores, weights) for name in ("A", "B")]
     with pytest.raises(ValueError, match="'C' is not among"):
         write_model_artifacts(tmp_path / "05_deep_clustering", rows, main="C")
-    write_model_artifacts(tmp_path / "05_deep_clustering", rows, {"study": "002", "evaluation": "study002 test"},
-                          main="B")
+    write_model_artifacts(tmp_path / "05_deep_clustering", rows,
+                          {"study": "002", "evaluation": "study002 test", "split": "study002 test"}, main="B")
     assert json.loads((tmp_path / "05_deep_clustering" / "metrics.json").read_text())["main_model"] == "B"
     metrics, _ = load_model_runs(tmp_path)
     table = benchmark_table(metrics, {})
@@ -98,3 +98,14 @@ def test_subgroup_cis_resample_whole_patients_when_the_attributes_name_them():
     by_patient = subgroup_auc(pred, patients, ["group"], n_boot=200).set_index("subgroup")
     assert by_patient.loc["bad", "roc_auc"] == by_image.loc["bad", "roc_auc"]
     assert (by_patient.loc["bad", ["ci_low", "ci_high"]] != by_image.loc["bad", ["ci_low", "ci_high"]]).all()
+
+
+def test_each_chapter_is_judged_on_the_split_its_metrics_record():
+    from derm_nb.analysis import scored_predictions
+
+    metrics = pd.DataFrame({"chapter": ["02_baseline", "04_efficientnet"], "split": ["study000 val", "study001 test"]})
+    predictions = pd.DataFrame({"chapter": ["02_baseline", "04_efficientnet", "04_efficientnet"],
+                                "split": ["val", "val", "test"], "image_id": ["a", "b", "c"]})
+    assert scored_predictions(metrics, predictions)["image_id"].tolist() == ["a", "c"]
+    with pytest.raises(ValueError, match="04_efficientnet records no `split`"):
+        scored_predictions(metrics.assign(split=["study000 val", None]), predictions)

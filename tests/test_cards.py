@@ -76,3 +76,28 @@ def test_the_full_profile_is_the_cards_but_for_stated_reasons(root, real_declare
             assert differing == set(card.reasons.get(stem, {})), (
                 f"study {sid}, {stem}: full differs from the card on {sorted(differing)}; reasons are given for "
                 f"{sorted(card.reasons.get(stem, {}))}")
+
+
+def test_card_prose_takes_the_runs_values_not_a_profiles():
+    from derm_nb.cards import fill
+
+    assert fill("at most {epochs} epochs, margins {margins}", {"epochs": 7, "margins": [0.2, 0.6]}) == \
+        "at most 7 epochs, margins 0.2, 0.6"
+    with pytest.raises(KeyError, match="06_architectures.*'epochs'"):
+        fill("at most {epochs} epochs", {}, "06_architectures")
+    card = study("003").CARD
+    row = next(d for d in card.methods["06_architectures"] if d.aspect == "training length")
+    assert "{epochs}" in row.ours   # the card names the parameter; no profile's value is restated
+    for sid in STUDIES:   # every placeholder any card uses names a parameter its chapter declares
+        for stem, rows in study(sid).CARD.methods.items():
+            for d in rows:
+                fill(d.ours, {k: 0 for k in _declared_names(stem)}, stem)
+
+
+def _declared_names(stem: str) -> set[str]:
+    import ast
+    from pathlib import Path
+
+    source = (Path(__file__).resolve().parents[1] / "notebooks" / f"{stem}.py").read_text()
+    cell = source.split('tags=["parameters"]', 1)[1].split("# %%", 1)[0]
+    return {t.id for node in ast.parse(cell).body if isinstance(node, ast.Assign) for t in node.targets}

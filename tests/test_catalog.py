@@ -154,7 +154,7 @@ def test_runner_stops_a_chapter_whose_data_is_missing(root, tmp_path):
     with pytest.raises(NotebookFailed, match=re.escape("--data isic2018=")):
         check_data(run_dir, "04_efficientnet")
     with pytest.raises(MissingData, match="isic2018"):
-        _ = chapter("04_efficientnet", "smoke", run_dir).data
+        _ = chapter("04_efficientnet", {"profile": "smoke", "run_dir": run_dir}).data
 
 
 def test_runner_skips_with_a_note_where_the_profile_says_so(root, tmp_path):

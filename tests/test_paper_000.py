@@ -20,6 +20,10 @@ from derm_nb.studies import paper_settings, study000
 from derm_nb.studies.study000 import CARD
 from derm_nb.train import TrainConfig, fit, predict
 
+PARAMETERS = {"seed": 0, "device": "cpu", "backbone": "resnet18", "weights": "none", "weights_fallback": "",
+              "image_size": 32, "epochs": 1, "batch_size": 8, "lr": 1e-3, "patience": 1, "small_per_patient": 1,
+              "missing_metadata": "impute", "num_workers": 0, "aug_copies": [3], "profile": "smoke"}
+
 
 def _splits() -> dict[str, pd.DataFrame]:
     ids = [f"ISIC_{k:07d}" for k in range(10)]
@@ -59,10 +63,14 @@ def test_impute_keeps_every_row_and_says_so(tmp_path):
 
 def test_expert_training_sets_by_name():
     train = _splits()["train"]
-    sets = study000.expert_sets(train, ["all", "small", "small+3aug"], per_group=1, seed=0)
-    assert sets["all"][0] is train and sets["all"][1] == 0
-    assert sets["small+3aug"][1] == 3 and sets["small+3aug"][0].equals(sets["small"][0])
-    assert len(sets["small"][0]) < len(train)
+    p = study000.params("03_experts", {**PARAMETERS, "training_sets": ["all", "small", "small+3aug"]})
+    runs = study000.variants(p)
+    assert list(runs) == [f"{g} ({s})" for g in ("Sex experts", "Brightness experts") for s in ("all", "small", "small+3aug")]
+    sets = study000.training_sets(train, runs, per_group=1, seed=0)
+    assert sets["Sex experts (all)"][0] is train and sets["Sex experts (all)"][1] == 0
+    assert sets["Sex experts (small+3aug)"][1] == 3
+    assert sets["Sex experts (small+3aug)"][0].equals(sets["Brightness experts (small)"][0])
+    assert len(sets["Sex experts (small)"][0]) < len(train)
     for bad in ("all+3aug", "small+aug", "big", "small+3"):
         with pytest.raises(ValueError, match="unknown training set"):
             study000.expert_set_spec(bad)
@@ -157,3 +165,12 @@ def test_the_baseline_prose_quotes_the_papers_timings_from_the_card(root):
     assert "sixth" not in text and "{glue:text}`published_time`" in text
     note = CARD.notes["training_time"]
     assert "30 minutes" in note and "five hours" in note
+
+
+def test_one_brightness_split_from_the_training_melanomas_only():
+    stats = pd.DataFrame({"image_id": list("abcde"), "target": [1, 1, 1, 0, 1],
+                          "brightness": [10.0, 30.0, 200.0, 5.0, 90.0]})
+    split = study000.brightness_split(stats, ["a", "b", "d", "e"])   # c is a validation melanoma
+    assert split["brightness_split"] == 30.0 and split["n_melanomas"] == 3
+    assert study000.brightness_band([29.9, 30.0, 30.1], 30.0).tolist() == ["dark", "dark", "light"]
+    assert study000.brightness_gate(pd.Series([29.9, 30.1]), 30.0).tolist() == [[1.0, 0.0], [0.0, 1.0]]

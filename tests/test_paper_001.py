@@ -64,7 +64,7 @@ def test_the_recipe_and_baseline_run_epochs_and_the_ablations_ablation_epochs():
     v = _variants()
     assert v["recipe"].epochs == v["milestone1"].epochs == 20
     assert {v[k].epochs for k in study001.VARIANTS if k not in ("recipe", "milestone1")} == {15}
-    assert v["300px"].size == 300 and v["recipe"].size == 224
+    assert v["ablation_size"].size == 300 and v["recipe"].size == 224
 
 
 def test_the_workload_follows_the_ablation_epochs(full):
@@ -98,7 +98,7 @@ def test_the_cosine_schedule_runs_over_its_own_length():
 def test_a_variant_larger_than_the_cache_is_refused_not_upsampled():
     v = _variants()
     kept, notes = study001.within_cache(list(v.values()), cache_px=256)
-    assert "300px" not in {a.key for a in kept} and len(kept) == len(v) - 1
+    assert "ablation_size" not in {a.key for a in kept} and len(kept) == len(v) - 1
     assert len(notes) == 1 and "300 px" in notes[0] and "256 px" in notes[0]
     assert study001.within_cache(list(v.values()), cache_px=300) == (list(v.values()), [])
     with pytest.raises(ValueError, match="recipe"):

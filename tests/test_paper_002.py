@@ -234,15 +234,3 @@ def test_the_split_table_counts_the_patients_behind_the_melanomas_and_the_larges
     assert table.loc["train", "patients"] == 3 and table.loc["train", "patients with a melanoma"] == 2
     assert table.loc["train", "largest patient's share"] == pytest.approx(0.5)
     assert table.loc["test", "patients with a melanoma"] == 0 and table.loc["test", "melanomas"] == 0
-
-
-@pytest.mark.parametrize("profile", ["default", "smoke"])
-def test_the_stated_augmentation_copies_are_the_profiles(root, real_declared, profile):
-    """The frozen-backbone augmentation row quotes each CPU profile's `aug_views`: it must not go stale."""
-    from derm_nb.params import load_profile
-
-    declared = real_declared["05_deep_clustering"]
-    params = {k: d.default for k, d in declared.items()}
-    params |= load_profile(root, profile, real_declared).for_notebook("05_deep_clustering", declared)
-    row = next(d for d in CARD.methods["05_deep_clustering"] if d.aspect == "augmentation with a frozen backbone")
-    assert params["finetune"] == "head" and f"{profile} {params['aug_views']}" in row.ours

@@ -209,11 +209,12 @@ def test_seeds_are_reported_as_mean_and_sd(tmp_path):
     metrics = seed_metrics(runs, labels, 0)
     assert metrics["seeds"] == 3 and metrics["seed_mean_roc_auc"] == pytest.approx(np.mean(aucs))
     assert math.isnan(metrics["seed_mean_jaccard"])             # no masks here
-    found = findings(runs[0].scores, runs[0].seg, labels, 0, 9, table)
+    paper = CARD.tables["Table 5"].loc["GCN-based MIL"]
+    found = findings(runs[0].scores, runs[0].seg, labels, 0, 9, table, paper)
     assert found["mel_auc"] == pytest.approx(np.mean(aucs)) and found["over_seeds"].startswith("the mean of 3 seeds")
     single = seed_table(runs[:1], labels, 0)
     assert math.isnan(single.loc["SD", "AUC"])
-    assert findings(runs[0].scores, runs[0].seg, labels, 0, 9, single)["over_seeds"] == "one seed"
+    assert findings(runs[0].scores, runs[0].seg, labels, 0, 9, single, paper)["over_seeds"] == "one seed"
     note = bags_note(bags, labels, {0: [0, 90]}, CLASSES, 12, 0.1, "colours")
     assert "24 x 24 px" in note and "stride 5" in note and "**9 blocks" in note and "melanoma 6" in note
 

@@ -44,7 +44,7 @@ def cfg(**kw):
 def test_training_learns_and_keeps_the_best_epoch(tmp_path):
     result = fit(Tiny(), BCE(), data(), data(seed=1), cfg(), tmp_path)
     h = result.history
-    assert h["val_loss"].min() == pytest.approx(result.best_val_loss)
+    assert h["val_loss"].min() == pytest.approx(result.best_monitor)
     assert result.best_epoch == int(h.loc[h["val_loss"].idxmin(), "epoch"])
     assert h["train_loss"].iloc[-1] < h["train_loss"].iloc[0]
     assert torch.load(tmp_path / "best.pt", weights_only=True)["epoch"] == result.best_epoch
@@ -229,3 +229,20 @@ def test_training_bars_refresh_at_their_own_pace_off_a_terminal(tmp_path, monkey
     assert out.getvalue().count("\r") <= 4  # the bar's first and last states, not one per step of 64
     assert progress.bar(range(3)).mininterval == 3600.0
     assert progress.bar(range(3), mininterval=0.5).mininterval == 0.5
+
+
+def test_seeded_draws_from_its_seed_and_leaves_the_global_generators_as_they_were():
+    import random
+
+    from derm_nb.train import seeded
+
+    with seeded(4):
+        first = (torch.rand(3), np.random.rand(), random.random())
+    random.seed(1), np.random.seed(1), torch.manual_seed(1)
+    expected = (torch.rand(3), np.random.rand(), random.random())
+    random.seed(1), np.random.seed(1), torch.manual_seed(1)
+    with seeded(4):
+        again = (torch.rand(3), np.random.rand(), random.random())
+    after = (torch.rand(3), np.random.rand(), random.random())
+    assert torch.equal(first[0], again[0]) and first[1:] == again[1:]
+    assert torch.equal(after[0], expected[0]) and after[1:] == expected[1:]

@@ -24,12 +24,27 @@ def load_model_runs(run_dir: str | Path, chapters: tuple[str, ...] = MODEL_CHAPT
         record = read_json(folder / "metrics.json")
         for variant, metrics in record["variants"].items():
             rows.append({"chapter": chapter, "study": record.get("study"), "variant": variant,
-                         "evaluation": record.get("evaluation"), "oracle_auc": record.get("oracle_auc"),
+                         "evaluation": record.get("evaluation"), "split": record.get("split"),
+                         "oracle_auc": record.get("oracle_auc"),
                          "main": variant == record.get("main_model"),
                          **{k: v for k, v in metrics.items() if not isinstance(v, dict)},
                          "weights": metrics["weights"]})
         predictions.append(pd.read_parquet(folder / "predictions.parquet").assign(chapter=chapter))
     return pd.DataFrame(rows), (pd.concat(predictions, ignore_index=True) if predictions else pd.DataFrame())
+
+
+def scored_predictions(metrics: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:
+    """Each chapter's predictions on the split it scored (metrics.json's `split`, e.g. 'study001 test'), so a
+    chapter that also kept its validation predictions is judged on its test split only; a chapter that records
+    no split is an error naming it."""
+    if predictions.empty:
+        return predictions
+    splits = metrics.drop_duplicates("chapter").set_index("chapter")["split"]
+    unknown = sorted(c for c in predictions["chapter"].unique() if not isinstance(splits.get(c), str))
+    if unknown:
+        raise ValueError(f"metrics.json of {', '.join(unknown)} records no `split`: run the chapter again")
+    split_name = predictions["chapter"].map(splits).str.split().str[-1]
+    return predictions[predictions["split"] == split_name].reset_index(drop=True)
 
 
 def age_band(age: pd.Series) -> pd.Series:
@@ -111,7 +126,8 @@ def goal_table(table: pd.DataFrame, lift: float = GOAL_LIFT) -> pd.DataFrame:
 
 def benchmark_table(metrics: pd.DataFrame, slots: dict) -> pd.DataFrame:
     """One row per model of every chapter (`load_model_runs`), with its dataset (from the catalog's `slots`),
-    split, AUC with CI, the oracle ceiling and `oracle_lift`, and its cost and weights."""
+    the split it was scored on (metrics.json's `split`), AUC with CI, the oracle ceiling and `oracle_lift`, and
+    its cost and weights."""
     from derm_nb.data.catalog import slot_scheme
     from derm_nb.results import weights_label
 
@@ -119,7 +135,7 @@ def benchmark_table(metrics: pd.DataFrame, slots: dict) -> pd.DataFrame:
                for slot, entry in slots.items() if slot == slot_scheme(slot)}
     table = pd.DataFrame({
         "study": metrics["study"], "model": metrics["variant"], "data": metrics["study"].map(data_of),
-        "split": metrics["evaluation"].str.extract(r"(study\d+ \w+)", expand=False),
+        "split": metrics["split"],
         "ROC-AUC": metrics["roc_auc"], "CI low": metrics["roc_auc_ci_low"], "CI high": metrics["roc_auc_ci_high"],
         "pAUC (TPR≥0.8)": metrics["pauc_80"], "balanced acc.": metrics["balanced_accuracy"],
         "sens. @ 90 % spec.": metrics["sens_at_spec90"], "oracle AUC": metrics["oracle_auc"],

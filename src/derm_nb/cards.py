@@ -6,6 +6,7 @@ type and the display helpers every chapter shares.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +16,9 @@ import pandas as pd
 
 @dataclass(frozen=True)
 class Deviation:
-    """A way our method departs from the paper's in every profile (not a parameter), and why."""
+    """A way our method departs from the paper's in every profile (not a parameter), and why. `ours` may name
+    the run's parameters as `{name}`: the table fills in this run's values (`fill`), so no profile's value is
+    restated in prose."""
 
     aspect: str
     paper: str
@@ -78,6 +81,21 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
+PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+def fill(text: str, params: Mapping[str, Any], stem: str = "") -> str:
+    """`text` with each `{name}` replaced by the run's parameter `name`; a KeyError naming the chapter and the
+    parameter where the chapter has none of that name."""
+    def value(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in params:
+            raise KeyError(f"{stem}: a card's prose names the parameter '{name}', which the chapter does not declare")
+        return _shown(params[name])
+
+    return PLACEHOLDER.sub(value, text)
+
+
 def differences(card: PaperCard, stem: str, params: Mapping[str, Any], data: str, synthetic: bool,
                 profile: str, follows_paper: bool = False, profile_note: str = "") -> pd.DataFrame:
     """The chapter's "What differs from the paper" table: data, every setting this run changed, and
@@ -102,5 +120,5 @@ def differences(card: PaperCard, stem: str, params: Mapping[str, Any], data: str
         else:
             why = budget + (f"; under full too: {reasons[key]}" if key in reasons else "")
         rows.append((key, _shown(paper), _shown(params[key]), why))
-    rows += [(d.aspect, d.paper, d.ours, d.why) for d in card.methods.get(stem, ())]
+    rows += [(d.aspect, d.paper, fill(d.ours, params, stem), d.why) for d in card.methods.get(stem, ())]
     return pd.DataFrame(rows, columns=["aspect", "paper", "this run", "why"])

@@ -2,8 +2,10 @@
 
 Each chapter names its kind, the study it follows, the prepared dataset and split scheme it
 reads, and every file it reads from an upstream chapter. The runner orders and checks runs
-with it, the analysis chapters find the model chapters with it, and a notebook starts with
-`ctx = chapter("02_baseline", profile, run_dir)`.
+with it, the analysis chapters find the model chapters with it, and a notebook starts, right after
+its parameters and imports, with `ctx = chapter("02_baseline", globals())`: the context keeps a copy
+of the parameters (profile, run_dir, the scheduler and the chapter's own), taken before the chapter
+defines anything else.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -116,13 +119,37 @@ class UndeclaredRead(KeyError):
     """A chapter read a file of another chapter that the registry does not list for it."""
 
 
+PLAIN = (str, int, float, bool, list, tuple, dict, Path, type(None))
+KERNEL_NAMES = frozenset({"In", "Out"})   # IPython's input and output history, lists and dicts too
+
+
+def plain_parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """The plain values (str, numbers, bool, None, lists, dicts, paths) of `namespace` that are not private: a
+    notebook's parameters, when taken before the chapter defines anything else (imports are not plain)."""
+    return {k: v for k, v in namespace.items()
+            if not k.startswith("_") and k not in KERNEL_NAMES and isinstance(v, PLAIN)}
+
+
 @dataclass
 class ChapterContext:
-    """Everything a chapter opens with: its out folder, its data and splits, and its upstream reads."""
+    """Everything a chapter opens with: its parameters, its out folder, its data and splits, its upstream
+    reads, and the run's Dask scheduler (`client`; None on a serial run)."""
 
     chapter: Chapter
     profile: str
     run_dir: Path
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    scheduler: str = ""
+
+    @cached_property
+    def client(self) -> Any | None:
+        """A client of the run's scheduler (the `scheduler` parameter the runner passes), or None: variants
+        then run serially in this kernel."""
+        if not self.scheduler:
+            return None
+        from distributed import Client
+
+        return Client(self.scheduler, set_as_default=False)
 
     @cached_property
     def out(self) -> Path:
@@ -177,18 +204,23 @@ class ChapterContext:
         mine = slots[self.chapter.dataset]["folder"]
         return [s for s in stems if slots.get(spec(s).dataset or "", {}).get("folder") == mine]
 
+    def model_reads(self) -> tuple[str, ...]:
+        """The model chapters whose metrics and predictions the registry lists among this chapter's reads."""
+        sources = {source for source, _ in self.chapter.reads.values()}
+        return tuple(stem for stem in MODEL_CHAPTERS if stem in sources)
+
     def oracle_auc(self, frame: pd.DataFrame) -> float | None:
         """The generator's oracle AUC on `frame` (None for real data)."""
         return oracle_auc(self.data, frame)
 
-    def differences(self, card: PaperCard, params: Mapping[str, Any]) -> pd.DataFrame:
-        """This chapter's "What differs from the paper" table for the run's parameters (pass the
-        notebook's `globals()`), also written to `differences.csv`."""
+    def differences(self, card: PaperCard) -> pd.DataFrame:
+        """This chapter's "What differs from the paper" table for the run's parameters (those the context
+        kept), also written to `differences.csv`."""
         try:
             follows_paper, note = profile_facts(project_root(), self.profile)
         except FileNotFoundError:
             follows_paper, note = False, ""
-        table = differences(card, self.chapter.stem, params, self.data.describe(),
+        table = differences(card, self.chapter.stem, self.parameters, self.data.describe(),
                             bool(self.data.summary.get("synthetic")), self.profile, follows_paper, note)
         table = pd.concat([table, self._stand_ins()], ignore_index=True)
         write_csv(self.out / "differences.csv", table)
@@ -223,6 +255,14 @@ class ChapterContext:
         return read_json(path) if path.suffix == ".json" else pd.read_parquet(path)
 
 
-def chapter(stem: str, profile: str, run_dir: str | os.PathLike[str] = "") -> ChapterContext:
-    """The context of chapter `stem` under `profile` (runs/<profile>/ unless `run_dir` is given)."""
-    return ChapterContext(spec(stem), profile, run_dir_for(profile, run_dir))
+def chapter(stem: str, parameters: Mapping[str, Any]) -> ChapterContext:
+    """The context of chapter `stem` with the notebook's parameters (`plain_parameters` of them are kept):
+    `profile`, `run_dir` (runs/<profile>/ when empty) and `scheduler` (empty: a serial run) among them."""
+    kept = plain_parameters(parameters)
+    missing = [k for k in ("profile", "run_dir") if k not in kept]
+    if missing:
+        raise KeyError(f"{stem}: chapter() needs the parameters {', '.join(missing)} (the notebook's parameters cell "
+                       "declares them)")
+    profile = str(kept["profile"])
+    return ChapterContext(spec(stem), profile, run_dir_for(profile, kept["run_dir"]), MappingProxyType(kept),
+                          str(kept.get("scheduler") or ""))

@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--run-dir", type=Path, help="where the run's artifacts go (default: runs/<profile>/)")
     run.add_argument("--workers", type=int, metavar="N",
                      help="run the chapter graph on a local Dask cluster of N worker processes (one GPU each on CUDA); "
-                          "chapters whose inputs are ready run side by side, and 04/05/07 farm out their variants")
+                          "chapters whose inputs are ready run side by side, and 02-07 farm out their variants")
     run.add_argument("--scheduler", metavar="ADDRESS",
                      help="run on an existing Dask scheduler (e.g. tcp://host:8786 of a dask-jobqueue SLURMCluster); "
                           "its workers need --resources \"chapter=1\" (and GPU=1 on CUDA)")

@@ -4,7 +4,9 @@
 joins an existing one (dask-jobqueue, Kubernetes, ...). Each worker has one thread and one
 `chapter` slot (and, on CUDA, one `GPU`): a chapter task holds the slot while papermill runs its
 kernel, and secedes from the thread pool, so the worker's thread stays free for variant tasks.
-A chapter kernel finds the scheduler in `DERM_NB_SCHEDULER`; without it, variants run serially.
+A chapter kernel is given the scheduler's address as its `scheduler` parameter, and its context's
+client (`ChapterContext.client`) is passed to `run_variants`; without one, variants run serially.
+No module holds a client.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from derm_nb.chapters import spec
 from derm_nb.progress import bar
 from derm_nb.variant_io import load_result, save_result
 
-SCHEDULER_ENV = "DERM_NB_SCHEDULER"
 CHAPTER_SLOT = "chapter"
 GPU = "GPU"
 
@@ -116,15 +117,14 @@ def check_workers(client: Any, gpu: bool, wait_seconds: float) -> None:
 
 def chapter_task(run: Callable[..., dict], job: Any, address: str, *upstream: dict) -> dict:
     """Run one chapter on a worker: leave the thread pool (the kernel does the work, and its variant
-    tasks may need this worker's thread), and tell the kernel where the scheduler is."""
+    tasks may need this worker's thread), and give the run the scheduler's address (`run(job, address)`)."""
     from distributed import secede
 
     secede()
-    os.environ[SCHEDULER_ENV] = address
-    return run(job)
+    return run(job, address)
 
 
-def run_graph(client: Any, jobs: Mapping[str, Any], run: Callable[[Any], dict], graph: Mapping[str, Sequence[str]],
+def run_graph(client: Any, jobs: Mapping[str, Any], run: Callable[[Any, str], dict], graph: Mapping[str, Sequence[str]],
               gpu: bool, done: Callable[[str, dict], None]) -> None:
     """Submit every chapter as a task after its upstream chapters; call `done(stem, entry)` as each
     finishes. The first failure cancels what has not run and is raised."""
@@ -166,22 +166,6 @@ def kept_random_state() -> Iterator[None]:
         np.random.set_state(states[1])
 
 
-_CLIENT: Any = None
-
-
-def variant_client() -> Any | None:
-    """The kernel's client of the run's scheduler (`DERM_NB_SCHEDULER`), or None for a serial run."""
-    global _CLIENT
-    address = os.environ.get(SCHEDULER_ENV)
-    if not address or _in_a_task():
-        return None
-    if _CLIENT is None or _CLIENT.status != "running":
-        from distributed import Client
-
-        _CLIENT = Client(address, set_as_default=False)
-    return _CLIENT
-
-
 def _in_a_task() -> bool:
     """Whether this code runs inside a Dask task (a grid there runs serially: a task never waits on tasks)."""
     from distributed import get_worker
@@ -215,13 +199,14 @@ def variant_task(fn: Callable[[T, Any], R], item: T, shared: Any, seed: int, pat
 
 
 def run_variants(fn: Callable[[T, Any], R], items: Mapping[str, T], shared: Any, out: str | os.PathLike[str],
-                 seed: int, rebuild: Callable[[T, Any], nn.Module] | None = None) -> dict[str, R]:
-    """`{name: fn(item, shared)}`, each variant seeded with `seed` first: as Dask tasks when the chapter
-    runs with a scheduler (each result written atomically to `out/<name>.pt` as plain data, then read back
-    with `weights_only=True`), serially otherwise. The numbers are the same either way. A result holding a
-    model needs `rebuild(item, shared)`: a fresh model of its architecture, to load the trained state into."""
-    client = variant_client()
-    if client is None or len(items) < 2:
+                 seed: int, client: Any | None = None, rebuild: Callable[[T, Any], nn.Module] | None = None
+                 ) -> dict[str, R]:
+    """`{name: fn(item, shared)}`, each variant seeded with `seed` first: as Dask tasks on `client` (the
+    chapter context's; each result written atomically to `out/<name>.pt` as plain data, then read back with
+    `weights_only=True`), serially without one or inside a task (a task never waits on tasks). The numbers
+    are the same either way. A result holding a model needs `rebuild(item, shared)`: a fresh model of its
+    architecture, to load the trained state into."""
+    if client is None or len(items) < 2 or _in_a_task():
         with kept_random_state():  # as when the variants run elsewhere: the chapter's own draws are untouched
             return {name: _seeded(fn, item, shared, seed) for name, item in items.items()}
     folder = Path(out)

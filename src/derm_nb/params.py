@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import ast
 import copy
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
+
+T = TypeVar("T")
 
 PROFILES = ("smoke", "default", "full")
 SECTIONS = ("common", "notebooks")
@@ -202,3 +205,25 @@ def parse_default(text: str) -> Any:
 def declared_from_inspection(inspected: Mapping[str, Mapping[str, Any]]) -> dict[str, Declared]:
     """Turn `papermill.inspect_notebook` output into `Declared` entries."""
     return {name: Declared(name, parse_default(str(info.get("default")))) for name, info in inspected.items()}
+
+
+def typed_parameters(cls: type[T], stem: str, parameters: Mapping[str, Any]) -> T:
+    """A study's parameters dataclass `cls` from a chapter's parameters (every field by name; lists become
+    tuples where the field is a tuple); a KeyError naming the chapter and the keys it lacks."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    missing = [n for n in names if n not in parameters]
+    if missing:
+        raise KeyError(f"{stem}: {cls.__name__} needs the parameters {', '.join(missing)}, which the chapter lacks")
+    return cls(**{n: tuple(v) if isinstance(v, list) else v for n, v in ((n, parameters[n]) for n in names)})
+
+
+@dataclass(frozen=True)
+class BackboneParams:
+    """What the model chapters that train a named backbone declare alike: the seed, the device, and the backbone
+    with its weights and their stated fallback. A study's parameters dataclass extends it."""
+
+    seed: int
+    device: str
+    backbone: str
+    weights: str
+    weights_fallback: str

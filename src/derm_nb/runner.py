@@ -139,11 +139,13 @@ class ChapterJob:
     notebook: Path
     parameters: dict
     sources: list[str]
+    takes_scheduler: bool = False   # the notebook declares `scheduler`: its variants may run as Dask tasks
 
 
-def run_chapter(job: ChapterJob) -> dict:
+def run_chapter(job: ChapterJob, scheduler: str = "") -> dict:
     """Execute one chapter with papermill (or write its skip note); return its run_log entry, with its
-    start and finish times, so a parallel run's intervals can be read back."""
+    start and finish times, so a parallel run's intervals can be read back. A chapter that declares
+    `scheduler` is given the run's scheduler address (empty on a serial run)."""
     output = executed_path(job.run_dir, job.stem)
     started = time.time()
     entry: dict[str, Any] = {"started": started, "sources": job.sources}
@@ -152,7 +154,8 @@ def run_chapter(job: ChapterJob) -> dict:
         nbformat.write(skipped_notebook(job.root, job.stem, reasons), output)
         return entry | {"seconds": 0.0, "skipped": list(reasons.values()), "ended": time.time()}
     try:
-        papermill.execute_notebook(str(job.notebook), str(output), parameters=job.parameters, kernel_name=KERNEL,
+        parameters = job.parameters | ({"scheduler": scheduler} if job.takes_scheduler and scheduler else {})
+        papermill.execute_notebook(str(job.notebook), str(output), parameters=parameters, kernel_name=KERNEL,
                                    cwd=str(job.root / "notebooks"), progress_bar=False, report_mode=False)
     except papermill.PapermillExecutionError as err:
         raise NotebookFailed(_failure_message(job.stem, output, err)) from err
@@ -181,7 +184,8 @@ def run_notebooks(
             if need not in order and not executed_path(run_dir, need).is_file():
                 raise NotebookFailed(f"{stem} needs {need}, which has not run under '{profile_name}': run it first")
     jobs = {stem: ChapterJob(root, run_dir, stem, inputs[stem],
-                             profile.for_notebook(stem, declared[stem]) | {"run_dir": str(run_dir)}, profile.sources)
+                             profile.for_notebook(stem, declared[stem]) | {"run_dir": str(run_dir)}, profile.sources,
+                             "scheduler" in declared[stem])
             for stem in order}
     log_path = run_dir / "run_log.json"
     log = read_json(log_path) if log_path.is_file() else {}

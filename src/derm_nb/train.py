@@ -12,7 +12,8 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable, Iterable, Sized
+from collections.abc import Callable, Iterable, Iterator, Sized
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -45,6 +46,24 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Python's, NumPy's and torch's generators seeded with `seed` inside the block, and their states as
+    they were restored after it: a model built inside starts from the same weights whatever ran before,
+    and nothing outside sees a reseed."""
+    python, numpy_state = random.getstate(), np.random.get_state()
+    devices = range(torch.cuda.device_count()) if torch.cuda.is_initialized() else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            random.seed(seed)
+            np.random.seed(seed)
+            torch.manual_seed(seed)
+            yield
+    finally:
+        random.setstate(python)
+        np.random.set_state(numpy_state)
 
 
 def autocast(device: torch.device, amp: bool) -> torch.autocast:
@@ -115,7 +134,8 @@ class TrainResult:
     amp_used: bool
 
     @property
-    def best_val_loss(self) -> float:
+    def best_monitor(self) -> float:
+        """The best epoch's value of the monitored score: the validation loss, or its AUC (`monitor`)."""
         return self.best_value
 
 

@@ -1,12 +1,15 @@
-"""The five studies, one place each. Every study exposes the same small face:
+"""The five studies, one place each. Every study exposes the same face (`tests/test_study_face.py`):
 
 - `SPLIT`: its split scheme ({split: ratio}), and `OFFICIAL_SPLIT = True` where it used the
   archive's own partitions;
 - `DATASETS`: its data slots, each with its paper's source and target (`derm_nb.data.catalog.Use`);
-- its transforms and model builders;
-- its named variants;
 - `CARD`: its paper card (the paper's data and published figures);
-- `verdict(rows)`: one line for the summary from its chapter's metrics (indexed by variant).
+- `params(stem, parameters)`: a typed parameters dataclass per chapter, from the notebook's parameters;
+- `variants(params)`: {name: variant}, what the chapter trains;
+- `train_variant(variant, inputs)`: one variant trained and scored (run by `cluster.run_variants`);
+- `findings(results, ...)`: the numbers the chapter's prose glues, robust to skipped or None metrics;
+- `verdict(rows)`: one line for the summary from its chapter's metrics (indexed by variant);
+- `workload(stem, p, n)`: its chapters' passes at archive scale, for `bench --estimate`.
 
 Studies never import each other, and the shared core never imports a study.
 """

@@ -2,12 +2,17 @@
 
 Its split (85:15, patient-grouped), the patient-diverse "small" set, its augmentation, the base
 model (an image branch fused with a one-hot tabular branch), the sex and brightness mixtures of
-experts with their gates, the named training sets, its paper card and its verdict for the summary.
+experts with their gates, the brightness split point, its paper card and its verdict for the summary.
+
+The face every study has: `CARD`, `DATASETS`, `params(stem, parameters)` (`BaselineParams` for
+02_baseline, `ExpertParams` for 03_experts), `variants(params)` ({name: `TrainingSet`}),
+`train_variant(variant, inputs)` (one trained `results.Variant`) and `findings(results)`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +27,12 @@ from derm_nb.artifacts import write_csv
 from derm_nb.cards import Deviation, PaperCard
 from derm_nb.data.catalog import Use
 from derm_nb.datasets import CachedImages
+from derm_nb.losses import BCE
 from derm_nb.metrics import EPOCH_SCORES
 from derm_nb.models.backbones import create_backbone
-from derm_nb.results import weights_label
-from derm_nb.train import seed_everything
+from derm_nb.params import BackboneParams, typed_parameters
+from derm_nb.results import Variant, run_binary_variant, weights_label
+from derm_nb.train import TrainConfig, seeded
 from derm_nb.transforms import augment_transform, eval_transform
 from derm_nb.workload import Pass, epochs_of
 
@@ -139,22 +146,21 @@ def sex_gate(sex: pd.Series) -> np.ndarray:
 
 
 def brightness_gate(brightness: pd.Series, split: float) -> np.ndarray:
-    """(dark, light) gate at the brightness split point from the EDA chapter."""
-    dark = (np.asarray(brightness, dtype=float) <= split).astype(np.float32)
+    """(dark, light) gate at the brightness split point from the EDA chapter (`brightness_band`)."""
+    dark = (brightness_band(brightness, split) == "dark").astype(np.float32)
     return np.stack([dark, 1 - dark], axis=1)
 
 
-def build_fusion(backbone: str, weights: str, fallback: str, n_tabular: int, experts: int = 0,
-                 seed: int | None = None):
+def build_fusion(backbone: str, weights: str, fallback: str, n_tabular: int, experts: int = 0, seed: int = 0):
     """A FusionNet (or GatedExperts with `experts` image branches) and the weights each branch started from.
-    With `seed`, the RNGs are seeded first: the initial weights then do not depend on what ran before."""
-    if seed is not None:
-        seed_everything(seed)
-    if not experts:
-        net, width, provenance = create_backbone(backbone, weights, fallback)
-        return FusionNet(net, width, n_tabular), provenance
-    branches = [create_backbone(backbone, weights, fallback) for _ in range(experts)]
-    return GatedExperts([b[0] for b in branches], branches[0][1], n_tabular), branches[0][2]
+    Its random weights are drawn from `seed` (`train.seeded`): they do not depend on what ran before, and
+    no global generator is left reseeded."""
+    with seeded(seed):
+        if not experts:
+            net, width, provenance = create_backbone(backbone, weights, fallback)
+            return FusionNet(net, width, n_tabular), provenance
+        branches = [create_backbone(backbone, weights, fallback) for _ in range(experts)]
+        return GatedExperts([b[0] for b in branches], branches[0][1], n_tabular), branches[0][2]
 
 
 def small_dataset(frame: pd.DataFrame, per_group: int = 2, seed: int = 0) -> pd.DataFrame:
@@ -172,10 +178,6 @@ def augment(size: int):
     return augment_transform(size, hflip=0.5, degrees=45, translate=0.0625, scale=(0.9, 1.1), jitter=(0.2, 0, 0))
 
 
-def training_sets(train: pd.DataFrame, aug_copies: list[int], per_group: int, seed: int) -> dict:
-    """The named training sets, {name: (rows, augmented copies per image)}: all, small, small + k aug."""
-    small = small_dataset(train, per_group=per_group, seed=seed)
-    return {"Base All": (train, 0), "Base Small": (small, 0), **{f"Base Small {k}aug": (small, k) for k in aug_copies}}
 
 
 def epoch_table(history: pd.DataFrame) -> pd.DataFrame:
@@ -193,17 +195,13 @@ def expert_set_spec(name: str) -> tuple[str, int]:
     return base, int(copies or 0)
 
 
-def expert_sets(train: pd.DataFrame, names: list[str], per_group: int, seed: int) -> dict:
-    """The experts' training sets by name, {name: (rows, augmented copies per image)}."""
+
+
+def training_sets(train: pd.DataFrame, sets: Mapping[str, TrainingSet], per_group: int, seed: int) -> dict:
+    """Each variant's training rows and augmented copies per image, {name: (rows, copies)}: all of `train`, or
+    its small set (`small_dataset`)."""
     small = small_dataset(train, per_group=per_group, seed=seed)
-    specs = {name: expert_set_spec(name) for name in names}
-    return {name: (train if base == "all" else small, copies) for name, (base, copies) in specs.items()}
-
-
-def expert_gates(brightness: pd.Series, split_point: float) -> dict:
-    """The two mixtures of experts, each a function of a frame giving its (N, 2) gate."""
-    return {"Sex experts": lambda f: sex_gate(f["sex"]),
-            "Brightness experts": lambda f: brightness_gate(brightness.loc[f["image_id"]], split_point)}
+    return {name: (train if v.base == "all" else small, v.copies) for name, v in sets.items()}
 
 
 def common_validation(val: pd.DataFrame, sets: dict) -> pd.DataFrame:
@@ -237,10 +235,23 @@ def base_rows(metrics: dict, columns: dict[str, str], names: tuple[str, ...] = (
                          for name, m in metrics.items() if name in names}).T
 
 
+def brightness_split(stats: pd.DataFrame, train_ids: Any) -> dict[str, Any]:
+    """The brightness experts' split point (§4): the median brightness of the training split's melanomas
+    (`stats`: image_id, target, brightness; `train_ids`: the study-000 training image ids), as 01_eda writes it."""
+    melanomas = stats[(stats["target"] == 1) & stats["image_id"].isin(set(train_ids))]
+    return {"brightness_split": float(melanomas["brightness"].median()), "computed_on": "study000 train melanomas",
+            "n_melanomas": len(melanomas), "definition": "median BT.601 luma of the mean RGB colour, 0-255"}
+
+
+def brightness_band(brightness: Any, split_point: float) -> np.ndarray:
+    """'dark' at or below the split point, 'light' above it: the one dark/light rule of 01, 03 and 08."""
+    return np.where(np.asarray(brightness, dtype=float) <= split_point, "dark", "light")
+
+
 def subgroup_attributes(frame: pd.DataFrame, brightness: pd.Series, split_point: float) -> pd.DataFrame:
     """image_id, sex and brightness band (dark / light at the split point) of `frame`'s rows."""
-    dark = brightness.loc[frame["image_id"]].to_numpy() <= split_point
-    return frame.assign(brightness_band=np.where(dark, "dark", "light"))[["image_id", "sex", "brightness_band"]]
+    band = brightness_band(brightness.loc[frame["image_id"]], split_point)
+    return frame.assign(brightness_band=band)[["image_id", "sex", "brightness_band"]]
 
 
 _BASE_SETTINGS = {
@@ -328,6 +339,188 @@ def verdict(rows: pd.DataFrame) -> str:
     if len(experts):
         text += f" Best expert model {experts.max():.3f} vs best base {auc[~auc.index.str.contains('experts')].max():.3f}."
     return text
+
+
+# The face: parameters, variants, training one variant, findings.
+
+@dataclass(frozen=True)
+class BaseModelParams(BackboneParams):
+    """What 02_baseline and 03_experts share: the base model, its training and the small set."""
+
+    image_size: int
+    epochs: int
+    batch_size: int
+    lr: float
+    patience: int
+    small_per_patient: int
+    missing_metadata: str
+    num_workers: int
+
+    def train_config(self) -> TrainConfig:
+        """The study's training (§5.2): Adam, cosine annealing, early stopping, the metrics at
+        `EPOCH_THRESHOLD` after each epoch."""
+        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, optimizer="adam",
+                           scheduler="cosine", patience=self.patience, device=self.device, seed=self.seed,
+                           num_workers=self.num_workers, epoch_threshold=EPOCH_THRESHOLD)
+
+
+@dataclass(frozen=True)
+class BaselineParams(BaseModelParams):
+    """02_baseline: the base model on all images, the small set, and the small set with augmented copies."""
+
+    aug_copies: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ExpertParams(BaseModelParams):
+    """03_experts: the sex and brightness mixtures of experts on the named training sets."""
+
+    training_sets: tuple[str, ...]
+
+
+PARAMS = {"02_baseline": BaselineParams, "03_experts": ExpertParams}
+
+
+def params(stem: str, parameters: Mapping[str, Any]) -> BaseModelParams:
+    """The typed parameters of chapter `stem` (02_baseline or 03_experts) from its notebook's parameters."""
+    if stem not in PARAMS:
+        raise KeyError(f"study 000 has no model chapter '{stem}' (known: {', '.join(PARAMS)})")
+    return typed_parameters(PARAMS[stem], stem, parameters)
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """One variant: all images or the small set, with `copies` augmented copies per image; for the
+    experts, the gate that mixes their two image branches (`sex` or `brightness`; empty: the base model)."""
+
+    name: str
+    base: str
+    copies: int = 0
+    gate: str = ""
+
+
+GATES = {"sex": "Sex experts", "brightness": "Brightness experts"}
+
+
+def variants(p: BaseModelParams) -> dict[str, TrainingSet]:
+    """The chapter's variants by name: the base model's training sets (02), or each mixture of experts on
+    each named training set (03)."""
+    if isinstance(p, ExpertParams):
+        specs = {name: expert_set_spec(name) for name in p.training_sets}
+        named = {f"{title} ({name})": (base, copies, gate) for gate, title in GATES.items()
+                 for name, (base, copies) in specs.items()}
+    else:
+        named = {"Base All": ("all", 0, ""), "Base Small": ("small", 0, ""),
+                 **{f"Base Small {k}aug": ("small", k, "") for k in p.aug_copies}}
+    return {name: TrainingSet(name, *spec) for name, spec in named.items()}
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What every variant of a chapter shares: the training split (rows of `images` and `tabular`), its small
+    set, the validation rows every variant is scored on, and for the brightness experts each image's
+    brightness and the split point."""
+
+    params: BaseModelParams
+    train: pd.DataFrame
+    small: pd.DataFrame
+    images: torch.Tensor
+    tabular: np.ndarray
+    val: pd.DataFrame
+    val_images: torch.Tensor
+    val_tabular: np.ndarray
+    checkpoints: Path
+    brightness: pd.Series | None = None
+    split_point: float | None = None
+
+
+def inputs(p: BaseModelParams, train: pd.DataFrame, val: pd.DataFrame, images: torch.Tensor, val_images: torch.Tensor,
+           checkpoints: Path, brightness: pd.Series | None = None, split_point: float | None = None) -> Inputs:
+    """The shared inputs: the tabular encoder fitted on `train` only, the small set drawn from it."""
+    tab_train, tab_val = encode_tabular(train, val)
+    return Inputs(p, train, small_dataset(train, per_group=p.small_per_patient, seed=p.seed), images, tab_train,
+                  val, val_images, tab_val, checkpoints, brightness, split_point)
+
+
+def gate_of(variant: TrainingSet, inputs: Inputs, frame: pd.DataFrame) -> np.ndarray | None:
+    """The (N, 2) gate of `frame`'s rows for an experts variant; None for the base model."""
+    if variant.gate == "sex":
+        return sex_gate(frame["sex"])
+    if variant.gate == "brightness":
+        return brightness_gate(inputs.brightness.loc[frame["image_id"]], inputs.split_point)
+    return None
+
+
+def train_variant(variant: TrainingSet, inputs: Inputs) -> Variant:
+    """Train one variant from the chapter's seed and score it on the validation rows (threshold: max F1,
+    TPR bounded, as the study)."""
+    p = inputs.params
+    frame = inputs.train if variant.base == "all" else inputs.small
+    gate = gate_of(variant, inputs, frame)
+    val_set = CachedImages(inputs.val_images, inputs.val["target"], eval_transform(p.image_size), inputs.val_tabular,
+                           extra=gate_of(variant, inputs, inputs.val))
+    train_set = training_dataset(inputs.train, inputs.images, inputs.tabular, frame, p.image_size, variant.copies,
+                                 p.seed, extra=gate)
+    model, provenance = build_fusion(p.backbone, p.weights, p.weights_fallback, inputs.tabular.shape[1],
+                                     experts=2 if variant.gate else 0, seed=p.seed)
+    result = run_binary_variant(variant.name, model, provenance, BCE(), train_set, val_set, inputs.val,
+                                p.train_config(), inputs.checkpoints / variant.name)
+    if gate is not None:
+        result.extra["gate_share_first_expert"] = float(gate[:, 0].mean())
+    return result
+
+
+def _auc(result: Variant | None, key: str = "roc_auc") -> float | None:
+    """A scored variant's metric, or None (not run, skipped, or not finite)."""
+    if result is None or result.skipped:
+        return None
+    value = result.metrics.get(key)
+    return float(value) if value is not None and np.isfinite(value) else None
+
+
+def findings(results: Mapping[str, Variant], base: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """The numbers and sentences the chapter's prose glues: 02's best model and small vs all images; with `base`
+    (02's metrics.json `variants`), 03's best expert and the small sets' experts. A skipped variant or a None
+    AUC is left out, and a sentence says so where nothing is left."""
+    scored = {name: v for name, v in results.items() if _auc(v) is not None}
+    best = max(scored.values(), key=_auc, default=None)
+    out: dict[str, Any] = {
+        "best_model": best.name if best else "none (no variant could be scored)",
+        "best_auc": _auc(best) if best else float("nan"),
+        "best_ci_low": _auc(best, "roc_auc_ci_low") if best else float("nan"),
+        "best_ci_high": _auc(best, "roc_auc_ci_high") if best else float("nan"),
+    }
+    if base is None:
+        return out | _small_vs_all(results.get("Base Small"), results.get("Base All"))
+    base_aucs = [m["roc_auc"] for k, m in base.items() if k in ("Base All", "Base Small") and m.get("roc_auc") is not None]
+    small = [v for v in results.values() if "(small" in v.name]
+    above = [v for v in small if (_auc(v, "roc_auc_ci_low") or 0) > 0.5]
+    base_params = (base.get("Base All") or {}).get("n_params")
+    return out | {
+        "best_base_auc": max(base_aucs) if base_aucs else float("nan"),
+        "param_ratio": best.n_params / base_params if best and base_params else float("nan"),
+        "small_experts": "no expert model was trained on a small set in this run" if not small else
+        f"{len(above)} of the {len(small)} expert models trained on a small set (with or without augmented "
+        "copies) beat chance with their whole 95 % interval above 0.5"}
+
+
+def _small_vs_all(small: Variant | None, every: Variant | None) -> dict[str, Any]:
+    """02's small set against all images: AUCs, training seconds and whether their intervals overlap."""
+    published = CARD.tables["Table 1"]["ROC-AUC"]
+    out: dict[str, Any] = {"published_time": CARD.notes["training_time"],
+                           "published_small_auc": float(published["Base Small"]),
+                           "published_all_auc": float(published["Base All"])}
+    if _auc(small) is None or _auc(every) is None:
+        return out | {"small_auc": float("nan"), "all_auc": float("nan"), "small_seconds": float("nan"),
+                      "all_seconds": float("nan"), "time_share": float("nan"),
+                      "ci_overlap": "cannot be compared: the small-set or the all-images model was not scored"}
+    overlap = (_auc(small, "roc_auc_ci_low") <= _auc(every, "roc_auc_ci_high")
+               and _auc(every, "roc_auc_ci_low") <= _auc(small, "roc_auc_ci_high"))
+    return out | {"small_auc": _auc(small), "all_auc": _auc(every), "small_seconds": small.seconds,
+                  "all_seconds": every.seconds,
+                  "time_share": small.seconds / every.seconds if every.seconds else float("nan"),
+                  "ci_overlap": "overlap, so a difference between them is not established on this validation set"
+                  if overlap else "do not overlap, so the difference between them is unlikely to be chance alone"}
 
 
 def workload(stem: str, p: Mapping[str, Any], n: Mapping[str, Any]) -> list[Pass]:

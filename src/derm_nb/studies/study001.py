@@ -4,6 +4,9 @@ Its split (70/15/15, patient/lesion-wise stratified), Shades-of-Grey colour cons
 per-image standardisation, the train-only augmentation, the recipe, its milestone-1 baseline and its
 named ablations, the Grad-CAM mass analysis of where the recipe model looks, its paper card and its
 verdict for the summary.
+
+The face every study has: `CARD`, `DATASETS`, `params(stem, parameters)` (`RecipeParams`),
+`variants(params)` ({key: `Ablation`}), `train_variant(variant, inputs)` and `findings(results)`.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from derm_nb.datasets import CachedImages
 from derm_nb.explain import heatmap_mass
 from derm_nb.losses import BCE, FocalBCE
 from derm_nb.models.heads import build_classifier
+from derm_nb.params import BackboneParams, typed_parameters
 from derm_nb.results import Variant, run_binary_variant
 from derm_nb.train import TrainConfig
 from derm_nb.transforms import BatchView
@@ -122,7 +126,7 @@ class Ablation:
     grad_accum: bool = True
 
 
-VARIANTS = ("recipe", "milestone1", "300px", "mixup", "shades_of_grey", "greyscale", "no_focal", "no_sampler")
+VARIANTS = ("recipe", "milestone1", "ablation_size", "mixup", "shades_of_grey", "greyscale", "no_focal", "no_sampler")
 
 
 def variant(key: str, image_size: int, ablation_size: int, mixup_alpha: float, epochs: int, ablation_epochs: int,
@@ -136,7 +140,7 @@ def variant(key: str, image_size: int, ablation_size: int, mixup_alpha: float, e
         "recipe": Ablation(key, "Recipe", image_size, epochs),
         "milestone1": Ablation(key, "Milestone 1 baseline", image_size, epochs, focal_alpha=baseline_focal_alpha,
                                sampler_pos_share=0.0, warmup=False, amp=False, grad_accum=False),
-        "300px": Ablation(key, f"{ablation_size} px", ablation_size, n),
+        "ablation_size": Ablation(key, f"{ablation_size} px", ablation_size, n),
         "mixup": Ablation(key, f"Mixup {mixup_alpha}", image_size, n, mixup_alpha=mixup_alpha),
         "shades_of_grey": Ablation(key, "Shades of Grey (colour constancy)", image_size, n, colour="shades_of_grey"),
         "greyscale": Ablation(key, "Greyscale (the paper's text)", image_size, n, colour="greyscale"),
@@ -209,14 +213,15 @@ class AblationGrid:
     checkpoints: Path
 
 
-def train_ablation(ablation: Ablation, grid: AblationGrid) -> tuple[Variant, nn.Module]:
-    """Train one variant from the recipe and score it on the test split at Youden's validation threshold."""
-    sets = datasets(ablation, grid.images, grid.frames)
-    model, provenance = build_classifier(grid.backbone, 1, grid.weights, grid.weights_fallback)
-    result = run_binary_variant(ablation.title, model, provenance, loss(ablation, grid.focal_alpha, grid.focal_gamma),
-                                sets["train"], sets["val"], grid.frames["val"], train_config(ablation, grid.recipe),
-                                grid.checkpoints / ablation.key, threshold_rule="youden",
-                                test=(sets["test"], grid.frames["test"]))
+def train_variant(variant: Ablation, inputs: AblationGrid) -> tuple[Variant, nn.Module]:
+    """Train one variant from the recipe and score it on the test split at Youden's validation threshold;
+    the trained model comes back beside its results (the recipe's feeds Grad-CAM)."""
+    sets = datasets(variant, inputs.images, inputs.frames)
+    model, provenance = build_classifier(inputs.backbone, 1, inputs.weights, inputs.weights_fallback)
+    result = run_binary_variant(variant.title, model, provenance, loss(variant, inputs.focal_alpha, inputs.focal_gamma),
+                                sets["train"], sets["val"], inputs.frames["val"], train_config(variant, inputs.recipe),
+                                inputs.checkpoints / variant.key, threshold_rule="youden",
+                                test=(sets["test"], inputs.frames["test"]))
     return result, model
 
 
@@ -225,11 +230,12 @@ def rebuild_classifier(ablation: Ablation, grid: AblationGrid) -> nn.Module:
     return build_classifier(grid.backbone, 1, grid.weights, grid.weights_fallback)[0]
 
 
-def train_ablations(ablations: Sequence[Ablation], grid: AblationGrid) -> dict[str, tuple[Variant, nn.Module]]:
-    """`train_ablation` for each variant, each from the same seed: Dask tasks when the chapter runs on a
-    cluster, serially otherwise."""
-    return run_variants(train_ablation, {a.key: a for a in ablations}, grid, grid.checkpoints / "results",
-                        grid.recipe.seed, rebuild=rebuild_classifier)
+def train_ablations(ablations: Sequence[Ablation], grid: AblationGrid, client: Any | None = None
+                    ) -> dict[str, tuple[Variant, nn.Module]]:
+    """`train_variant` for each variant, each from the same seed: Dask tasks on `client` (the chapter's),
+    serially without one."""
+    return run_variants(train_variant, {a.key: a for a in ablations}, grid, grid.checkpoints / "results",
+                        grid.recipe.seed, client, rebuild=rebuild_classifier)
 
 
 MASS_COLUMNS = ["lesion_mass", "lesion_area", "corner_mass", "corner_area", "lesion_enrichment"]
@@ -350,7 +356,7 @@ CARD = PaperCard(
         "focal_gamma": 2.0,                 # Sec. 3.2
         "baseline_focal_alpha": 0.75,       # Sec. 3.2: milestone 1's α
         "mixup_alpha": 0.2,                 # Sec. 4.3.2
-        "variants": ["recipe", "milestone1", "300px", "mixup", "shades_of_grey"],   # Sec. 4.1, 4.3
+        "variants": ["recipe", "milestone1", "ablation_size", "mixup", "shades_of_grey"],   # Sec. 4.1, 4.3
     }},
     reasons={CHAPTER: {
         "variants": ("we add the greyscale reading of 'Shades of Grey' (the paper's text) beside colour constancy "
@@ -381,6 +387,71 @@ CARD = PaperCard(
                   "flatter the threshold-dependent metrics"),
     )},
 )
+
+
+# The face: parameters, variants, findings (`train_variant` trains one variant).
+
+@dataclass(frozen=True)
+class RecipeParams(BackboneParams):
+    """04_efficientnet: the recipe, its milestone-1 baseline, the ablations and the Grad-CAM analysis."""
+
+    image_size: int
+    ablation_size: int
+    epochs: int
+    ablation_epochs: int
+    keep_epoch: str
+    cosine_epochs: int
+    warmup_epochs: int
+    batch_size: int
+    grad_accum: int
+    lr: float
+    weight_decay: float
+    sampler_pos_share: float
+    focal_alpha: float
+    focal_gamma: float
+    baseline_focal_alpha: float
+    mixup_alpha: float
+    patience: int
+    variants: tuple[str, ...]
+    gradcam_images: int
+    gradcam_min_size: int
+    num_workers: int
+
+    def train_config(self) -> TrainConfig:
+        """The recipe's training (Sec. 3.2): AdamW, cosine, frozen-backbone warm-up, gradient accumulation and
+        the balanced sampler; each variant changes its part of it (`train_config`)."""
+        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
+                           optimizer="adamw", scheduler="cosine", cosine_epochs=self.cosine_epochs,
+                           patience=self.patience, keep=self.keep_epoch, freeze_backbone_epochs=self.warmup_epochs,
+                           grad_accum=self.grad_accum, sampler_pos_share=self.sampler_pos_share, device=self.device,
+                           seed=self.seed, num_workers=self.num_workers)
+
+
+def params(stem: str, parameters: Mapping[str, Any]) -> RecipeParams:
+    """The typed parameters of 04_efficientnet from its notebook's parameters."""
+    if stem != CHAPTER:
+        raise KeyError(f"study 001 has no model chapter '{stem}' (known: {CHAPTER})")
+    return typed_parameters(RecipeParams, stem, parameters)
+
+
+def variants(p: RecipeParams) -> dict[str, Ablation]:
+    """The variants asked for (`p.variants`), by key, at this run's sizes and epochs."""
+    return {key: variant(key, p.image_size, p.ablation_size, p.mixup_alpha, p.epochs, p.ablation_epochs,
+                         p.baseline_focal_alpha) for key in p.variants}
+
+
+def findings(results: Mapping[str, Variant], gradcam: pd.DataFrame | None = None) -> dict[str, Any]:
+    """The numbers and sentences the prose glues: the recipe's AUROC and interval (NaN when it was skipped), its
+    gain over the milestone-1 baseline, and with `gradcam` (`gradcam_summary`) where its heat maps fall."""
+    recipe = results.get("recipe")
+    scores = recipe.metrics if recipe is not None and not recipe.skipped else {}
+    number = lambda key: float(scores[key]) if scores.get(key) is not None else float("nan")  # noqa: E731
+    out = {"recipe_auc": number("roc_auc"), "recipe_ci_low": number("roc_auc_ci_low"),
+           "recipe_ci_high": number("roc_auc_ci_high"),
+           "milestone_gain": milestone_gain({v.name: v.metrics.get("roc_auc") for v in results.values()})}
+    if gradcam is not None:
+        out |= {f"gradcam_{group}": gradcam_finding(gradcam, group) for group in ("correct", "incorrect")}
+    return out
 
 
 def milestone_gain(auroc: Mapping[str, float]) -> str:

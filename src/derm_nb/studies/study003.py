@@ -1,14 +1,18 @@
 """Study 003: a simple CNN, MobileNet from scratch and a pretrained network on 3 classes (seed 003).
 
 Its split (stratified 563/100/117 of 780 images), the minority-class oversampling with augmented
-copies, the three architectures by name (MobileNet v1), the layout of its Table I, its paper card and
-its verdict for the summary.
+copies, the three architectures by name (MobileNet v1), their training (Adam, StepLR(7, 0.1)), the
+layout of its Table I, its paper card and its verdict for the summary.
+
+The face every study has: `CARD`, `DATASETS`, `params(stem, parameters)` (`ArchitectureParams`),
+`variants(params)` ({key: `Architecture`}), `train_variant(variant, inputs)` and `findings(results)`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,8 +26,9 @@ from derm_nb.datasets import CachedImages
 from derm_nb.metrics import format_metric
 from derm_nb.models.backbones import Provenance
 from derm_nb.models.heads import build_classifier
-from derm_nb.results import Variant, weights_note
-from derm_nb.train import seed_everything
+from derm_nb.params import typed_parameters
+from derm_nb.results import Variant, run_multiclass_variant, weights_note
+from derm_nb.train import TrainConfig, seeded
 from derm_nb.transforms import augment_transform, eval_transform
 from derm_nb.workload import Pass, epochs_of
 
@@ -53,19 +58,18 @@ class SimpleCNN(nn.Module):
 
 
 def build_architecture(arch: str, n_classes: int, image_size: int, pretrained_backbone: str, weights: str = "none",
-                       fallback: str = "", seed: int | None = None) -> tuple[nn.Module, Provenance, str]:
+                       fallback: str = "", seed: int = 0) -> tuple[nn.Module, Provenance, str]:
     """(model, provenance, row title) for `simple_cnn`, `mobilenet` (MobileNet v1 from scratch) or
-    `pretrained` (the registry backbone `pretrained_backbone` with a new head). With `seed`, the RNGs are
-    seeded first: the initial weights then do not depend on what ran before."""
-    if seed is not None:
-        seed_everything(seed)
-    if arch == "simple_cnn":
-        return SimpleCNN(n_classes, image_size), Provenance("simple_cnn", "none", "random init"), ARCHITECTURES[arch]
-    if arch == "mobilenet":
-        return (*build_classifier(MOBILENET, n_classes, "none"), ARCHITECTURES[arch])
-    if arch != "pretrained":
-        raise KeyError(f"unknown study-003 architecture '{arch}' (known: {', '.join(ARCHITECTURES)})")
-    model, provenance = build_classifier(pretrained_backbone, n_classes, weights, fallback)
+    `pretrained` (the registry backbone `pretrained_backbone` with a new head). Its random weights are drawn
+    from `seed` (`train.seeded`), whatever ran before, and no global generator is left reseeded."""
+    with seeded(seed):
+        if arch == "simple_cnn":
+            return SimpleCNN(n_classes, image_size), Provenance("simple_cnn", "none", "random init"), ARCHITECTURES[arch]
+        if arch == "mobilenet":
+            return (*build_classifier(MOBILENET, n_classes, "none"), ARCHITECTURES[arch])
+        if arch != "pretrained":
+            raise KeyError(f"unknown study-003 architecture '{arch}' (known: {', '.join(ARCHITECTURES)})")
+        model, provenance = build_classifier(pretrained_backbone, n_classes, weights, fallback)
     title = f"Pretrained {provenance.backbone}" + (f" (for {provenance.substituted_for})"
                                                    if provenance.substituted_for else "")
     return model, provenance, title
@@ -173,7 +177,7 @@ def published_weighted_f1(model: str) -> float:
 def model_facts(variants: Sequence[Variant]) -> str:
     """One line per model, joined: its parameters, training time and epochs run (and why it was skipped)."""
     return "; ".join(f"{v.name}: {v.n_params:,} parameters, {v.seconds:.0f} s of training, "
-                     f"{v.metrics['epochs_run']} epochs" + (f" (skipped: {v.skipped})" if v.skipped else "")
+                     f"{v.metrics.get('epochs_run', 0)} epochs" + (f" (skipped: {v.skipped})" if v.skipped else "")
                      for v in variants)
 
 
@@ -205,7 +209,7 @@ CARD = PaperCard(
     }},
     methods={"06_architectures": (
         Deviation("training length", "no maximum stated: early stopping (patience 2, at least 5 epochs) ended every "
-                  "run at 7-8 epochs (§IV.B)", "at most `epochs` epochs (the parameters cell: default 3, smoke 2, full 30), "
+                  "run at 7-8 epochs (§IV.B)", "at most {epochs} epochs (`epochs`), "
                   "with the early stopping above", "a cap bounds the CPU book's time; under full it lies beyond the "
                   "paper's 7-8 epochs"),
         Deviation("minority oversampling", "augmentation of the minority classes 'to address this imbalance'; "
@@ -232,6 +236,99 @@ def verdict(rows: pd.DataFrame) -> str:
     auc = pd.to_numeric(rows["roc_auc"], errors="coerce")
     return ("* **Study 003**: " + "; ".join(f"{m} target-class AUC {format_metric(v)}" for m, v in auc.items())
             + ". The study found its pretrained ResNet-101 clearly ahead on BUSI; see the chapter's Table I.")
+
+
+# The face: parameters, variants, training one variant, findings.
+
+STEP_SIZE, STEP_GAMMA = 7, 0.1   # §III.B: StepLR(7, 0.1)
+
+
+@dataclass(frozen=True)
+class ArchitectureParams:
+    """06_architectures: the three architectures' training and the minority oversampling."""
+
+    seed: int
+    device: str
+    image_size: int
+    epochs: int
+    batch_size: int
+    patience: int
+    min_epochs: int
+    lr_scratch: float
+    lr_pretrained: float
+    pretrained_backbone: str
+    weights: str
+    weights_fallback: str
+    architectures: tuple[str, ...]
+    minority_oversample: float
+    num_workers: int
+
+    def train_config(self, arch: str) -> TrainConfig:
+        """The study's training (§III.B): Adam at the architecture's rate, StepLR(7, 0.1), cross-entropy,
+        early stopping with patience after at least `min_epochs` epochs."""
+        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size,
+                           lr=self.lr_pretrained if arch == "pretrained" else self.lr_scratch, optimizer="adam",
+                           scheduler="step", step_size=STEP_SIZE, gamma=STEP_GAMMA, patience=self.patience,
+                           min_epochs=self.min_epochs, device=self.device, seed=self.seed, num_workers=self.num_workers)
+
+
+def params(stem: str, parameters: Mapping[str, Any]) -> ArchitectureParams:
+    """The typed parameters of 06_architectures from its notebook's parameters."""
+    if stem != "06_architectures":
+        raise KeyError(f"study 003 has no model chapter '{stem}' (known: 06_architectures)")
+    return typed_parameters(ArchitectureParams, stem, parameters)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """One variant: an architecture by key (`simple_cnn`, `mobilenet`, `pretrained`)."""
+
+    key: str
+
+
+def variants(p: ArchitectureParams) -> dict[str, Architecture]:
+    """The chapter's variants, by architecture key, in the order asked for; an unknown key is a KeyError."""
+    unknown = [a for a in p.architectures if a not in ARCHITECTURES]
+    if unknown:
+        raise KeyError(f"unknown study-003 architectures {unknown} (known: {', '.join(ARCHITECTURES)})")
+    return {a: Architecture(a) for a in p.architectures}
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What every architecture shares: the datasets (`datasets`), the test rows, the classes and the one
+    whose AUC is reported, and where checkpoints go."""
+
+    params: ArchitectureParams
+    sets: Mapping[str, CachedImages]
+    test: pd.DataFrame
+    classes: tuple[str, ...]
+    target_class: int
+    checkpoints: Path
+
+
+def train_variant(variant: Architecture, inputs: Inputs) -> Variant:
+    """Train one architecture with early stopping on the validation split and score the held-out test split."""
+    p = inputs.params
+    model, provenance, name = build_architecture(variant.key, len(inputs.classes), p.image_size, p.pretrained_backbone,
+                                                 p.weights, p.weights_fallback, seed=p.seed)
+    return run_multiclass_variant(name, model, provenance, nn.CrossEntropyLoss(), inputs.sets["train"],
+                                  inputs.sets["val"], inputs.test, p.train_config(variant.key),
+                                  inputs.checkpoints / variant.key, list(inputs.classes), inputs.target_class,
+                                  split="test", score_on=inputs.sets["test"])
+
+
+def findings(results: Mapping[str, Variant]) -> dict[str, Any]:
+    """The numbers the prose glues: the best weighted F1 on the test split (among the scored variants; a
+    sentence when none was), the study's published F1s and what each model cost."""
+    scored = [v for v in results.values() if not v.skipped and v.metrics.get("f1_weighted") is not None]
+    best = max(scored, key=lambda v: v.metrics["f1_weighted"], default=None)
+    return {"best_model": best.name if best else "none (every architecture was skipped)",
+            "best_f1": float(best.metrics["f1_weighted"]) if best else float("nan"),
+            "published_resnet_f1": published_weighted_f1("ResNet101"),
+            "published_cnn_f1": published_weighted_f1("Simple CNN"),
+            "published_mobilenet_f1": published_weighted_f1("MobileNet"),
+            "model_facts": model_facts(list(results.values()))}
 
 
 def workload(stem: str, p: Mapping[str, Any], n: Mapping[str, Any]) -> list[Pass]:

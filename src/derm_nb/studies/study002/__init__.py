@@ -6,18 +6,24 @@
 - `baselines`: the unsupervised baselines and the convolutional autoencoder;
 - `experiments`: each variant end to end in the study's table form, and the imbalance sweep's subsets.
 
-This face adds the split, the paper card and the summary's verdict.
+This face adds the split, the paper card, the summary's verdict, and what every study has:
+`params(stem, parameters)` (`ClusteringParams`), `variants(params)` (the margin rows of SDC and UDC on the
+main backbone, {folder: job}), `train_variant(variant, inputs)` (one SDC / UDC row on an
+`experiments.BackboneGrid`) and `findings(results, ...)`. The chapter's other grids (backbones,
+classifiers, the sweep) go through `run_variants` in `experiments` the same way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from derm_nb.cards import Deviation, PaperCard
 from derm_nb.data.catalog import Use
+from derm_nb.params import typed_parameters
 from derm_nb.workload import Pass, epochs_of
 
 SPLIT = {"train": 0.75, "val": 0.125, "test": 0.125}
@@ -96,8 +102,8 @@ CARD = PaperCard(
                   "no network at run time: rows of identical networks would repeat one another"),
         Deviation("augmentation with a frozen backbone", "TL+DA: shifts, flips, rotation and zoom drawn as the "
                   "model trains", "with `finetune: all` the same, drawn afresh at every draw; with `finetune: head` "
-                  "`aug_views` augmented copies of each training image drawn once (the parameters cell: default 4, "
-                  "smoke 1), and each draw takes the original or one copy",
+                  "{aug_views} augmented copies (`aug_views`) of each training image drawn once, and each draw "
+                  "takes the original or one copy",
                   "a frozen backbone's features are computed once, so its views must be fixed in advance"),
         Deviation("embedding width S", "not stated", "the `embedding_dim` parameter", "the study gives no value"),
         Deviation("convolution map to embedding layer", "the dense layers are replaced by the embedding "
@@ -144,6 +150,79 @@ def verdict(rows: pd.DataFrame) -> str:
     return (f"* **Study 002**: SDC {sdc} vs best direct classifier {clf} (study: "
             f"{sup['SDC COM-Triplet'] / 100:.3f} vs {sup['Classifier TL+LW'] / 100:.3f} on ISIC 2020); best UDC {udc} "
             f"(study: {uns['UDC COM-Triplet'] / 100:.3f}). The imbalance sweep is in the chapter.")
+
+
+@dataclass(frozen=True)
+class ClusteringParams:
+    """05_deep_clustering: the backbones, SDC / UDC and the direct classifiers' training, and the sweep."""
+
+    seed: int
+    device: str
+    backbone: str
+    backbones: tuple[str, ...]
+    classifier_backbone: str
+    weights: str
+    weights_fallback: str
+    finetune: str
+    feature_stages: int
+    image_size: int
+    embedding_dim: int
+    epochs: int
+    batch_size: int
+    lr: float
+    classifier_lr: float
+    aug_views: int
+    margins: tuple[float, ...]
+    gmm_covariance: str
+    feature_selection: bool
+    cae_epochs: int
+    cae_batch_size: int
+    sweep_majority: int
+    sweep_minorities: tuple[int, ...]
+    sweep_scale: float
+    sweep_repeats: int
+
+    def cluster_settings(self) -> dict[str, Any]:
+        """The SDC / UDC training fields of `training.ClusterConfig` (§IV: Adam, batch M triplets)."""
+        return dict(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, gmm_covariance=self.gmm_covariance,
+                    device=self.device, seed=self.seed)
+
+
+def params(stem: str, parameters: Mapping[str, Any]) -> ClusteringParams:
+    """The typed parameters of 05_deep_clustering from its notebook's parameters."""
+    if stem != "05_deep_clustering":
+        raise KeyError(f"study 002 has no model chapter '{stem}' (known: 05_deep_clustering)")
+    return typed_parameters(ClusteringParams, stem, parameters)
+
+
+def variants(p: ClusteringParams) -> dict[str, Any]:
+    """The margin rows of SDC (Tables I-II) and UDC (Tables IV-V) on the main backbone, as `train_variant` jobs."""
+    from derm_nb.studies.study002.experiments import margin_jobs
+
+    settings = p.cluster_settings()
+    return {**margin_jobs("supervised", list(p.margins), settings),
+            **margin_jobs("unsupervised", list(p.margins), settings)}
+
+
+def train_variant(variant: Any, inputs: Any) -> Any:
+    """One SDC / UDC row (a `variants` job) trained on `inputs` (an `experiments.BackboneGrid`), scored on test."""
+    from derm_nb.studies.study002.experiments import _clustering_on
+
+    return _clustering_on(variant, inputs)
+
+
+def findings(results: Mapping[str, Any], main: str, summary: pd.DataFrame, ceiling: float | None) -> dict[str, Any]:
+    """The closing numbers the prose glues (`experiments.findings`): the main SDC (`main`, its name) against the
+    best direct classifier, UDC and the shallow baselines, and the sweep's most imbalanced ratio (`summary`);
+    skipped variants and None AUCs are left out."""
+    from derm_nb.studies.study002.experiments import UNSUPERVISED_BASELINES
+    from derm_nb.studies.study002.experiments import findings as closing
+
+    rows = list(results.values())
+    udc = [v for v in rows if v.name.startswith("UDC")]
+    return closing(results[main], [v for v in rows if v.name.startswith("Classifier")], udc,
+                   [v for v in rows if v.name in UNSUPERVISED_BASELINES or v.name == "CAE"], summary, ceiling,
+                   CARD.tables["Sweep"].iloc[:, 0])
 
 
 def workload(stem: str, p: Mapping[str, Any], n: Mapping[str, Any]) -> list[Pass]:

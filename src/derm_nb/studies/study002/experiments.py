@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,6 @@ from derm_nb.losses import BCE
 from derm_nb.metrics import NAN, Skipped, class_weighted_metrics, groups_of, missing_class_reason
 from derm_nb.models.backbones import Provenance
 from derm_nb.results import Variant, count_parameters, results_table, skipped_variant, train_and_predict
-from derm_nb.studies.study002 import CARD
 from derm_nb.studies.study002.baselines import (
     UNSUPERVISED_BASELINES,
     CAEConfig,
@@ -236,25 +236,34 @@ def _clustering_on(job: tuple[str, str, ClusterConfig, str], grid: BackboneGrid)
 
 
 def sdc_by_backbone(backbones: dict[str, ModelInputs], cfg: dict, frames: dict[str, pd.DataFrame], checkpoints: Path,
-                    dim: int, feature_selection: bool = True) -> list[Variant]:
+                    dim: int, feature_selection: bool = True, client: Any | None = None) -> list[Variant]:
     """SDC COM-Triplet on each distinct backbone (Tables I-II), named by the backbone asked for; Dask tasks
     on a cluster."""
     grid = BackboneGrid(backbones, cfg, frames, checkpoints, dim, feature_selection)
     jobs = {name: (f"SDC {name}", name, ClusterConfig(**cfg), f"sdc_{name}") for name in backbones}
-    return list(run_variants(_clustering_on, jobs, grid, checkpoints / "results_sdc_backbones", cfg["seed"]).values())
+    return list(run_variants(_clustering_on, jobs, grid, checkpoints / "results_sdc_backbones", cfg["seed"],
+                             client).values())
 
 
-def margin_variants(mode: str, inputs: ModelInputs, margins: list[float], cfg: dict, frames: dict[str, pd.DataFrame],
-                    checkpoints: Path, dim: int, feature_selection: bool = True) -> list[Variant]:
-    """The margin rows of Tables I-II (SDC) or IV-V (UDC): COM-Triplet with each constant margin, then the
-    traditional triplet loss with the study's 0.2 (Tables III and VI); Dask tasks on a cluster."""
+def margin_jobs(mode: str, margins: list[float], cfg: dict) -> dict[str, tuple[str, str, ClusterConfig, str]]:
+    """The margin rows of Tables I-II (SDC) or IV-V (UDC) as `train_variant` jobs on the main backbone,
+    {folder: (name, "main", configuration, folder)}: COM-Triplet with each constant margin, then the
+    traditional triplet loss with the study's 0.2 (Tables III and VI)."""
     prefix = "SDC" if mode == "supervised" else "UDC"
     runs = [(f"{prefix} COM-Triplet α={m}", "com", m, f"{prefix.lower()}_com_{m}") for m in margins]
     runs.append((f"{prefix} triplet α={TRIPLET_MARGIN}", "triplet", TRIPLET_MARGIN, f"{prefix.lower()}_triplet"))
-    jobs = {folder: (name, "main", ClusterConfig(mode=mode, loss=loss, margin=m, **cfg), folder)
+    return {folder: (name, "main", ClusterConfig(mode=mode, loss=loss, margin=m, **cfg), folder)
             for name, loss, m, folder in runs}
+
+
+def margin_variants(mode: str, inputs: ModelInputs, margins: list[float], cfg: dict, frames: dict[str, pd.DataFrame],
+                    checkpoints: Path, dim: int, feature_selection: bool = True, client: Any | None = None
+                    ) -> list[Variant]:
+    """`margin_jobs` trained on `inputs`; Dask tasks on `client` (the chapter's), serially without one."""
+    prefix = "SDC" if mode == "supervised" else "UDC"
     grid = BackboneGrid({"main": inputs}, cfg, frames, checkpoints, dim, feature_selection)
-    done = run_variants(_clustering_on, jobs, grid, checkpoints / f"results_{prefix.lower()}_margins", cfg["seed"])
+    done = run_variants(_clustering_on, margin_jobs(mode, margins, cfg), grid,
+                        checkpoints / f"results_{prefix.lower()}_margins", cfg["seed"], client)
     return list(done.values())
 
 
@@ -265,7 +274,7 @@ def _classifier_on(job: tuple[str, str, str, dict], grid: BackboneGrid) -> Varia
 
 
 def direct_classifiers(backbones: dict[str, ModelInputs], strategy: ModelInputs, scratch: ModelInputs, cfg: dict,
-                       frames: dict[str, pd.DataFrame], checkpoints: Path) -> list[Variant]:
+                       frames: dict[str, pd.DataFrame], checkpoints: Path, client: Any | None = None) -> list[Variant]:
     """Table III's direct classifiers: one per distinct backbone with transfer learning, then the learning
     strategies (NP, TL+DA, TL+LW) on `strategy`, the classifier backbone (the study: ResNet50); Dask tasks on
     a cluster."""
@@ -274,7 +283,7 @@ def direct_classifiers(backbones: dict[str, ModelInputs], strategy: ModelInputs,
         ("Classifier NP", "(scratch)", "clf_np", {}), ("Classifier TL+DA", "(strategy)", "clf_tlda", {"augment": True}),
         ("Classifier TL+LW", "(strategy)", "clf_tllw", {"loss_weighting": True})]
     return list(run_variants(_classifier_on, {job[2]: job for job in jobs}, grid,
-                             checkpoints / "results_classifiers", cfg["seed"]).values())
+                             checkpoints / "results_classifiers", cfg["seed"], client).values())
 
 
 def shallow_variants(inputs: ModelInputs, frames: dict[str, pd.DataFrame], seed: int = 0,
@@ -350,12 +359,12 @@ def sweep_cell(cell: tuple[int, int, int], grid: SweepGrid) -> list[dict]:
 
 def imbalance_sweep(inputs: ModelInputs, frames: dict[str, pd.DataFrame], pairs: list[tuple[int, int]], repeats: int,
                     cluster_cfg: dict, classifier_cfg: dict, checkpoints: Path, dim: int,
-                    feature_selection: bool = True) -> pd.DataFrame:
+                    feature_selection: bool = True, client: Any | None = None) -> pd.DataFrame:
     """Fig. 4: `sweep_cell` for each majority:minority pair and repeat (Dask tasks on a cluster), one row
     per method and cell."""
     grid = SweepGrid(inputs, frames, cluster_cfg, classifier_cfg, checkpoints, dim, feature_selection)
     cells = {f"{maj}_{mino}_{rep}": (maj, mino, rep) for maj, mino in pairs for rep in range(repeats)}
-    done = run_variants(sweep_cell, cells, grid, checkpoints / "results_sweep", cluster_cfg["seed"])
+    done = run_variants(sweep_cell, cells, grid, checkpoints / "results_sweep", cluster_cfg["seed"], client)
     return pd.DataFrame([row for rows in done.values() for row in rows])
 
 
@@ -400,16 +409,15 @@ def sweep_summary(sweep: pd.DataFrame) -> pd.DataFrame:
 
 
 def findings(sdc_main: Variant, direct: list[Variant], udc: list[Variant], shallow: list[Variant],
-             summary: pd.DataFrame, ceiling: float | None) -> dict[str, float | str]:
+             summary: pd.DataFrame, ceiling: float | None, paper: pd.Series) -> dict[str, float | str]:
     """The chapter's closing numbers (for glue): SDC against the best direct classifier, UDC (`udc`: COM-Triplet
     first, the traditional triplet loss last) and the shallow baselines, and SDC's lead at the most imbalanced
-    ratio that ran, beside the study's. Skipped variants and ratios are left out; a number that none could give
-    is NaN (a name "none")."""
+    ratio that ran, beside the study's (`paper`: the card's sweep column). Skipped variants and ratios are left
+    out; a number that none could give is NaN (a name "none")."""
     scored = [v for v in direct if np.isfinite(auc_of(v))]
     best = max(scored, key=auc_of) if scored else None
     shallow_aucs = np.array([a for a in map(auc_of, shallow) if np.isfinite(a)])
     gaps = summary["SDC - Classifier"].dropna()
-    paper = CARD.tables["Sweep"].iloc[:, 0]
     return {**_auc_and_ci("sdc", sdc_main), "best_direct": best.name if best else "none",
             **_auc_and_ci("best_direct", best), "oracle_clause": f"; the oracle ceiling is {ceiling:.3f}" if ceiling else "",
             "udc_auc": auc_of(udc[0]), "udc_triplet_auc": auc_of(udc[-1]),

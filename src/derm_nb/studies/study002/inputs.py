@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 from derm_nb.datasets import CachedImages
 from derm_nb.models.backbones import Provenance, create_backbone, with_stage_features
 from derm_nb.models.heads import BackboneClassifier
-from derm_nb.train import predict, seed_everything
+from derm_nb.train import predict, seeded
 from derm_nb.transforms import augment_transform, eval_transform
 
 FINETUNE = ("all", "head")
@@ -157,17 +157,19 @@ class ModelInputs:
         return copy.deepcopy(self._module)
 
     def embedder(self, dim: int, seed: int | None = None) -> Embedder:
-        """A fresh embedding model (backbone -> dropout 0.3 -> embedding layer), seeded."""
-        seed_everything(self.seed if seed is None else seed)
-        return Embedder(self._trainable_backbone(), self.width, dim)
+        """A fresh embedding model (backbone -> dropout 0.3 -> embedding layer), its weights drawn from `seed`
+        (the inputs' seed by default) without reseeding the global generators."""
+        with seeded(self.seed if seed is None else seed):
+            return Embedder(self._trainable_backbone(), self.width, dim)
 
     def classifier(self, seed: int | None = None) -> nn.Module:
         """A fresh direct classifier: the same backbone -> one logit (sigmoid BCE = the study's two-way softmax).
 
-        §IV: 256 px inputs (so not the ImageNet dense layers, which need 224 px) and a new output layer."""
-        seed_everything(self.seed if seed is None else seed)
-        backbone = self._trainable_backbone()
-        return nn.Linear(self.width, 1) if backbone is None else BackboneClassifier(backbone, self.width, 1)
+        §IV: 256 px inputs (so not the ImageNet dense layers, which need 224 px) and a new output layer. Its
+        weights are drawn from `seed` (the inputs' seed by default) without reseeding the global generators."""
+        with seeded(self.seed if seed is None else seed):
+            backbone = self._trainable_backbone()
+            return nn.Linear(self.width, 1) if backbone is None else BackboneClassifier(backbone, self.width, 1)
 
     def describe(self) -> str:
         what = self.provenance.label()

@@ -3,18 +3,24 @@
 - `mil`: bags of blocks, rotation balancing, the GCN-MIL model and its training;
 - `segmentation`: recognition scores, masks from attention, Jaccard and the η sweep, the variant record.
 
-This face adds the split, the paper card and the summary's verdict.
+- `experiment`: one run over several seeds (each seed a variant, a Dask task on a cluster).
+
+This face adds the split, the paper card, the summary's verdict, and what every study has:
+`params(stem, parameters)` (`MILParams`), `variants(params)` ({name: seed}),
+`train_variant(variant, inputs)` (one seed's `experiment.SeedRun`) and `findings(results, ...)`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from derm_nb.cards import Deviation, PaperCard
 from derm_nb.data.catalog import Use
+from derm_nb.params import BackboneParams, typed_parameters
 from derm_nb.workload import Pass
 
 SPLIT = {"train": 2000 / 2750, "val": 150 / 2750, "test": 600 / 2750}   # where the archive ships no partitions
@@ -108,6 +114,61 @@ def verdict(rows: pd.DataFrame) -> str:
             f"{mean['sk_roc_auc']:.3f}, Jaccard {mean['jaccard']:.3f} from attention alone{over} (study: "
             f"{paper['AUC']:.3f}, {paper['Seborrheic Keratosis-AUC']:.3f}, {paper['JA']:.3f} on ISIC 2017, the "
             "mean of five runs).")
+
+
+@dataclass(frozen=True)
+class MILParams(BackboneParams):
+    """07_gcn_mil: the bags, the GCN-MIL model, its training and the seeds."""
+
+    feature_stages: int
+    bag_source: str
+    block_size: int
+    stride_scale: float
+    rotation_steps: Mapping[str, int]
+    gcn_hidden: int
+    attention_dim: int
+    weight_init: str
+    end_to_end: bool
+    epochs: int
+    batch_size: int
+    lr: float
+    momentum: float
+    lr_change_epoch: int
+    lr_after: float
+    patience: int
+    seeds: int
+    overlay_images: int
+
+
+def params(stem: str, parameters: Mapping[str, Any]) -> MILParams:
+    """The typed parameters of 07_gcn_mil from its notebook's parameters."""
+    if stem != "07_gcn_mil":
+        raise KeyError(f"study 004 has no model chapter '{stem}' (known: 07_gcn_mil)")
+    return typed_parameters(MILParams, stem, parameters)
+
+
+def variants(p: MILParams) -> dict[str, int]:
+    """One variant per seed (`seeds` of them from `seed`), the study's mean of several runs."""
+    return {f"seed_{s}": s for s in range(p.seed, p.seed + p.seeds)}
+
+
+def train_variant(variant: int, inputs: Any) -> Any:
+    """One seed's model, trained and scored (`experiment.one_seed`; `inputs`: an `experiment.SeedGrid`)."""
+    from derm_nb.studies.study004.experiment import one_seed
+
+    return one_seed(variant, inputs)
+
+
+def findings(results: Mapping[str, Any], labels: Any, classes: list[str], blocks: int) -> dict[str, Any]:
+    """The closing numbers the prose glues (`segmentation.findings`): the mean over the seeds in `results`
+    ({name: SeedRun}) beside Table 5, and the first seed's interval and η; `labels`: the test split's."""
+    from derm_nb.studies.study004.experiment import seed_table
+    from derm_nb.studies.study004.segmentation import findings as closing
+
+    runs = list(results.values())
+    mel = classes.index("melanoma")
+    return closing(runs[0].scores, runs[0].seg, labels, mel, blocks, seed_table(runs, labels, mel),
+                   CARD.tables["Table 5"].loc["GCN-based MIL"])
 
 
 def block_width(backbone: str, feature_stages: int = 0) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -38,7 +39,7 @@ from derm_nb.studies.study004.segmentation import (
     segment,
     table_row,
 )
-from derm_nb.train import seed_everything
+from derm_nb.train import seeded
 
 WEIGHT_INITS = ("glorot", "ones")
 
@@ -91,9 +92,10 @@ class ModelSpec:
         """A fresh model for `seed` (glorot: torch-geometric's initialisation; ones: the study's)."""
         if self.weight_init not in WEIGHT_INITS:
             raise ValueError(f"weight_init must be one of {', '.join(WEIGHT_INITS)}, not '{self.weight_init}'")
-        seed_everything(seed)
-        model = (GCNMIL(self.width, self.hidden, self.attention, self.n_classes) if self.backbone is None else
-                 end_to_end_model(self.backbone, self.width, self.hidden, self.attention, self.n_classes, calibration))
+        with seeded(seed):
+            model = (GCNMIL(self.width, self.hidden, self.attention, self.n_classes) if self.backbone is None else
+                     end_to_end_model(self.backbone, self.width, self.hidden, self.attention, self.n_classes,
+                                      calibration))
         if self.weight_init == "ones":
             init_ones(model)
         return model
@@ -187,11 +189,11 @@ def one_seed(seed: int, grid: SeedGrid) -> SeedRun:
 
 
 def run_seeds(seeds: Iterable[int], spec: ModelSpec, bags: BagSets, cfg: MILConfig, scoring: Scoring,
-              checkpoint_dir: str | Path) -> list[SeedRun]:
-    """`one_seed` for each seed: Dask tasks when the chapter runs on a cluster, serially otherwise."""
+              checkpoint_dir: str | Path, client: Any | None = None) -> list[SeedRun]:
+    """`one_seed` for each seed: Dask tasks on `client` (the chapter's), serially without one."""
     grid = SeedGrid(spec, bags, cfg, scoring, Path(checkpoint_dir))
     runs = run_variants(one_seed, {f"seed_{s}": s for s in seeds}, grid, grid.checkpoint_dir / "results", cfg.seed,
-                        rebuild=seed_model)
+                        client, rebuild=seed_model)
     return list(runs.values())
 
 
@@ -207,8 +209,10 @@ def seed_table(runs: Sequence[SeedRun], y: np.ndarray, mel: int) -> pd.DataFrame
 
 
 def seed_metrics(runs: Sequence[SeedRun], y: np.ndarray, mel: int) -> dict[str, float | int]:
-    """The mean and SD over seeds of Table 5's columns, for metrics.json (`seed_mean_roc_auc`, ...)."""
+    """The mean and SD over seeds of Table 5's columns, for metrics.json (`seed_mean_roc_auc`, ...), and each
+    seed's melanoma AUC (`roc_auc_seeds`)."""
     table = seed_table(runs, y, mel)
     mean, sd = table.iloc[-2], table.iloc[-1]
-    return {"seeds": len(runs), **{f"seed_mean_{k}": float(mean[c]) for k, c in SEED_METRICS.items()},
+    return {"seeds": len(runs), "roc_auc_seeds": [float(r.scores["melanoma"]["roc_auc"]) for r in runs],
+            **{f"seed_mean_{k}": float(mean[c]) for k, c in SEED_METRICS.items()},
             **{f"seed_sd_{k}": float(sd[c]) for k, c in SEED_METRICS.items()}}

@@ -1,0 +1,96 @@
+"""Every study has the same face: CARD, DATASETS, a typed parameters dataclass per model chapter built from
+the notebook's parameters, variants(params), train_variant(variant, inputs) and findings(results)."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from derm_nb.cards import PaperCard
+from derm_nb.chapters import CHAPTERS
+from derm_nb.results import Variant, skipped_variant
+from derm_nb.studies import STUDIES, study
+
+FACE = ("CARD", "DATASETS", "params", "variants", "train_variant", "findings")
+MODEL_CHAPTERS = {c.stem: c.study for c in CHAPTERS if c.kind == "model"}
+
+
+@pytest.mark.parametrize("study_id", list(STUDIES))
+def test_every_study_module_has_the_whole_face(study_id):
+    module = study(study_id)
+    missing = [name for name in FACE if not hasattr(module, name)]
+    assert not missing, f"study {study_id} lacks {missing}"
+    assert isinstance(module.CARD, PaperCard) and module.DATASETS
+    assert list(inspect.signature(module.train_variant).parameters)[:2] == ["variant", "inputs"]
+    assert next(iter(inspect.signature(module.findings).parameters)) == "results"
+
+
+@pytest.mark.parametrize("stem", list(MODEL_CHAPTERS))
+def test_each_model_chapter_gets_typed_parameters_from_its_own_defaults(stem, real_declared):
+    module = study(MODEL_CHAPTERS[stem])
+    notebook = {name: d.default for name, d in real_declared[stem].items()}
+    p = module.params(stem, notebook)
+    assert dataclasses.is_dataclass(p) and p.seed == notebook["seed"]
+    fields = {f.name for f in dataclasses.fields(p)}
+    assert fields <= set(notebook), f"{stem}: the dataclass names parameters the notebook lacks"
+    # every parameter of the chapter's own is typed (the runner's three aside)
+    assert set(notebook) - fields - {"profile", "run_dir", "scheduler"} == set(), stem
+    assert module.variants(p), f"{stem} has no variants under its default parameters"
+    with pytest.raises(KeyError, match="seed"):
+        module.params(stem, {k: v for k, v in notebook.items() if k != "seed"})
+
+
+def _variant(name: str, auc: float | None, seconds: float = 1.0) -> Variant:
+    metrics = {"roc_auc": auc, "roc_auc_ci_low": None if auc is None else auc - 0.1,
+               "roc_auc_ci_high": None if auc is None else auc + 0.1, "f1_weighted": auc, "epochs_run": 1}
+    return Variant(name, pd.DataFrame(), pd.DataFrame(), metrics, seconds, {}, 10)
+
+
+def test_study000_findings_survive_none_and_skipped_metrics():
+    """03's conclusion once crashed on max() over AUCs that were None (a validation split with one class)."""
+    s = study("000")
+    results = {"Sex experts (small)": _variant("Sex experts (small)", None),
+               "Brightness experts (small)": skipped_variant("Brightness experts (small)", "one class", {})}
+    out = s.findings(results, base={"Base All": {"roc_auc": None, "n_params": 10}})
+    assert out["best_model"].startswith("none") and np.isnan(out["best_auc"]) and np.isnan(out["best_base_auc"])
+    assert "0 of the 2" in out["small_experts"]
+    base = s.findings({"Base All": _variant("Base All", 0.7, 10.0), "Base Small": _variant("Base Small", None)})
+    assert base["best_model"] == "Base All" and "cannot be compared" in base["ci_overlap"]
+    both = s.findings({"Base All": _variant("Base All", 0.7, 10.0), "Base Small": _variant("Base Small", 0.75, 2.0)})
+    assert both["best_model"] == "Base Small" and both["time_share"] == pytest.approx(0.2)
+    assert both["ci_overlap"].startswith("overlap")
+
+
+def test_study003_findings_survive_every_architecture_skipped():
+    s = study("003")
+    skipped = {"simple_cnn": skipped_variant("Simple CNN", "diverged", {"backbone": "simple_cnn"})}
+    out = s.findings(skipped)
+    assert out["best_model"].startswith("none") and np.isnan(out["best_f1"])
+    assert s.findings({"mobilenet": _variant("MobileNet", 0.6)})["best_model"] == "MobileNet"
+
+
+def test_study001_findings_survive_a_skipped_recipe():
+    s = study("001")
+    out = s.findings({"recipe": skipped_variant("Recipe", "diverged", {})})
+    assert np.isnan(out["recipe_auc"]) and "not" in out["milestone_gain"]
+
+
+def test_study003s_schedule_is_the_papers_steplr():
+    s = study("003")
+    p = s.ArchitectureParams(0, "cpu", 32, 1, 8, 2, 1, 1e-3, 5e-5, "resnet101", "none", "", ("simple_cnn",), 1.0, 0)
+    cfg = p.train_config("pretrained")
+    assert (cfg.scheduler, cfg.step_size, cfg.gamma, cfg.lr) == ("step", 7, 0.1, 5e-5)
+    assert p.train_config("simple_cnn").lr == 1e-3
+
+
+@pytest.mark.parametrize("stem", list(MODEL_CHAPTERS))
+def test_each_model_chapter_takes_the_scheduler_and_calls_run_variants(stem, real_declared, root):
+    """The runner passes the scheduler only to a chapter that declares it; without it the variants would
+    quietly run in the kernel."""
+    assert real_declared[stem]["scheduler"].default == "", stem
+    source = (root / "notebooks" / f"{stem}.py").read_text()
+    assert "ctx.client" in source and f'chapter("{stem}", globals())' in source, stem

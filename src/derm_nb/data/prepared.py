@@ -6,6 +6,7 @@ later notebook reads the result, so no chapter repeats the loading logic.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -112,15 +113,17 @@ def oracle_auc(prepared: Prepared, frame: pd.DataFrame) -> float | None:
 def prepare(dataset: Dataset, root: str | os.PathLike[str], out: str | os.PathLike[str],
             schemes: Mapping[str, Mapping[str, float]], seed: int = 0, official: Collection[str] = (),
             cache_dir: str | os.PathLike[str] | None = None, cache_size: int = 256, workers: int = 0,
-            oracle_file: str | None = None, synthetic: bool = False, fit: str = "crop", max_images: int = 0) -> Prepared:
+            oracle_file: str | None = None, synthetic: bool = False, fit: str = "crop", max_images: int = 0,
+            loaded: tuple[pd.DataFrame, QualityReport] | None = None) -> Prepared:
     """Load a source under a target, keep a capped sample if `max_images` (see sample.cap_sample), add each
     split scheme ({name: {split: ratio}}; `official` ones take the archive's own partitions where it ships
     them), check leakage, and build the cache (`fit`: the centred square of each image, or the whole image
-    resized; see `cache.FITS`)."""
+    resized; see `cache.FITS`). `loaded` is load_source's result for `root` when the caller already has it."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     target = TARGETS[dataset.target]
-    manifest, report = load_source(dataset.source, root, workers)
+    manifest, report = load_source(dataset.source, root, workers) if loaded is None else \
+        (loaded[0], copy.deepcopy(loaded[1]))
     manifest = apply_target(manifest, target, report)
     if manifest.empty:
         raise DataError(f"{root}: no usable images left after the quality checks\n{report}")
@@ -193,22 +196,27 @@ def prepare_catalog(plan: Plan, out: str | os.PathLike[str], schemes: Mapping[st
                     synth: Mapping[str, Any] | None = None, fit: Mapping[str, str] | None = None,
                     max_images: int = 0) -> dict[str, Prepared]:
     """Prepare every distinct dataset of `plan` once under `out/<source>-<target>/` (synthetic ones first
-    generated under `out/raw/`), then write `out/catalog.json`, which the chapters read. `fit` gives a
-    source's cache fit ({source: crop | resize}; crop where not given); `max_images` caps each dataset (0: all)."""
+    generated under `out/raw/`; each source's folder is read and checked once, whatever its targets), then
+    write `out/catalog.json`, which the chapters read. `fit` gives a source's cache fit ({source: crop |
+    resize}; crop where not given); `max_images` caps each dataset (0: all)."""
     out = Path(out)
     synth = dict(synth or {})
     patients = dict(synth.pop("n_patients", {}) or {})
-    prepared = {}
+    prepared, read = {}, {}
     for dataset in plan.datasets():  # no outer bar: nested bars print a line per refresh in a notebook
-        root, oracle = plan.roots[dataset.source], None
-        if root == SYNTHETIC:
-            extra = {"n_patients": int(patients[dataset.source])} if dataset.source in patients else {}
-            root, oracle = synthetic_source(dataset.source, out / "raw", seed=seed, workers=workers, **extra, **synth)
+        if dataset.source not in read:
+            root, oracle = plan.roots[dataset.source], None
+            if root == SYNTHETIC:
+                extra = {"n_patients": int(patients[dataset.source])} if dataset.source in patients else {}
+                root, oracle = synthetic_source(dataset.source, out / "raw", seed=seed, workers=workers, **extra,
+                                                **synth)
+            read[dataset.source] = root, oracle, load_source(dataset.source, root, workers)
+        root, oracle, loaded = read[dataset.source]
         kept = (fit or {}).get(dataset.source, "crop")
         prepared[dataset.key] = prepare(dataset, root, out / dataset.key, schemes, seed=seed, official=official,
                                         cache_dir=out / "cache" / dataset.source / cache_folder(cache_size, kept),
                                         cache_size=cache_size, workers=workers, oracle_file=oracle,
-                                        synthetic=oracle is not None, fit=kept, max_images=max_images)
+                                        synthetic=oracle is not None, fit=kept, max_images=max_images, loaded=loaded)
     write_json(out / "catalog.json", plan.record())
     return prepared
 

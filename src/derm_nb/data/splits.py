@@ -71,10 +71,13 @@ def partition_counts(frame: pd.DataFrame) -> dict[str, int]:
 
 
 def partitions_not_found(manifest: pd.DataFrame) -> str:
-    """'the archive's test partition was not found' (each official partition absent), for a split's note."""
+    """'the archive's test partition was not found' (each official partition absent), for a split's note;
+    'the archive ships no partitions of its own' where it has none."""
     present = partition_counts(manifest)
     missing = [s for s in OFFICIAL_SPLITS if s not in present]
-    if not present or not missing:
+    if not present:
+        return "the archive ships no partitions of its own"
+    if not missing:
         return "the archive's own partitions were not found"
     return f"the archive's {' and '.join(missing)} partition{'s were' if len(missing) > 1 else ' was'} not found"
 

@@ -102,8 +102,7 @@ def test_the_studies_run_on_their_own_real_data_and_the_pages_show_no_machine_pa
         assert "synthetic" not in data["why"] and "own archive" in data["why"]
         assert not differences["why"].str.contains("the book on the built-in synthetic data").any()
         page = (real_run / "notebooks" / f"{stem}.ipynb").read_text()
-        assert str(REAL.resolve()) not in page and "site-packages" not in page and "JA nan" not in page
-    assert "no mask to score" in (real_run / "notebooks" / "07_gcn_mil.ipynb").read_text()
+        assert str(REAL.resolve()) not in page and "site-packages" not in page  # figure titles: test_paper_004
 
 
 @pytest.mark.slow
@@ -134,6 +133,9 @@ def tiny_isic2017(root: Path, per_class: int = 8) -> Path:
         data.mkdir(parents=True)
         for image_id in picked["image_id"]:
             (data / f"{image_id}.jpg").symlink_to((ISIC2017 / data.name / f"{image_id}.jpg").resolve())
+        metadata = ISIC2017 / data.name / f"{data.name}_metadata.csv"  # the test partition has none here
+        if metadata.is_file():
+            pd.read_csv(metadata).merge(picked[["image_id"]]).to_csv(data / metadata.name, index=False)
     return root
 
 

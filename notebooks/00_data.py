@@ -45,6 +45,8 @@ synth_width = 320
 cache_size = 128         # px of the square cache the models read
 cache_fit = {"busi": "resize"}   # source -> crop (its centred square, the default) or resize (the whole image, as study 003)
 workers = 0              # processes for generation, checks and cache (0: by core count)
+max_images = 0           # per dataset, a seeded sample of about this many images, by partition x class, whole
+                         # duplicate groups, drawn after the checks (0: all); a quick run on a large real folder
 
 # %%
 import matplotlib.pyplot as plt
@@ -75,7 +77,8 @@ for slot, entry in plan.record()["slots"].items():
 # %%
 prepared = prepare_catalog(plan, out, split_schemes(), official_schemes(), seed=seed, cache_size=cache_size,
                            workers=workers, synth=dict(n_patients=synth_patients, prevalence=synth_prevalence,
-                                                       height=synth_height, width=synth_width), fit=cache_fit)
+                                                       height=synth_height, width=synth_width), fit=cache_fit,
+                           max_images=max_images)
 slots_of = {key: [s for s, d in plan.slots.items() if d.key == key and s not in plan.missing] for key in prepared}
 overview = pd.DataFrame({
     key: {"studies": ", ".join(slots_of[key]), "data": d.describe(), "images": d.summary["n_images"],
@@ -85,7 +88,12 @@ overview = pd.DataFrame({
           "cache (px, fit)": f"{d.summary['cache_size']}, {d.summary['cache_fit']}"}
     for key, d in prepared.items()
 }).T
-overview
+display(overview)
+for key, d in prepared.items():
+    if d.summary["partitions"]["not_found"]:
+        display(Markdown(f"**{key}: the archive's {' and '.join(d.summary['partitions']['not_found'])} partition(s) "
+                         f"not found** in the folder {d.summary['folder_name']}; splits: "
+                         + "; ".join(f"{s}: {n}" for s, n in d.summary["splits"].items()) + "."))
 
 # %% [markdown]
 # ## The quality report
@@ -99,6 +107,27 @@ for key, d in prepared.items():
     display(Markdown(f"**{key}**: {len(q)} rows in the quality report."))
     if len(q):
         display(q.groupby(["check", "action"]).size().rename("rows").to_frame())
+
+# %% [markdown]
+# ## Duplicates and the official partitions
+#
+# Every byte-identical or near-duplicate pair found (`near_duplicates.csv` beside each manifest),
+# with each image's official partition and which copies stay. Where a copy sits in an archive's
+# official validation or test partition, that partition stays as published and the training copy
+# goes, so its figures compare with published ones; elsewhere one copy of each group stays.
+
+# %%
+for key, d in prepared.items():
+    pairs, parts = d.duplicate_pairs(), d.summary["partitions"]
+    display(Markdown(f"**{key}**: {d.summary['duplicate_pairs']} duplicate pairs "
+                     f"({d.summary['identical_pairs']} byte-identical), "
+                     f"{d.summary['cross_partition_pairs']} across official partitions."
+                     + (" Official partitions, images read / kept: " + ", ".join(
+                         f"{s} {parts['read'][s]:,} / {parts['kept'].get(s, 0):,}" for s in parts["read"]) + "."
+                        if parts["read"] else "")))
+    crossing = pairs[pairs["partition_a"].ne(pairs["partition_b"])]
+    if len(crossing):
+        display(crossing)
 
 # %% [markdown]
 # ## Splits

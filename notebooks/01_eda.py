@@ -68,8 +68,11 @@ fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
 sns.histplot(per_group, bins=30, ax=axes[0])
 axes[0].set(title=f"Images per {data.summary['group_kind']} (max {per_group.max()})",
             xlabel="images", ylabel="groups")
-sns.histplot(data=m, x="age", hue="melanoma", stat="density", common_norm=False, bins=18, ax=axes[1])
-axes[1].set(title="Age by class", xlabel="age (years)")
+if m["age"].notna().any():
+    sns.histplot(data=m, x="age", hue="melanoma", stat="density", common_norm=False, bins=18, ax=axes[1])
+    axes[1].set(title="Age by class", xlabel="age (years)")
+else:  # a folder without its metadata file: every age is missing
+    axes[1].set(title="Age by class: no ages in this dataset")
 sex_counts = m.groupby(["sex", "melanoma"]).size().rename("images").reset_index()
 sns.barplot(data=sex_counts, x="sex", y="images", hue="melanoma", ax=axes[2])
 axes[2].set(title="Sex by class", yscale="log", ylabel="images (log scale)")

@@ -121,7 +121,7 @@ def test_official_scheme_falls_back_to_ratios_without_partitions():
     frame = _official_frame().assign(official_split="")
     out, notes = add_study_splits(frame, {"study004": {"train": 0.7, "val": 0.1, "test": 0.2}}, 0, official={"study004"})
     assert set(out["split_study004"]) == {"train", "val", "test"}
-    assert "were not found" in notes["study004"]
+    assert "the archive ships no partitions of its own" in notes["study004"]
 
 
 def test_isic2017_prepares_with_its_official_partitions(tmp_path):

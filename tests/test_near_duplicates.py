@@ -118,13 +118,35 @@ def test_check_images_excludes_near_duplicates_with_different_labels(lesions, tm
     assert frame["detail"].str.startswith("near-duplicate images with different labels").all()
 
 
-def test_the_official_test_copy_is_kept(lesions, tmp_path):
+def test_the_official_held_out_copies_are_kept_and_the_training_copy_goes(lesions, tmp_path):
     half, square = copy(lesions[0], tmp_path / "half.jpg", 0.5), copy(lesions[0], tmp_path / "square.jpg", (240, 240))
-    frame = frame_of([lesions[0], half, square], ["nevus"] * 3, ["train", "test", "val"])
-    kept = check_images(frame, QualityReport(), workers=1)
-    assert kept["image_id"].tolist() == ["half"]
-    assert nd.pick_kept(frame.drop(index=1)) == 2  # val before train
-    assert nd.pick_kept(frame.assign(official_split=["", None, ""])) == 0  # otherwise the first in file order
+    same = tmp_path / "same.jpg"
+    same.write_bytes(half.read_bytes())
+    frame = frame_of([lesions[0], half, square, same], ["nevus"] * 4, ["train", "test", "val", "test"])
+    report = QualityReport()
+    kept = check_images(frame, report, workers=1)
+    assert kept["image_id"].tolist() == ["half", "square", "same"]  # the test partition whole, one val copy
+    entries = report.frame().set_index("image_id")
+    assert entries.at[lesions[0].stem, "action"] == "excluded"
+    assert "official test partition stays whole" in entries.at[lesions[0].stem, "detail"] or \
+        "official val partition stays whole" in entries.at[lesions[0].stem, "detail"]
+    assert (entries.loc[["half", "same"], "check"] == "duplicate image").all()
+    assert (entries.loc[["half", "square", "same"], "action"] == "kept").all()
+    pairs = report.near_duplicates.set_index(["image_a", "image_b"])
+    assert pairs.at[("half", "same"), "same_bytes"] and pairs.at[("half", "same"), "distance"] == 0
+    assert pairs.at[(lesions[0].stem, "half"), "kept"] == "b" and pairs.at[("half", "square"), "kept"] == "both"
+    # two held-out copies kept as published do not count as leakage; a training copy beside them would
+    nd.assert_no_cross_split_pairs(kept.assign(split=kept["official_split"]), report.near_duplicates)
+
+
+def test_kept_rows_rules():
+    group = pd.DataFrame({"label": ["nevus"] * 4, "official_split": ["train", "val", "val", "train"]}, index=[5, 6, 7, 8])
+    assert nd.kept_rows(group) == [6]  # one validation copy; the training copies go
+    assert nd.kept_rows(group.assign(label=["nevus", "nevus", "melanoma", "nevus"])) == []  # val copies disagree
+    assert nd.kept_rows(group.assign(official_split=["", None, "", ""])) == [5]  # no partitions: the first
+    assert nd.kept_rows(group.assign(official_split="", label=["a", "a", "b", "a"])) == []
+    tested = group.assign(official_split=["test", "train", "test", "val"], label=["a", "b", "c", "a"])
+    assert nd.kept_rows(tested) == [5, 7, 8]  # test as published, even where labels differ
 
 
 def test_cross_split_pairs_raise():

@@ -274,3 +274,14 @@ def test_the_bench_estimate_follows_original_bags_end_to_end_and_seeds():
     frozen = {x.what: x for x in workload("07_gcn_mil", {**p, "end_to_end": False, "bag_source": "cache", "seeds": 1,
                                                           "block_size": 64, "stride_scale": 0.2857}, n)}
     assert frozen["block features"].images == (train_bags + 750) * 14 * 14 and not frozen["block features"].train
+
+
+def test_contour_titles_say_why_an_image_has_no_jaccard():
+    from derm_nb.studies.study004.segmentation import Segmentation, contour_figure
+
+    maps = [np.full((8, 8), 0.5)] * 3
+    masks = [None, np.ones((8, 8), bool), np.ones((8, 8), bool)]
+    seg = Segmentation(0.4, pd.DataFrame(), maps, masks, np.array([np.nan, 1.0, np.nan]), np.array([np.nan] * 3))
+    fig = contour_figure(torch.zeros(3, 3, 8, 8), np.arange(3), seg, np.zeros(3, int), ["nevus"], "test")
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["pred nevus\nno mask to score", "pred nevus\nJA 1.00", "pred nevus\nJA not scored (no η)"]

@@ -97,17 +97,19 @@ def fill(text: str, params: Mapping[str, Any], stem: str = "") -> str:
 
 
 def differences(card: PaperCard, stem: str, params: Mapping[str, Any], data: str, synthetic: bool,
-                profile: str, follows_paper: bool = False, profile_note: str = "") -> pd.DataFrame:
+                profile: str, follows_paper: bool = False, profile_note: str = "", data_why: str = "",
+                splits: str = "") -> pd.DataFrame:
     """The chapter's "What differs from the paper" table: data, every setting this run changed, and
     every method departure, each with why (aspect, paper, this run, why).
 
     `follows_paper` marks a profile that starts from the cards (`full`): there a changed setting is
-    the card's stated reason, or else the user's own choice."""
-    why_data = ("the built-in synthetic stand-in: the archive is not bundled (point `--data` at it)" if synthetic
-                else "the study's archive, as prepared by 00_data")
+    the card's stated reason, or else the user's own choice. `data_why` says why this run read the
+    data it read (for real data), `splits` the split this chapter ran on."""
+    why_data = data_why or ("the built-in synthetic stand-in: the archive is not bundled (point `--data` at it)"
+                            if synthetic else "the study's archive, as prepared by 00_data")
     rows = [("data", card.data, data, why_data)]
     if card.splits:
-        rows.append(("splits", card.splits, "as 00_data's summary states for this chapter", why_data))
+        rows.append(("splits", card.splits, splits or "as 00_data's summary states for this chapter", why_data))
     reasons = card.reasons.get(stem, {})
     for key, paper in card.settings.get(stem, {}).items():
         if key not in params:

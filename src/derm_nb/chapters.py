@@ -216,15 +216,31 @@ class ChapterContext:
     def differences(self, card: PaperCard) -> pd.DataFrame:
         """This chapter's "What differs from the paper" table for the run's parameters (those the context
         kept), also written to `differences.csv`."""
+        synthetic = bool(self.data.summary.get("synthetic"))
         try:
-            follows_paper, note = profile_facts(project_root(), self.profile)
+            follows_paper, note = profile_facts(project_root(), self.profile, real=not synthetic)
         except FileNotFoundError:
             follows_paper, note = False, ""
-        table = differences(card, self.chapter.stem, self.parameters, self.data.describe(),
-                            bool(self.data.summary.get("synthetic")), self.profile, follows_paper, note)
+        table = differences(card, self.chapter.stem, self.parameters, self.data.describe(), synthetic, self.profile,
+                            follows_paper, note, data_why="" if synthetic else self._real_data_why(),
+                            splits=self.data.summary["splits"].get(self.chapter.scheme or "", ""))
         table = pd.concat([table, self._stand_ins()], ignore_index=True)
         write_csv(self.out / "differences.csv", table)
         return table
+
+    def _real_data_why(self) -> str:
+        """Why this chapter read the real folder it read: its study's own archive, or another the run chose."""
+        from derm_nb.data.sources import NAMES
+        from derm_nb.studies import dataset_uses
+
+        source, summary = self.data.summary["source"], self.data.summary
+        paper_source = dataset_uses()[self.chapter.dataset].source
+        why = (f"{NAMES[source]} is the study's own archive, given to this run" if source == paper_source else
+               f"this run points {self.chapter.dataset} at {NAMES[source]} (`datasets` under 00_data); "
+               f"the study's {NAMES[paper_source]} was not given")
+        sample = summary.get("sample")
+        return why + (f"; a sample of {sample['n_images']:,} of its {sample['of']:,} images (`max_images`), for a "
+                      "quick run" if sample else "")
 
     def _stand_ins(self) -> pd.DataFrame:
         """One row per backbone this chapter's models ran in place of the one asked for (from metrics.json)."""

@@ -79,7 +79,10 @@ def _cmd_data(args: argparse.Namespace) -> int:
     if not TARGETS[target].supports(args.source):
         raise SystemExit(f"derm-nb: error: --target {target}: {args.source} has no such target")
     prepared = prepare(Dataset(args.source, target), args.root, args.out, split_schemes(), seed=args.seed,
-                       official=official_schemes(), cache_size=args.size, workers=args.workers, fit=args.fit)
+                       official=official_schemes(), cache_size=args.size, workers=args.workers, fit=args.fit,
+                       max_images=args.max_images)
+    print(f"{prepared.describe()}: {prepared.summary['duplicate_pairs']} duplicate pairs, "
+          f"{prepared.summary['cross_partition_pairs']} across official partitions ({prepared.folder / 'near_duplicates.csv'})")
     print(prepared.manifest.groupby("label_name").size().rename("images").to_string())
     summary = prepared.quality.groupby(["check", "action"]).size() if len(prepared.quality) else "no problems found"
     print(f"quality report ({prepared.folder / 'quality_report.csv'}):\n{summary}")
@@ -173,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the binary target (default: melanoma where the source has it, else malignant)")
     data.add_argument("--root", required=True, type=Path, help="the dataset folder")
     data.add_argument("--out", required=True, type=Path)
+    data.add_argument("--max-images", type=int, default=0, metavar="N",
+                      help="keep a seeded sample of about N images, by partition and class, whole duplicate groups "
+                           "(0: all)")
     data.add_argument("--seed", type=int, default=0)
     data.add_argument("--size", type=int, default=256, help="cache image size in px")
     data.add_argument("--fit", choices=("crop", "resize"), default="crop",

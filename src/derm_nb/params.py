@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import copy
 import dataclasses
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,15 +184,20 @@ def load_profile(
     return profile
 
 
-def profile_facts(root: Path, name: str) -> tuple[bool, str]:
-    """Whether a profile starts from the paper cards, and what it is for (its file's first comment
-    line, without the '# name:' lead); (False, "") for a profile with no file."""
+REAL_DATA_NOTE = "# on real data:"
+
+
+def profile_facts(root: Path, name: str, real: bool = False) -> tuple[bool, str]:
+    """Whether a profile starts from the paper cards, and what it is for: its file's first comment line,
+    without the '# name:' lead, or on real data (`real`) its '# on real data:' header line where it has one;
+    (False, "") for a profile with no file."""
     path = params_dir(root) / f"{name}.yaml"
     if not path.is_file():
         return False, ""
-    first = path.read_text(encoding="utf-8").splitlines()[0]
-    note = first.lstrip("# ").removeprefix(f"{name}:").strip() if first.startswith("#") else ""
-    return bool(read_param_file(path).get("paper_settings")), note
+    header = list(itertools.takewhile(lambda line: line.startswith("#"), path.read_text(encoding="utf-8").splitlines()))
+    note = header[0].lstrip("# ").removeprefix(f"{name}:").strip() if header else ""
+    on_real = [line.removeprefix(REAL_DATA_NOTE).strip() for line in header if line.startswith(REAL_DATA_NOTE)]
+    return bool(read_param_file(path).get("paper_settings")), on_real[0] if real and on_real else note
 
 
 def parse_default(text: str) -> Any:

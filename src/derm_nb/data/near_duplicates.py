@@ -31,7 +31,7 @@ WORDS = HASH_SIZE * HASH_SIZE // 64  # uint64 words per hash; an image hash is p
 HEX_DIGITS = 2 * HASH_SIZE * HASH_SIZE // 4
 MAX_DISTANCE = 32
 BLOCK_CELLS = 4_000_000  # pairs compared at once: bounds memory at about 40 MB
-SPLIT_PREFERENCE = {"test": 0, "val": 1}  # which copy to keep: official test, then val, then the rest
+HELD_OUT = ("val", "test")  # an archive's official held-out partitions, kept as published
 _BYTE_BITS = np.array([bin(b).count("1") for b in range(256)], np.uint8)
 
 
@@ -97,7 +97,7 @@ def near_duplicate_pairs(ids: Sequence[Hashable], hashes: Sequence[str], max_dis
     keep = d_dhash <= max_distance
     ids = np.asarray(ids, dtype=object)
     return pd.DataFrame({"image_a": ids[i[keep]], "image_b": ids[j[keep]],
-                         "distance": np.maximum(d_phash, d_dhash)[keep].astype(int)}, columns=NEAR_DUPLICATE_COLUMNS)
+                         "distance": np.maximum(d_phash, d_dhash)[keep].astype(int)})
 
 
 def duplicate_groups(pairs: pd.DataFrame) -> list[list[Hashable]]:
@@ -110,57 +110,97 @@ def duplicate_groups(pairs: pd.DataFrame) -> list[list[Hashable]]:
     return pd.Series(ids).groupby(labels, sort=False).agg(list).tolist()
 
 
-def pick_kept(group: pd.DataFrame) -> Hashable | None:
-    """The index of the row to keep among near-duplicate rows: an official test image, then val, then the first
-    in file order; None when their labels disagree (then none is kept)."""
-    if group["label"].nunique(dropna=False) > 1:
-        return None
-    split = group.get("official_split", pd.Series("", index=group.index)).fillna("").astype(str)
-    rank = split.map(SPLIT_PREFERENCE).fillna(len(SPLIT_PREFERENCE))
-    return rank.sort_values(kind="stable").index[0]
+def partitions(frame: pd.DataFrame) -> pd.Series:
+    """Each row's official partition (train / val / test; '' where the archive ships none)."""
+    return frame.get("official_split", pd.Series("", index=frame.index)).fillna("").astype(str)
 
 
-def _exclusion_detail(group: pd.DataFrame, kept: Hashable | None, idx: Hashable, pairs: pd.DataFrame,
-                      hash_of: dict) -> str:
-    """The quality-report detail for excluding row `idx` of a near-duplicate group."""
-    if kept is None:
+def kept_rows(group: pd.DataFrame) -> list[Hashable]:
+    """The indices to keep among the rows of one duplicate group.
+
+    Where a copy sits in an archive's official held-out partition, the benchmark stays as published:
+    every test copy is kept, one validation copy (none if the validation copies' labels disagree), and
+    the training copies go. Otherwise one row is kept, the first in file order, none if labels disagree."""
+    partition = partitions(group)
+    if not partition.isin(HELD_OUT).any():
+        return [] if group["label"].nunique(dropna=False) > 1 else [group.index[0]]
+    val = group[partition == "val"]
+    one_val = [] if val.empty or val["label"].nunique(dropna=False) > 1 else [val.index[0]]
+    return [*group.index[partition == "test"], *one_val]
+
+
+def _reason(group: pd.DataFrame, kept: list[Hashable], idx: Hashable, pairs: pd.DataFrame, hash_of: dict,
+            digest_of: dict) -> tuple[str, str]:
+    """(check, detail) for the quality-report line of row `idx` of a duplicate group."""
+    image_id = group.at[idx, "image_id"]
+    same = [k for k in kept if k != idx and digest_of[group.at[k, "image_id"]] == digest_of[image_id]]
+    if not kept:
+        ids = ", ".join(map(str, group["image_id"]))
+        if group["image_id"].map(digest_of).nunique() == 1:
+            return "duplicate image", f"identical images with different labels: {ids}"
         inside = pairs[pairs["image_a"].isin(group["image_id"])]
-        listed = ", ".join(f"{a}~{b} {d}" for a, b, d in inside.itertuples(index=False))
-        return (f"near-duplicate images with different labels: {', '.join(map(str, group['image_id']))} "
-                f"(hash distances {listed})")
-    kept_id, image_id = group.at[kept, "image_id"], group.at[idx, "image_id"]
-    return f"near-duplicate of {kept_id} (hash distance {hash_distance(hash_of[image_id], hash_of[kept_id])}), which is kept"
+        listed = ", ".join(f"{a}~{b} {d}" for a, b, d in inside[["image_a", "image_b", "distance"]].itertuples(index=False))
+        return "near-duplicate image", f"near-duplicate images with different labels: {ids} (hash distances {listed})"
+    other = (same or [k for k in kept if k != idx] or [group.index[0]])[0]
+    other_id, partition = group.at[other, "image_id"], partitions(group)
+    check = "duplicate image" if same else "near-duplicate image"
+    copy = (f"same bytes as {other_id}" if same else
+            f"near-duplicate of {other_id} (hash distance {hash_distance(hash_of[image_id], hash_of[other_id])})")
+    if idx in kept:
+        where = (f"both in the official {partition[idx]} partition" if partition[idx] == partition[other]
+                 else f"in the official {partition[idx]} and {partition[other]} partitions")
+        return check, f"{copy}: {where}, kept as published"
+    if partition[idx] not in HELD_OUT and partition[other] in HELD_OUT:
+        return check, (f"{copy}, which is kept: the training copy goes so that the official "
+                       f"{partition[other]} partition stays whole")
+    return check, f"{copy}, which is kept"
 
 
-def exclude_near_duplicates(frame: pd.DataFrame, hashes: Sequence[str], report: QualityReport,
-                            max_distance: int = MAX_DISTANCE) -> pd.DataFrame:
-    """Keep one row per group of near-duplicate images (see pick_kept) and list the others in `report`;
-    every pair found is added to report.near_duplicates. `hashes` are the rows' image_hash values."""
+def _annotate(pairs: pd.DataFrame, frame: pd.DataFrame, digests: Sequence[str], kept_ids: set) -> pd.DataFrame:
+    """`pairs` with whether the two files are byte-identical, each image's official partition, and which stay."""
+    digest_of = dict(zip(frame["image_id"], digests))
+    partition_of = dict(zip(frame["image_id"], partitions(frame)))
+    kept_a, kept_b = pairs["image_a"].isin(kept_ids), pairs["image_b"].isin(kept_ids)
+    return pairs.assign(
+        same_bytes=pairs["image_a"].map(digest_of) == pairs["image_b"].map(digest_of),
+        partition_a=pairs["image_a"].map(partition_of), partition_b=pairs["image_b"].map(partition_of),
+        kept=np.select([kept_a & kept_b, kept_a, kept_b], ["both", "a", "b"], "neither"))[NEAR_DUPLICATE_COLUMNS]
+
+
+def exclude_duplicates(frame: pd.DataFrame, hashes: Sequence[str], digests: Sequence[str], report: QualityReport,
+                       max_distance: int = MAX_DISTANCE) -> pd.DataFrame:
+    """Keep the rows kept_rows picks in each group of byte-identical or near-duplicate images and list the
+    others in `report` (and held-out copies kept side by side); every pair found goes to
+    report.near_duplicates. `hashes` are the rows' image_hash values, `digests` their files' md5."""
     pairs = near_duplicate_pairs(frame["image_id"].tolist(), hashes, max_distance)
-    report.near_duplicates = pd.concat([report.near_duplicates, pairs], ignore_index=True) \
-        if len(report.near_duplicates) else pairs
-    hash_of = dict(zip(frame["image_id"], hashes))
+    hash_of, digest_of = dict(zip(frame["image_id"], hashes)), dict(zip(frame["image_id"], digests))
     position = pd.Series(np.arange(len(frame)), index=frame["image_id"].to_numpy())
     keep = np.ones(len(frame), bool)
     for ids in duplicate_groups(pairs):
         rows = np.sort(position[ids].to_numpy())
         group = frame.iloc[rows]
-        kept = pick_kept(group)
+        kept = kept_rows(group)
         for row, idx in zip(rows, group.index):
-            if idx != kept:
-                detail = _exclusion_detail(group, kept, idx, pairs, hash_of)
-                report.add(group.at[idx, "path"], None, group.at[idx, "image_id"], "near-duplicate image", "excluded", detail)
-                keep[row] = False
+            if idx not in kept or len(kept) > 1:
+                check, detail = _reason(group, kept, idx, pairs, hash_of, digest_of)
+                report.add(group.at[idx, "path"], None, group.at[idx, "image_id"], check,
+                           "kept" if idx in kept else "excluded", detail)
+            keep[row] = idx in kept
+    pairs = _annotate(pairs, frame, digests, set(frame.loc[keep, "image_id"]))
+    report.near_duplicates = pd.concat([report.near_duplicates, pairs], ignore_index=True) \
+        if len(report.near_duplicates) else pairs
     return frame.loc[keep]
 
 
 def assert_no_cross_split_pairs(manifest: pd.DataFrame, pairs: pd.DataFrame, split_column: str = "split") -> None:
     """Raise LeakageError if a near-duplicate pair with both images in `manifest` sits in two different splits
-    (missing or empty splits are ignored)."""
+    (missing or empty splits are ignored, and so are pairs of two official held-out copies, kept as published)."""
     split = pd.Series(manifest[split_column].to_numpy(), index=manifest["image_id"]).replace("", np.nan)
     split = split[~split.index.duplicated()]
     a, b = pairs["image_a"].map(split), pairs["image_b"].map(split)
-    crossing = a.notna() & b.notna() & (a != b)
+    published = pairs.get("partition_a", pd.Series("", index=pairs.index)).isin(HELD_OUT) & \
+        pairs.get("partition_b", pd.Series("", index=pairs.index)).isin(HELD_OUT)
+    crossing = a.notna() & b.notna() & (a != b) & ~published
     if crossing.any():
         first = crossing.to_numpy().nonzero()[0][0]
         row = pairs.iloc[first]

@@ -6,6 +6,7 @@ later notebook reads the result, so no chapter repeats the loading logic.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -21,9 +22,17 @@ from derm_nb.data.catalog import SYNTHETIC, TARGETS, Dataset, Plan, apply_target
 from derm_nb.data.errors import DataError
 from derm_nb.data.manifest import MANIFEST_SCHEMA
 from derm_nb.data.near_duplicates import assert_no_cross_split_pairs
-from derm_nb.data.quality import REPORT_COLUMNS
+from derm_nb.data.quality import NEAR_DUPLICATE_COLUMNS, REPORT_COLUMNS, QualityReport
+from derm_nb.data.sample import cap_sample
 from derm_nb.data.sources import NAMES, load_source
-from derm_nb.data.splits import add_study_splits, assert_no_leakage, split_column, split_schemes
+from derm_nb.data.splits import (
+    OFFICIAL_SPLITS,
+    add_study_splits,
+    assert_no_leakage,
+    partition_counts,
+    split_column,
+    split_schemes,
+)
 
 
 @dataclass
@@ -49,11 +58,18 @@ class Prepared:
         return bool(self.summary.get("has_masks"))
 
     def describe(self) -> str:
-        """'synthetic, in the ISIC 2020 layout' or 'ISIC 2020 from /data/siim', with the target."""
+        """'synthetic, in the ISIC 2020 layout' or 'ISIC 2020 from the folder siim' (its name, not the machine's
+        path), with the sample drawn (`max_images`) and the target."""
         source = self.summary["source"]
         where = (f"synthetic, in the {NAMES.get(source, source)} layout" if self.summary.get("synthetic")
-                 else f"{NAMES.get(source, source)} from {self.summary['root']}")
+                 else f"{NAMES.get(source, source)} from the folder {self._folder_name()}")
+        sample = self.summary.get("sample")
+        if sample:
+            where += f", a sample of {sample['n_images']:,} of its {sample['of']:,} images"
         return f"{where}; target: {self.summary['target_description']}"
+
+    def _folder_name(self) -> str:
+        return self.summary.get("folder_name") or Path(self.summary["root"]).name
 
     def image_paths(self, frame: pd.DataFrame | None = None) -> list[Path]:
         frame = self.manifest if frame is None else frame
@@ -63,6 +79,13 @@ class Prepared:
         """The cached mask of each row, None for a row without a mask (all None on a maskless dataset)."""
         frame = self.manifest if frame is None else frame
         return [cache_paths(self.cache_dir, i)[1] if m else None for i, m in zip(frame["image_id"], frame["mask_path"])]
+
+    def duplicate_pairs(self) -> pd.DataFrame:
+        """Every byte-identical or near-duplicate pair 00_data found, with partitions and which copies stay."""
+        path = self.folder / "near_duplicates.csv"
+        if not path.is_file() or not path.read_text(encoding="utf-8").strip():
+            return pd.DataFrame(columns=NEAR_DUPLICATE_COLUMNS)
+        return pd.read_csv(path, keep_default_na=False, dtype={"partition_a": str, "partition_b": str})
 
     def split(self, scheme: str, name: str) -> pd.DataFrame:
         """Rows of one split (`train`, `val`, `test`) of one study's scheme."""
@@ -90,17 +113,22 @@ def oracle_auc(prepared: Prepared, frame: pd.DataFrame) -> float | None:
 def prepare(dataset: Dataset, root: str | os.PathLike[str], out: str | os.PathLike[str],
             schemes: Mapping[str, Mapping[str, float]], seed: int = 0, official: Collection[str] = (),
             cache_dir: str | os.PathLike[str] | None = None, cache_size: int = 256, workers: int = 0,
-            oracle_file: str | None = None, synthetic: bool = False, fit: str = "crop") -> Prepared:
-    """Load a source under a target, add each split scheme ({name: {split: ratio}}; `official` ones take
-    the archive's own partitions where it ships them), check leakage, and build the cache (`fit`: the
-    centred square of each image, or the whole image resized; see `cache.FITS`)."""
+            oracle_file: str | None = None, synthetic: bool = False, fit: str = "crop", max_images: int = 0,
+            loaded: tuple[pd.DataFrame, QualityReport] | None = None) -> Prepared:
+    """Load a source under a target, keep a capped sample if `max_images` (see sample.cap_sample), add each
+    split scheme ({name: {split: ratio}}; `official` ones take the archive's own partitions where it ships
+    them), check leakage, and build the cache (`fit`: the centred square of each image, or the whole image
+    resized; see `cache.FITS`). `loaded` is load_source's result for `root` when the caller already has it."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     target = TARGETS[dataset.target]
-    manifest, report = load_source(dataset.source, root, workers)
+    manifest, report = load_source(dataset.source, root, workers) if loaded is None else \
+        (loaded[0], copy.deepcopy(loaded[1]))
     manifest = apply_target(manifest, target, report)
     if manifest.empty:
         raise DataError(f"{root}: no usable images left after the quality checks\n{report}")
+    checked = manifest
+    manifest = cap_sample(checked, report.near_duplicates, max_images, seed)
     manifest, split_notes = add_study_splits(manifest, schemes, seed, stratify="label", official=official)
     for scheme in schemes:
         assert_no_leakage(manifest, split_column(scheme))
@@ -108,21 +136,38 @@ def prepare(dataset: Dataset, root: str | os.PathLike[str], out: str | os.PathLi
     quality = report.frame()
     write_parquet(out / "manifest.parquet", manifest)
     write_csv(out / "quality_report.csv", quality)
+    write_csv(out / "near_duplicates.csv", report.near_duplicates)
     cache_dir = Path(cache_dir) if cache_dir else out / "cache" / cache_folder(cache_size, fit)
     cache = build_cache(manifest, cache_dir, cache_size, workers, fit)
     summary = {
         "source": dataset.source, "target": dataset.target, "target_description": target.describe(dataset.source),
         "positive_classes": list(target.positive[dataset.source]), "root": str(Path(root).resolve()),
-        "synthetic": synthetic, "seed": seed, "cache_size": cache_size, "cache_fit": fit,
-        "cache_dir": os.path.relpath(cache_dir.resolve(), out.resolve()), "classes": target.classes(dataset.source),
-        "n_images": len(manifest), "n_groups": int(manifest["group_id"].nunique()),
-        "group_kind": str(manifest["group_kind"].iloc[0]), "n_excluded": int((quality["action"] == "excluded").sum()),
+        "folder_name": Path(root).resolve().name, "synthetic": synthetic, "seed": seed, "cache_size": cache_size,
+        "cache_fit": fit, "cache_dir": os.path.relpath(cache_dir.resolve(), out.resolve()),
+        "classes": target.classes(dataset.source), "n_images": len(manifest),
+        "n_groups": int(manifest["group_id"].nunique()), "group_kind": str(manifest["group_kind"].iloc[0]),
+        "n_excluded": int((quality["action"] == "excluded").sum()),
         "class_counts": manifest["label_name"].value_counts().to_dict(),
         "positive_share": float(manifest["target"].mean()), "has_masks": bool(manifest["mask_path"].ne("").any()),
         "splits": split_notes, "cache_written": int((cache["status"] == "written").sum()), "oracle_file": oracle_file,
+        **data_facts(report, checked, manifest, max_images),
     }
     write_json(out / "summary.json", summary)
     return Prepared(out, manifest, quality, summary)
+
+
+def data_facts(report: QualityReport, checked: pd.DataFrame, manifest: pd.DataFrame, max_images: int) -> dict:
+    """What the summary records of the folder as read: each official partition's images as read and as kept
+    after the checks, the partitions not found, the duplicate pairs (and those across partitions), the sample."""
+    pairs = report.near_duplicates
+    read = report.partitions_read
+    crossing = pairs["partition_a"].ne("") & pairs["partition_b"].ne("") & pairs["partition_a"].ne(pairs["partition_b"])
+    return {"partitions": {"read": read, "kept": partition_counts(checked),
+                           "not_found": [s for s in OFFICIAL_SPLITS if read and s not in read]},
+            "duplicate_pairs": len(pairs), "identical_pairs": int(pairs["same_bytes"].astype(bool).sum()),
+            "cross_partition_pairs": int(crossing.sum()),
+            "sample": None if len(manifest) == len(checked) else
+            {"max_images": max_images, "n_images": len(manifest), "of": len(checked)}}
 
 
 def load_prepared(folder: str | os.PathLike[str]) -> Prepared:
@@ -148,24 +193,30 @@ def synthetic_source(source: str, raw_dir: str | os.PathLike[str], **synth: obje
 
 def prepare_catalog(plan: Plan, out: str | os.PathLike[str], schemes: Mapping[str, Mapping[str, float]],
                     official: Collection[str] = (), seed: int = 0, cache_size: int = 256, workers: int = 0,
-                    synth: Mapping[str, Any] | None = None, fit: Mapping[str, str] | None = None) -> dict[str, Prepared]:
+                    synth: Mapping[str, Any] | None = None, fit: Mapping[str, str] | None = None,
+                    max_images: int = 0) -> dict[str, Prepared]:
     """Prepare every distinct dataset of `plan` once under `out/<source>-<target>/` (synthetic ones first
-    generated under `out/raw/`), then write `out/catalog.json`, which the chapters read. `fit` gives a
-    source's cache fit ({source: crop | resize}; crop where not given)."""
+    generated under `out/raw/`; each source's folder is read and checked once, whatever its targets), then
+    write `out/catalog.json`, which the chapters read. `fit` gives a source's cache fit ({source: crop |
+    resize}; crop where not given); `max_images` caps each dataset (0: all)."""
     out = Path(out)
     synth = dict(synth or {})
     patients = dict(synth.pop("n_patients", {}) or {})
-    prepared = {}
+    prepared, read = {}, {}
     for dataset in plan.datasets():  # no outer bar: nested bars print a line per refresh in a notebook
-        root, oracle = plan.roots[dataset.source], None
-        if root == SYNTHETIC:
-            extra = {"n_patients": int(patients[dataset.source])} if dataset.source in patients else {}
-            root, oracle = synthetic_source(dataset.source, out / "raw", seed=seed, workers=workers, **extra, **synth)
+        if dataset.source not in read:
+            root, oracle = plan.roots[dataset.source], None
+            if root == SYNTHETIC:
+                extra = {"n_patients": int(patients[dataset.source])} if dataset.source in patients else {}
+                root, oracle = synthetic_source(dataset.source, out / "raw", seed=seed, workers=workers, **extra,
+                                                **synth)
+            read[dataset.source] = root, oracle, load_source(dataset.source, root, workers)
+        root, oracle, loaded = read[dataset.source]
         kept = (fit or {}).get(dataset.source, "crop")
         prepared[dataset.key] = prepare(dataset, root, out / dataset.key, schemes, seed=seed, official=official,
                                         cache_dir=out / "cache" / dataset.source / cache_folder(cache_size, kept),
                                         cache_size=cache_size, workers=workers, oracle_file=oracle,
-                                        synthetic=oracle is not None, fit=kept)
+                                        synthetic=oracle is not None, fit=kept, max_images=max_images, loaded=loaded)
     write_json(out / "catalog.json", plan.record())
     return prepared
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 REPORT_COLUMNS = ["file", "row", "image_id", "check", "action", "detail"]
-NEAR_DUPLICATE_COLUMNS = ["image_a", "image_b", "distance"]
+NEAR_DUPLICATE_COLUMNS = ["image_a", "image_b", "distance", "same_bytes", "partition_a", "partition_b", "kept"]
 
 
 @dataclass
@@ -15,9 +15,12 @@ class QualityReport:
     """Collects one entry per affected row; nothing leaves the data without an entry here."""
 
     entries: list[dict] = field(default_factory=list)
-    # Every near-duplicate image pair check_images found, kept and excluded images alike (hash distance in bits).
+    # Every byte-identical or near-duplicate pair check_images found (hash distance in bits), each image's official
+    # partition, and which of the two stay (a, b, both, neither).
     near_duplicates: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=NEAR_DUPLICATE_COLUMNS),
                                           compare=False)
+    # Images read per official partition, before any check ({} where the archive ships none).
+    partitions_read: dict[str, int] = field(default_factory=dict, compare=False)
 
     def add(self, file: object, row: int | None, image_id: object, check: str, action: str, detail: str = "") -> None:
         self.entries.append({"file": str(file), "row": row, "image_id": None if image_id is None else str(image_id),

@@ -8,8 +8,10 @@ root that is not laid out as its source raises DataError (`check_layout`).
 Stated rules for bad input (each listed in the quality report): those of every loader
 (`data/reading.py`: missing sex, site, age or group id imputed; unknown label and repeated image id
 excluded), each archive's own (e.g. ISIC 2020's listed duplicates), and here: missing, unreadable or
-truncated image -> excluded; byte-identical images -> all but the first excluded (all excluded if their
-labels disagree); perceptual near-duplicates (`near_duplicates`); missing mask -> kept without a mask.
+truncated image -> excluded; byte-identical or perceptual near-duplicate images -> all but the first
+excluded (all excluded if their labels disagree), except that copies in an archive's official held-out
+partitions are kept as published and their training copies go (near_duplicates.kept_rows); missing mask
+-> kept without a mask.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from PIL import Image, ImageOps
 from derm_nb.data import registry
 from derm_nb.data.errors import DataError
 from derm_nb.data.manifest import to_manifest
-from derm_nb.data.near_duplicates import exclude_near_duplicates, image_hash
+from derm_nb.data.near_duplicates import exclude_duplicates, image_hash
 from derm_nb.data.quality import QualityReport
+from derm_nb.data.splits import partition_counts
 from derm_nb.parallel import parallel_map
 
 # Each registered source's classes, title, required layout and loader, by name (read from the registry).
@@ -85,8 +88,8 @@ def inspect_image(path: str) -> tuple[str | None, str | None, tuple[int, int] | 
 
 
 def check_images(frame: pd.DataFrame, report: QualityReport, workers: int = 0) -> pd.DataFrame:
-    """Exclude missing, unreadable, byte-duplicate and near-duplicate images (see near_duplicates; the pairs
-    found go to report.near_duplicates); drop mask paths whose files are missing."""
+    """Exclude missing, unreadable, byte-duplicate and near-duplicate images (see near_duplicates.kept_rows; the
+    pairs found go to report.near_duplicates); drop mask paths whose files are missing."""
     results = parallel_map(inspect_image, frame["path"].tolist(), workers, "checking images", chunksize=32,
                            min_items=64)
     frame = frame.copy()
@@ -98,19 +101,8 @@ def check_images(frame: pd.DataFrame, report: QualityReport, workers: int = 0) -
         report.add(frame.at[idx, "path"], None, frame.at[idx, "image_id"], check, "excluded", errors[idx])
     frame = frame.loc[errors.isna()]
 
-    keep = pd.Series(True, index=frame.index)
-    for _, group in frame.groupby("_md5", sort=False):
-        if len(group) < 2:
-            continue
-        first = group.iloc[0]
-        conflicting = group["label"].nunique() > 1
-        for idx in group.index if conflicting else group.index[1:]:
-            keep[idx] = False
-            detail = ("identical images with different labels: " + ", ".join(group["image_id"])) if conflicting \
-                else f"same bytes as {first['image_id']}"
-            report.add(frame.at[idx, "path"], None, frame.at[idx, "image_id"], "duplicate image", "excluded", detail)
-    frame = frame.loc[keep]
-    frame = exclude_near_duplicates(frame.drop(columns=["_md5", "_hash"]), frame["_hash"].tolist(), report)
+    frame = exclude_duplicates(frame.drop(columns=["_md5", "_hash"]), frame["_hash"].tolist(), frame["_md5"].tolist(),
+                               report)
 
     for idx in frame.index:
         paths = [p for p in str(frame.at[idx, "mask_path"]).split(";") if p]
@@ -130,5 +122,6 @@ def load_source(source: str, root: str | os.PathLike[str], workers: int = 0) -> 
     check_layout(source, root)
     report = QualityReport()
     frame = record.loader(root, report)
+    report.partitions_read = partition_counts(frame)
     frame = check_images(frame, report, workers)
     return to_manifest(frame), report

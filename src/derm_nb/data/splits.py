@@ -61,6 +61,27 @@ def split_schemes(manifest: pd.DataFrame) -> list[str]:
 OFFICIAL_SPLITS = ("train", "val", "test")
 
 
+def partition_counts(frame: pd.DataFrame) -> dict[str, int]:
+    """Images per official partition ({} where the archive ships none)."""
+    if "official_split" not in frame:
+        return {}
+    named = frame["official_split"].fillna("").astype(str)
+    counts = named[named != ""].value_counts()
+    return {s: int(counts[s]) for s in OFFICIAL_SPLITS if s in counts}
+
+
+def partitions_not_found(manifest: pd.DataFrame) -> str:
+    """'the archive's test partition was not found' (each official partition absent), for a split's note;
+    'the archive ships no partitions of its own' where it has none."""
+    present = partition_counts(manifest)
+    missing = [s for s in OFFICIAL_SPLITS if s not in present]
+    if not present:
+        return "the archive ships no partitions of its own"
+    if not missing:
+        return "the archive's own partitions were not found"
+    return f"the archive's {' and '.join(missing)} partition{'s were' if len(missing) > 1 else ' was'} not found"
+
+
 def has_official_splits(manifest: pd.DataFrame) -> bool:
     """Whether the archive shipped its own train, validation and test partitions (ISIC 2017, ISIC 2018)."""
     return "official_split" in manifest and set(OFFICIAL_SPLITS) <= set(manifest["official_split"].dropna())
@@ -75,6 +96,7 @@ def add_study_splits(manifest: pd.DataFrame, schemes: Mapping[str, Mapping[str, 
     """
     out = manifest.copy()
     shipped = has_official_splits(out)
+    not_found = partitions_not_found(out)
     pool = out["official_split"].fillna("").isin(["", "train"]) if "official_split" in out else \
         pd.Series(True, index=out.index)
     notes = {}
@@ -92,5 +114,5 @@ def add_study_splits(manifest: pd.DataFrame, schemes: Mapping[str, Mapping[str, 
         kind = str(out["group_kind"].iloc[0]) if "group_kind" in out and len(out) else "group"
         notes[scheme] = (f"{ratio_text} % ({'/'.join(ratios)}), grouped by {kind}, stratified by class"
                          + (", of the archive's training images" if not pool.all() else "")
-                         + (" (the archive's own partitions were not found)" if scheme in official else ""))
+                         + (f" ({not_found})" if scheme in official else ""))
     return out, notes

@@ -12,6 +12,7 @@ This face adds the split, the paper card, the summary's verdict, and what every 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,11 @@ from derm_nb.cards import Deviation, PaperCard
 from derm_nb.data.catalog import Use
 from derm_nb.params import BackboneParams, typed_parameters
 from derm_nb.workload import Pass
+
+# torch_geometric, which the submodules import, calls torch.jit.script at import time; torch deprecates it with a
+# FutureWarning that names the machine's site-packages path on the chapter's page. Only that warning is silenced.
+warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning,
+                        module=r"torch\.jit")
 
 SPLIT = {"train": 2000 / 2750, "val": 150 / 2750, "test": 600 / 2750}   # where the archive ships no partitions
 OFFICIAL_SPLIT = True   # ISIC 2017's own 2000 / 150 / 600 partitions when present

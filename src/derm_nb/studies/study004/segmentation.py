@@ -217,6 +217,13 @@ def overlay_rows(y: np.ndarray, mel: int, n: int, seed: int = 0) -> dict[str, np
     return {g: rng.choice(m, min(n, len(m)), replace=False) if len(m) else m for g, m in groups.items()}
 
 
+def _jaccard_title(seg: Segmentation, i: int) -> str:
+    """An image's Jaccard for its figure title, or why there is none (no mask, or η not calibrated)."""
+    if seg.masks[i] is None:
+        return "no mask to score"
+    return "JA not scored (no η)" if np.isnan(seg.jaccard[i]) else f"JA {seg.jaccard[i]:.2f}"
+
+
 def contour_figure(images: torch.Tensor, rows: np.ndarray, seg: Segmentation, pred: np.ndarray, classes: list[str],
                    title: str) -> Figure:
     """The test images `rows` with the predicted contour at η (green) and the dermatologists' (red)."""
@@ -227,7 +234,7 @@ def contour_figure(images: torch.Tensor, rows: np.ndarray, seg: Segmentation, pr
             ax.contour(seg.maps[i] >= seg.eta, levels=[0.5], colors="lime", linewidths=1.2)
         if seg.masks[i] is not None:
             ax.contour(seg.masks[i], levels=[0.5], colors="red", linewidths=1.2)
-        ax.set_title(f"pred {classes[pred[i]]}\nJA {seg.jaccard[i]:.2f}", fontsize=8)
+        ax.set_title(f"pred {classes[pred[i]]}\n{_jaccard_title(seg, i)}", fontsize=8)
         ax.axis("off")
     fig.suptitle(title)
     fig.tight_layout()

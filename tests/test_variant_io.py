@@ -44,7 +44,8 @@ def assert_same(back, original, where: str = "result") -> None:
     elif isinstance(original, nn.Module):
         assert_same(dict(back.state_dict()), dict(original.state_dict()), f"{where} state")
         assert [m.training for m in back.modules()] == [m.training for m in original.modules()], where
-        assert [p.requires_grad for p in back.parameters()] == [p.requires_grad for p in original.parameters()]
+        assert [(p.requires_grad, p.stride()) for p in back.parameters()] == \
+            [(p.requires_grad, p.stride()) for p in original.parameters()]        # channels-last stays so
     elif dataclasses.is_dataclass(original):
         for f in dataclasses.fields(original):
             assert_same(getattr(back, f.name), getattr(original, f.name), f"{where}.{f.name}")
@@ -93,14 +94,15 @@ def _sweep_rows() -> list[dict]:
 
 
 def _trained(model: nn.Module, seed: int = 1) -> nn.Module:
-    """`model` with weights no fresh build has, part of it frozen, in eval mode: what a trained variant returns."""
+    """`model` with weights no fresh build has, part of it frozen, channels-last, in eval mode: what a trained
+    variant returns."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.add_(torch.randn(parameter.shape, generator=generator))
     first = next(model.parameters())
     first.requires_grad_(False)
-    return model.eval()
+    return model.to(memory_format=torch.channels_last).eval()     # as the engine leaves a trained CNN
 
 
 def _ablation_grid(folder: Path) -> study001.AblationGrid:

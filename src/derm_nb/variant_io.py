@@ -191,7 +191,7 @@ def _decode_module(data: dict, rebuild: Rebuild | None, where: str) -> nn.Module
     module = rebuild()
     if _qualified(type(module)) != data["class"]:
         raise VariantIOError(f"{where}: `rebuild` built a {_qualified(type(module))}, the file holds a {data['class']}")
-    module.load_state_dict(data["state"])
+    module.load_state_dict(data["state"], assign=True)  # the stored tensors themselves: their memory format too
     module.to(torch.device(data["device"]))
     for name, sub in module.named_modules():
         sub.training = data["training"].get(name, sub.training)

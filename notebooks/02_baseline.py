@@ -158,6 +158,17 @@ glue("published_all_auc", float(published["Base All"]), display=False)
 glue("ci_overlap", "overlap, so a difference between them is not established on this validation set" if overlap
      else "do not overlap, so the difference between them is unlikely to be chance alone", display=False)
 
+# %%
+# The floor (derm_nb.floor): a linear probe on frozen ImageNet features of this chapter's backbone, added to metrics.json.
+from derm_nb.floor import FloorSpec, chapter_floor  # noqa: E402
+
+chapter_floor(ctx, {"train": train_all, "val": common_val},
+              FloorSpec(score_split="val", select_on="cv", threshold_rule="max_f1", seed=seed),
+              {"roc_auc": "ROC-AUC", "roc_auc_ci_low": "AUC 95% CI low", "roc_auc_ci_high": "AUC 95% CI high",
+               "f1": "F1-Score", "recall": "Recall", "precision": "Precision"},
+              images={"train": all_images, "val": ctx.images(common_val)}, size=image_size, backbone=backbone,
+              weights=weights, fallback=weights_fallback, device=device)
+
 # %% [markdown]
 # ## What differs from the paper
 #

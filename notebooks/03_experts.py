@@ -157,6 +157,18 @@ glue("small_experts", "no expert model was trained on a small set in this run" i
      f"{len(above_chance)} of the {len(small)} expert models trained on a small set (with or without augmented "
      "copies) beat chance with their whole 95 % interval above 0.5", display=False)
 
+# %%
+# The floor (derm_nb.floor): a linear probe on frozen ImageNet features of this chapter's backbone, added to metrics.json.
+from derm_nb.floor import FloorSpec, chapter_floor  # noqa: E402
+
+chapter_floor(ctx, {"train": train_all, "val": val},
+              FloorSpec(score_split="val", select_on="cv", threshold_rule="max_f1", name="Linear probe (experts)",
+                        seed=seed),
+              {"roc_auc": "ROC-AUC", "roc_auc_ci_low": "AUC 95% CI low", "roc_auc_ci_high": "AUC 95% CI high",
+               "f1": "F1-Score"},
+              images={"train": all_images, "val": val_images}, size=image_size, backbone=backbone, weights=weights,
+              fallback=weights_fallback, device=device)
+
 # %% [markdown]
 # ## What differs from the paper
 #

@@ -216,6 +216,16 @@ write_model_artifacts(ctx.out, [variant], {"study": "004", "evaluation": "study0
 for key, value in findings(scores, seg, y, MEL, int(example.num_nodes), by_seed).items():
     glue(key, value, display=False)
 
+# %%
+# The floor (derm_nb.floor): a linear probe on frozen ImageNet features of this chapter's backbone, added to metrics.json.
+from derm_nb.floor import FloorSpec, chapter_floor  # noqa: E402
+
+chapter_floor(ctx, frames, FloorSpec(kind="recognition", classes=tuple(classes), target_class=MEL, seed=seed),
+              {"roc_auc": "melanoma AUC", "sk_roc_auc": "SK AUC", "accuracy": "accuracy (melanoma)",
+               "accuracy_3class": "accuracy (3 classes)", "f1_weighted": "weighted F1"},
+              images=images, size=size, backbone=backbone, weights=weights, fallback=weights_fallback,
+              device=device)
+
 # %% [markdown]
 # ## What differs from the paper
 #

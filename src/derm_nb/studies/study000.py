@@ -19,7 +19,7 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
 from torch import nn
 
 from derm_nb.artifacts import write_csv
-from derm_nb.cards import Deviation, PaperCard
+from derm_nb.cards import Benchmark, Deviation, PaperCard
 from derm_nb.data.catalog import Use
 from derm_nb.datasets import CachedImages
 from derm_nb.metrics import EPOCH_SCORES
@@ -284,9 +284,21 @@ _EXPERT_METHODS = (
               "the paper does not say; with 'drop' (the paper's) there are no such images"),
 )
 
+# The best public figures on ISIC 2020 (studies 000 and 002), as study 000's paper quotes them.
+ISIC2020_BENCHMARKS = (
+    Benchmark("0.949", "ROC-AUC, first place on the competition leaderboard",
+              "SIIM-ISIC 2020 official test set (labels hidden; Kaggle), not a split of the training data",
+              "study 000's paper, Results: \"first place coming in at 0.949\""),
+    Benchmark("0.9442", "ROC-AUC, the winning solution's ensemble of 18 image classifiers",
+              "SIIM-ISIC 2020 test set, as the paper quotes it",
+              "Ha, Liu and Liu 2020 (winning solution), as quoted in study 000's paper, Related work"),
+)
+
+
 CARD = PaperCard(
     study="000",
     title="Resource-efficient melanoma classification with ResNet-18 and metadata",
+    benchmarks=ISIC2020_BENCHMARKS,
     data=("SIIM-ISIC 2020 training data (33,126 images, 1.76 % melanoma), 85:15 patient-grouped "
           "validation split, ResNet-18 (ImageNet) at 256 px; the 'small' set had 3,987 images. "
           "Kaggle private test ROC-AUC of Base Small: 0.845."),

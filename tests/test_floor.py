@@ -112,3 +112,22 @@ def test_embed_batches_in_order_without_gradients():
     features = embed(module, images, 8, batch_size=2)
     whole = embed(module, images, 8, batch_size=5)
     assert features.shape == (5, 3) and np.allclose(features, whole, atol=1e-6)
+
+
+def test_summary_puts_each_main_model_beside_its_floor_and_the_quoted_figures():
+    from derm_nb import studies
+    from derm_nb.floor import study_floors
+
+    weights = PROVENANCE.as_dict()
+    metrics = pd.DataFrame([
+        {"chapter": "06_architectures", "study": "003", "variant": "Pretrained", "main": True, "roc_auc": 0.8,
+         "f1_weighted": 0.7, "evaluation": "study003 test split", "weights": weights},
+        {"chapter": "06_architectures", "study": "003", "variant": "Linear probe", "main": False, "floor": True,
+         "roc_auc": 0.85, "f1_weighted": 0.75, "evaluation": "study003 test split", "weights": weights},
+        {"chapter": "04_efficientnet", "study": "001", "variant": "Recipe", "main": True, "roc_auc": 0.7,
+         "evaluation": "study001 test split", "weights": weights}])
+    table = study_floors(metrics, studies.cards()).set_index("chapter")
+    assert list(table.index) == ["06_architectures"]  # a chapter without a floor gets no row
+    row = table.loc["06_architectures"]
+    assert row["main model"] == "Pretrained" and row["main - floor (AUC)"] == pytest.approx(-0.05)
+    assert "0.87" in row["paper (quoted)"] and "0.85-0.90" in row["best public figure (quoted)"]

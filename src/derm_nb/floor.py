@@ -28,7 +28,7 @@ from derm_nb.artifacts import read_json, write_atomic, write_json, write_parquet
 from derm_nb.metrics import Skipped, class_weighted_metrics, evaluate_binary, groups_of, missing_class_reason, multiclass_report
 from derm_nb.models.backbones import Provenance, create_backbone
 from derm_nb.progress import bar
-from derm_nb.results import PREDICTION_COLUMNS, Variant, json_ready, skipped_variant
+from derm_nb.results import PREDICTION_COLUMNS, Variant, count_parameters, json_ready, skipped_variant
 from derm_nb.train import pick_device
 from derm_nb.transforms import eval_transform
 
@@ -60,16 +60,20 @@ def embed(module: nn.Module, images: torch.Tensor, size: int, batch_size: int = 
     return torch.cat(outputs).numpy()
 
 
-def _cache_file(cache_dir: Path, provenance: Provenance, size: int, ids: list[str], tag: str) -> Path:
-    key = hashlib.sha256("\n".join([provenance.label(), str(provenance.sha256), str(size), tag, *ids]).encode())
+def _cache_file(cache_dir: Path, provenance: Provenance, size: int, ids: list[str]) -> Path:
+    key = hashlib.sha256("\n".join([provenance.label(), str(provenance.sha256), str(size), *ids]).encode())
     return cache_dir / f"{key.hexdigest()[:20]}.npy"
+
+
+def _save_rows(path: Path, rows: np.ndarray) -> None:
+    with path.open("wb") as handle:
+        np.save(handle, rows)
 
 
 def frozen_features(images: dict[str, torch.Tensor], frames: dict[str, pd.DataFrame], size: int,
                     backbone: str = "", weights: str = "imagenet", fallback: str = "", *,
                     module: nn.Module | None = None, provenance: Provenance | None = None,
-                    batch_size: int = 64, device: str = "auto", cache_dir: Path | None = None,
-                    tag: str = "") -> ProbeFeatures:
+                    batch_size: int = 64, device: str = "auto", cache_dir: Path | None = None) -> ProbeFeatures:
     """Features of every split from `backbone` (built by `create_backbone` with the chapter's weights and
     fallback) or an already built `module` with its `provenance`. With `cache_dir`, a split whose images,
     backbone and size were embedded before (another chapter on the same data) is read back, not recomputed."""
@@ -81,15 +85,14 @@ def frozen_features(images: dict[str, torch.Tensor], frames: dict[str, pd.DataFr
     features = {}
     for split, pixels in images.items():
         ids = frames[split]["image_id"].astype(str).tolist()
-        path = _cache_file(cache_dir, provenance, size, ids, tag) if cache_dir else None
+        path = _cache_file(cache_dir, provenance, size, ids) if cache_dir else None
         if path is not None and path.is_file():
             features[split] = np.load(path)
             continue
         features[split] = embed(module, pixels, size, batch_size, device, f"floor features ({split})")
         if path is not None:
-            write_atomic(path, lambda p, rows=features[split]: np.save(p.open("wb"), rows))
-    n_params = int(sum(p.numel() for p in module.parameters()))
-    return ProbeFeatures(features, provenance, time.perf_counter() - start, n_params, size)
+            write_atomic(path, lambda target, rows=features[split]: _save_rows(target, rows))
+    return ProbeFeatures(features, provenance, time.perf_counter() - start, count_parameters(module), size)
 
 
 def _probe(c: float, seed: int):
@@ -308,7 +311,7 @@ def chapter_floor(ctx, frames: dict[str, pd.DataFrame], spec: FloorSpec, columns
 
 def reused_features(features: dict[str, np.ndarray], provenance: Provenance, module: nn.Module, size: int) -> ProbeFeatures:
     """Features a chapter already computed with its frozen backbone (`module`), as the probe's input: no cost."""
-    return ProbeFeatures(features, provenance, 0.0, int(sum(p.numel() for p in module.parameters())), size)
+    return ProbeFeatures(features, provenance, 0.0, count_parameters(module), size)
 
 
 def _figure(row: pd.Series | None, key: str) -> float:

@@ -131,3 +131,19 @@ def test_summary_puts_each_main_model_beside_its_floor_and_the_quoted_figures():
     row = table.loc["06_architectures"]
     assert row["main model"] == "Pretrained" and row["main - floor (AUC)"] == pytest.approx(-0.05)
     assert "0.87" in row["paper (quoted)"] and "0.85-0.90" in row["best public figure (quoted)"]
+
+
+def test_a_chapter_scorer_replaces_the_kinds_metrics():
+    rng = np.random.default_rng(2)
+    y = np.tile([0, 1, 2], 20)
+    x = rng.normal(size=(60, 4)) + np.eye(3, 4)[y] * 2
+    frames = {s: _frame(y, s) for s in ("train", "val", "test")}
+    seen = {}
+
+    def scorer(labels, prob):
+        seen["shape"] = prob.shape
+        return {"roc_auc": 0.5, "sk_roc_auc": 0.25}
+
+    spec = FloorSpec(kind="multiclass", classes=("melanoma", "sk", "nevus"), target_class=0, scorer=scorer)
+    variant = linear_probe(ProbeFeatures({s: x for s in frames}, PROVENANCE, 0.1, 10, 64), frames, spec)
+    assert seen["shape"] == (60, 3) and variant.metrics["sk_roc_auc"] == 0.25 and "f1_weighted" not in variant.metrics

@@ -34,6 +34,17 @@ class Benchmark:
     source: str
 
 
+# The best public figures on ISIC 2020 (studies 000 and 002), as study 000's paper quotes them.
+ISIC2020_BENCHMARKS = (
+    Benchmark("0.949", "ROC-AUC, first place on the competition leaderboard",
+              "SIIM-ISIC 2020 official test set (labels hidden; Kaggle), not a split of the training data",
+              "study 000's paper, Results: \"first place coming in at 0.949\""),
+    Benchmark("0.9442", "ROC-AUC, the winning solution's ensemble of 18 image classifiers",
+              "SIIM-ISIC 2020 test set, as the paper quotes it",
+              "Ha, Liu and Liu 2020 (winning solution), as quoted in study 000's paper, Related work"),
+)
+
+
 @dataclass(frozen=True)
 class PaperCard:
     """One study's paper: its data, splits and settings, its published tables, and where we depart from it.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,8 +34,8 @@ from derm_nb.train import pick_device
 from derm_nb.transforms import eval_transform
 
 FLOOR_NAME = "Linear probe"
-C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
-KINDS = ("binary", "class_weighted", "multiclass", "recognition")
+C_GRID = (0.0001, 0.001, 0.01, 0.1, 1.0)  # 07 on real ISIC 2017 chose 0.001 at the edge of (0.001-10)
+KINDS = ("binary", "class_weighted", "multiclass")
 
 
 @dataclass
@@ -131,16 +132,6 @@ def _labels(frame: pd.DataFrame, kind: str) -> np.ndarray:
 def _scores(kind: str, y: np.ndarray, prob: np.ndarray, frame: pd.DataFrame, classes: list[str], target: int,
             threshold_rule: str, threshold_from: tuple[np.ndarray, np.ndarray] | None, seed: int) -> dict:
     """The chapter's metrics for the probe's probabilities (N, classes) on the scored split."""
-    if kind == "recognition":
-        from derm_nb.studies.study004.segmentation import recognition
-
-        found = recognition(prob, y, classes, seed)
-        mel = found["melanoma"]
-        return {**{k: mel[k] for k in ("roc_auc", "roc_auc_ci_low", "roc_auc_ci_high", "pauc_80", "sens_at_spec90",
-                                       "auc_skipped")},
-                "accuracy": found["accuracy"], "recall": found["recall"], "sk_roc_auc": found["sk"]["roc_auc"],
-                "sk_auc_skipped": found["sk"]["auc_skipped"], "accuracy_3class": float((found["pred"] == y).mean()),
-                "f1_weighted": float(found["report"].loc["weighted avg", "f1-score"]), "target_class": classes[target]}
     positive = (y == target).astype(int)
     if kind == "class_weighted":
         return class_weighted_metrics(positive, prob[:, target], 0.5, seed=seed, groups=groups_of(frame))
@@ -171,8 +162,9 @@ class FloorSpec:
     """How a chapter scores its models, so the floor is scored the same way.
 
     `kind`: `binary` (evaluate_binary at `threshold_rule`, chosen on validation when `score_split` is
-    another split), `class_weighted` (study 002's table form at 0.5), `multiclass` (study 003's) or
-    `recognition` (study 004's Table 5). `select_on`: `val`, or `cv` where the chapter scores validation itself.
+    another split), `class_weighted` (study 002's table form at 0.5) or `multiclass` (study 003's);
+    `scorer(labels, probabilities)`, when given, is the chapter's own metrics function and replaces the
+    kind's. `select_on`: `val`, or `cv` where the chapter scores validation itself.
     """
 
     kind: str = "binary"
@@ -183,6 +175,7 @@ class FloorSpec:
     threshold_rule: str = "youden"
     name: str = FLOOR_NAME
     seed: int = 0
+    scorer: Callable[[np.ndarray, np.ndarray], dict] | None = None
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -215,8 +208,9 @@ def linear_probe(probe: ProbeFeatures, frames: dict[str, pd.DataFrame], spec: Fl
         threshold_from = None
         if spec.kind == "binary" and scored != "val":
             threshold_from = ((y["val"] == spec.target_class).astype(int), prob["val"][:, spec.target_class])
-        metrics = _scores(spec.kind, y[scored], prob[scored], frames[scored], list(spec.classes), spec.target_class,
-                          spec.threshold_rule, threshold_from, spec.seed)
+        metrics = (spec.scorer(y[scored], prob[scored]) if spec.scorer else
+                   _scores(spec.kind, y[scored], prob[scored], frames[scored], list(spec.classes), spec.target_class,
+                           spec.threshold_rule, threshold_from, spec.seed))
     except Skipped as error:
         seconds = probe.seconds + time.perf_counter() - start
         variant = skipped_variant(spec.name, str(error), probe.provenance.as_dict(),

@@ -19,7 +19,7 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
 from torch import nn
 
 from derm_nb.artifacts import write_csv
-from derm_nb.cards import Benchmark, Deviation, PaperCard
+from derm_nb.cards import ISIC2020_BENCHMARKS, Deviation, PaperCard
 from derm_nb.data.catalog import Use
 from derm_nb.datasets import CachedImages
 from derm_nb.metrics import EPOCH_SCORES
@@ -283,17 +283,6 @@ _EXPERT_METHODS = (
               "under missing_metadata 'impute', an image of unknown sex goes through both experts (gate 0.5, 0.5)",
               "the paper does not say; with 'drop' (the paper's) there are no such images"),
 )
-
-# The best public figures on ISIC 2020 (studies 000 and 002), as study 000's paper quotes them.
-ISIC2020_BENCHMARKS = (
-    Benchmark("0.949", "ROC-AUC, first place on the competition leaderboard",
-              "SIIM-ISIC 2020 official test set (labels hidden; Kaggle), not a split of the training data",
-              "study 000's paper, Results: \"first place coming in at 0.949\""),
-    Benchmark("0.9442", "ROC-AUC, the winning solution's ensemble of 18 image classifiers",
-              "SIIM-ISIC 2020 test set, as the paper quotes it",
-              "Ha, Liu and Liu 2020 (winning solution), as quoted in study 000's paper, Related work"),
-)
-
 
 CARD = PaperCard(
     study="000",

@@ -16,9 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from derm_nb.cards import Deviation, PaperCard
+from derm_nb.cards import ISIC2020_BENCHMARKS, Deviation, PaperCard
 from derm_nb.data.catalog import Use
-from derm_nb.studies.study000 import ISIC2020_BENCHMARKS
 from derm_nb.workload import Pass, epochs_of
 
 SPLIT = {"train": 0.75, "val": 0.125, "test": 0.125}

@@ -133,6 +133,17 @@ for key, value in study000.findings(results).items():
 glue("ceiling_note", f"against an oracle ceiling of {ceiling:.3f} on this validation set" if ceiling
      else "with no oracle ceiling on real data", display=False)
 
+# %%
+# The floor (derm_nb.floor): a linear probe on frozen ImageNet features of this chapter's backbone, added to metrics.json.
+from derm_nb.floor import FloorSpec, chapter_floor  # noqa: E402
+
+chapter_floor(ctx, {"train": train_all, "val": common_val},
+              FloorSpec(score_split="val", select_on="cv", threshold_rule="max_f1", seed=seed),
+              {"roc_auc": "ROC-AUC", "roc_auc_ci_low": "AUC 95% CI low", "roc_auc_ci_high": "AUC 95% CI high",
+               "f1": "F1-Score", "recall": "Recall", "precision": "Precision"},
+              images={"train": inputs.images, "val": inputs.val_images}, size=image_size, backbone=backbone,
+              weights=weights, fallback=weights_fallback, device=device)
+
 # %% [markdown]
 # ## What differs from the paper
 #

@@ -189,6 +189,16 @@ for key, value in study001.findings(results, summary).items():
 glue("ceiling_note", f"The oracle ceiling, the AUROC of the true probability on this test split, is {ceiling:.3f}."
      if ceiling else "On real data there is no oracle ceiling to compare with.", display=False)
 
+# %%
+# The floor (derm_nb.floor): a linear probe on frozen ImageNet features of this chapter's backbone, added to metrics.json.
+from derm_nb.floor import FloorSpec, chapter_floor  # noqa: E402
+
+chapter_floor(ctx, frames, FloorSpec(threshold_rule="youden", seed=seed),
+              {"roc_auc": "AUROC", "roc_auc_ci_low": "AUROC CI low", "roc_auc_ci_high": "AUROC CI high",
+               "balanced_accuracy": "balanced accuracy", "recall": "recall", "f1_macro": "macro-F1"},
+              images=images, size=image_size, backbone=backbone, weights=weights, fallback=weights_fallback,
+              device=device)
+
 # %% [markdown]
 # ## What differs from the paper
 #

@@ -258,6 +258,16 @@ for key, column in {"test_melanomas": "melanomas", "test_patients": "patients",
                     "test_largest_share": "largest patient's share"}.items():
     glue(key, float(test_split[column]), display=False)
 
+# %%
+# The floor (derm_nb.floor): a linear probe on frozen ImageNet features of this chapter's backbone, added to metrics.json.
+from derm_nb.floor import FloorSpec, chapter_floor, reused_features  # noqa: E402
+
+chapter_floor(ctx, frames, FloorSpec(kind="class_weighted", seed=seed),
+              {"roc_auc": "AUC", "roc_auc_ci_low": "AUC CI low", "roc_auc_ci_high": "AUC CI high",
+               "accuracy": "Accuracy", "f1_weighted": "F1-score"},
+              probe=reused_features({s: main.features(s) for s in ("train", "val", "test")}, main.provenance,
+                                    main._module, image_size))
+
 # %% [markdown]
 # ## What differs from the paper
 #

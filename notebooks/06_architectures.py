@@ -116,6 +116,17 @@ for key, value in study003.findings(results).items():
 glue("data_source", ctx.data.summary["source"], display=False)
 glue("n_test", len(frames["test"]), display=False)
 
+# %%
+# The floor (derm_nb.floor): a linear probe on frozen ImageNet features of this chapter's backbone, added to metrics.json.
+from derm_nb.floor import FloorSpec, chapter_floor  # noqa: E402
+
+chapter_floor(ctx, frames, FloorSpec(kind="multiclass", classes=tuple(classes), target_class=target_class,
+                                     seed=seed),
+              {"accuracy": "accuracy", "f1_weighted": "weighted F1", "balanced_accuracy": "balanced accuracy",
+               "roc_auc": f"{classes[target_class]} AUC (one-vs-rest)"},
+              images=images, size=image_size, backbone=pretrained_backbone, weights=weights,
+              fallback=weights_fallback, device=device)
+
 # %% [markdown]
 # ## What differs from the paper
 #

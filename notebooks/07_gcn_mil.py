@@ -219,6 +219,26 @@ write_model_artifacts(ctx.out, [variant], {"study": "004", "evaluation": "study0
 for key, value in study004.findings({f"seed_{r.seed}": r for r in runs}, y, classes, int(example.num_nodes)).items():
     glue(key, value, display=False)
 
+# %%
+# The floor (derm_nb.floor): a linear probe on frozen ImageNet features of this chapter's backbone, added to metrics.json.
+from derm_nb.floor import FloorSpec, chapter_floor  # noqa: E402
+from derm_nb.studies.study004.segmentation import recognition  # noqa: E402
+
+
+def table5_metrics(labels, prob):  # the GCN-MIL's own metrics (Table 5's columns), for the probe's probabilities
+    found = recognition(prob, labels, classes, seed)
+    return {**found["melanoma"], "sk_roc_auc": found["sk"]["roc_auc"], "accuracy": found["accuracy"],
+            "recall": found["recall"], "accuracy_3class": float((found["pred"] == labels).mean()),
+            "f1_weighted": float(found["report"].loc["weighted avg", "f1-score"])}
+
+
+chapter_floor(ctx, frames, FloorSpec(kind="multiclass", classes=tuple(classes), target_class=MEL, seed=seed,
+                                     scorer=table5_metrics),
+              {"roc_auc": "melanoma AUC", "sk_roc_auc": "SK AUC", "accuracy": "accuracy (melanoma)",
+               "accuracy_3class": "accuracy (3 classes)", "f1_weighted": "weighted F1"},
+              images=images, size=size, backbone=backbone, weights=weights, fallback=weights_fallback,
+              device=device)
+
 # %% [markdown]
 # ## What differs from the paper
 #

@@ -36,24 +36,26 @@ from myst_nb import glue
 from derm_nb import studies
 from derm_nb.analysis import GOAL_LIFT, SHOWN, benchmark_table, goal_table, load_model_runs
 from derm_nb.artifacts import write_csv
-from derm_nb.cards import headline_table
+from derm_nb.cards import benchmark_rows, headline_table
 from derm_nb.chapters import chapter
+from derm_nb.floor import study_floors
 
 ctx = chapter("09_summary", globals())
 metrics, _ = load_model_runs(ctx.run_dir)
 table = benchmark_table(metrics, ctx.read("catalog")["slots"])
+table["floor"] = metrics["floor"].eq(True).to_numpy() if "floor" in metrics else False  # the linear probes
 write_csv(ctx.out / "benchmark.csv", table)
 # One format call: a second .format() would reset every other column to the default precision.
-display(table[SHOWN].style.hide(axis="index").format({"oracle_lift": "{:.0%}"}, precision=3, na_rep="-"))
+display(table[[*SHOWN, "floor"]].style.hide(axis="index").format({"oracle_lift": "{:.0%}"}, precision=3, na_rep="-"))
 display(HTML('<details><summary>Every column (also in <code>09_summary/benchmark.csv</code>)</summary>'
              '<div style="overflow-x: auto">' + table.style.hide(axis="index").format(
                  {"parameters": "{:,.0f}", "train time (s)": "{:.0f}", "oracle_lift": "{:.0%}"},
                  precision=3, na_rep="-").to_html() + "</div></details>"))
 
 # %%
-scored = table.dropna(subset=["ROC-AUC"])
+scored = table[~table["floor"]].dropna(subset=["ROC-AUC"])  # the studies' own models
 best = scored.loc[scored["ROC-AUC"].idxmax()]
-glue("n_models", len(table), display=False)
+glue("n_models", int((~table["floor"]).sum()), display=False)
 glue("n_datasets", int(table["data"].nunique()), display=False)
 glue("best_model", f"{best['model']} (study {best['study']}, {best['data']})", display=False)
 glue("best_auc", float(best["ROC-AUC"]), display=False)
@@ -78,7 +80,7 @@ plt.close(fig)
 # %% [markdown]
 # ## The headline
 #
-# Of {glue:text}`n_models` models, each trained on its own study's dataset
+# Of {glue:text}`n_models` models (the linear-probe floors aside), each trained on its own study's dataset
 # ({glue:text}`n_datasets` datasets, the `data` column), the highest ROC-AUC was reached by
 # {glue:text}`best_model`: {glue:text}`best_auc:.3f` (95 % CI {glue:text}`best_ci`),
 # {glue:text}`best_ceiling`. AUCs on different datasets are not a ranking of methods.
@@ -124,11 +126,29 @@ glue("lift_range", f"{lifted.min():.1%}-{lifted.max():.1%}" if len(lifted) else 
 headline_table(studies.cards())
 
 # %% [markdown]
+# ## Each study's main model beside its floor, its paper and the best public figure
+#
+# The floor is a linear probe: frozen ImageNet features of the chapter's own backbone (or the stand-in
+# the weights column names) at the chapter's resolution, and a logistic regression whose C was chosen
+# on validation, scored on the chapter's own split (`derm_nb.floor`). It is never a study's main model.
+# The paper's and the public figures are quoted from the study cards with their sources, not computed
+# here; they were measured on other data sizes and resolutions (also in `09_summary/floors.csv`).
+
+# %%
+floors = study_floors(metrics, studies.cards())
+write_csv(ctx.out / "floors.csv", floors)
+display(floors.style.hide(axis="index").format(precision=3, na_rep="–") if len(floors)
+        else Markdown("No chapter wrote a floor in this run."))
+display(benchmark_rows(studies.cards()).style.hide(axis="index").set_caption(
+    "The best public figures on each study's data, quoted as published (not computed here)"))
+
+# %% [markdown]
 # ## What reproduced, what did not, and why
 
 # %%
-verdicts = {sid: studies.study(sid).verdict(metrics[metrics["study"] == sid].set_index("variant"))
-            if (metrics["study"] == sid).any() else f"* **Study {sid}**: not run in this book yet."
+own = metrics[~table["floor"].to_numpy()]
+verdicts = {sid: studies.study(sid).verdict(own[own["study"] == sid].set_index("variant"))
+            if (own["study"] == sid).any() else f"* **Study {sid}**: not run in this book yet."
             for sid in studies.STUDIES}
 display(Markdown("\n".join(verdicts.values())))
 

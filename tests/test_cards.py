@@ -101,3 +101,22 @@ def _declared_names(stem: str) -> set[str]:
     source = (Path(__file__).resolve().parents[1] / "notebooks" / f"{stem}.py").read_text()
     cell = source.split('tags=["parameters"]', 1)[1].split("# %%", 1)[0]
     return {t.id for node in ast.parse(cell).body if isinstance(node, ast.Assign) for t in node.targets}
+
+
+def test_every_public_benchmark_has_its_figure_metric_data_and_source(root):
+    """Quoted, never measured: each figure appears verbatim in the source the card names (the shared README or a
+    study's paper), when that source is at hand."""
+    from derm_nb import studies
+    from derm_nb.cards import NONE_QUOTED, benchmark_rows
+
+    rows = benchmark_rows(studies.cards())
+    assert set(rows["study"]) == set(STUDIES)
+    quoted = rows[rows["figure"] != NONE_QUOTED]
+    assert len(quoted) and (quoted[["figure", "metric", "data", "source"]] != "").all().all()
+    readme = root.parent / "shared" / "real" / "README.md"
+    if readme.is_file():
+        text = readme.read_text()
+        for _, row in quoted[quoted["source"].str.contains("real/README.md")].iterrows():
+            assert row["figure"].removeprefix("about ") in text, row["figure"]
+    none = rows[rows["figure"] == NONE_QUOTED]
+    assert (none[["metric", "data", "source"]] == "").all().all()

@@ -102,6 +102,20 @@ def test_model_artifacts_follow_the_contract(smoke_run, stem):
         assert record["backbone"] == "efficientnet_lite0" and len(record["sha256"]) == 64
 
 
+@pytest.mark.parametrize("stem", MODEL_CHAPTERS)
+def test_each_model_chapter_has_one_floor_that_is_not_its_main_model(smoke_run, stem):
+    run_dir, _ = smoke_run
+    record = read_json(run_dir / stem / "metrics.json")
+    floors = [name for name, m in record["variants"].items() if m.get("floor") is True]
+    assert len(floors) == 1, (stem, floors)
+    floor = record["variants"][floors[0]]
+    assert floors[0] != record.get("main_model") and floors[0].startswith("Linear probe")
+    assert floor["probe"]["C"] in floor["probe"]["grid"] and floor["weights"]["weights"] in ("imagenet", "file")
+    assert ("cross-validation on train" in floor["probe"]["selected_on"]) == (stem in ("02_baseline", "03_experts"))
+    floors_csv = pd.read_csv(run_dir / "09_summary" / "floors.csv")
+    assert stem in set(floors_csv["chapter"])
+
+
 def test_progress_bars_are_output_not_error_boxes(smoke_run):
     """tqdm on stderr renders as a pink error box in an executed notebook and the book."""
     import nbformat

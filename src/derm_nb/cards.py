@@ -27,13 +27,36 @@ class Deviation:
 
 
 @dataclass(frozen=True)
+class Benchmark:
+    """The best public figure on a study's data, quoted exactly as published (never measured here):
+    the figure as printed (a value or a range), its metric, the data and split, and its source."""
+
+    figure: str
+    metric: str
+    data: str
+    source: str
+
+
+# The best public figures on ISIC 2020 (studies 000 and 002), as study 000's paper quotes them.
+ISIC2020_BENCHMARKS = (
+    Benchmark("0.949", "ROC-AUC, first place on the competition leaderboard",
+              "SIIM-ISIC 2020 official test set (labels hidden; Kaggle), not a split of the training data",
+              "study 000's paper, Results: \"first place coming in at 0.949\""),
+    Benchmark("0.9442", "ROC-AUC, the winning solution's ensemble of 18 image classifiers",
+              "SIIM-ISIC 2020 test set, as the paper quotes it",
+              "Ha, Liu and Liu 2020 (winning solution), as quoted in study 000's paper, Related work"),
+)
+
+
+@dataclass(frozen=True)
 class PaperCard:
     """One study's paper: its data, splits and settings, its published tables, and where we depart from it.
 
     `settings` are the paper's hyper-parameters per chapter, keyed by the chapter's parameter names:
     the `full` profile starts from them. `reasons` says, per chapter and key, why `full` still runs
     another value; `methods` lists departures no parameter captures. `headlines` are (model, metric,
-    value, data) rows; every value is the paper's, never ours.
+    value, data) rows; every value is the paper's, never ours. `benchmarks` are the best public figures on
+    the study's data by others (empty: none quoted).
     """
 
     study: str
@@ -46,6 +69,7 @@ class PaperCard:
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     reasons: dict[str, dict[str, str]] = field(default_factory=dict)
     methods: dict[str, tuple[Deviation, ...]] = field(default_factory=dict)
+    benchmarks: tuple[Benchmark, ...] = ()
 
     def quote(self, table: str, precision: int = 3, data: str | None = None):
         """One of the card's tables, captioned as published (not computed here) on the card's data."""
@@ -61,6 +85,20 @@ def headline_table(cards: Iterable[PaperCard]) -> pd.DataFrame:
     """The studies' headline figures, one row each, for the summary chapter."""
     return pd.DataFrame([{"study": c.study, "model": m, "metric": metric, "value": v, "data": d}
                          for c in cards for m, metric, v, d in c.headlines])
+
+
+NONE_QUOTED = "none quoted"
+
+
+def benchmark_rows(cards: Iterable[PaperCard]) -> pd.DataFrame:
+    """Every card's public benchmarks, one row each (study, figure, metric, data, source); a study with none
+    gets one row saying "none quoted"."""
+    rows = []
+    for card in cards:
+        quoted = card.benchmarks or (Benchmark(NONE_QUOTED, "", "", ""),)
+        rows += [{"study": card.study, "figure": b.figure, "metric": b.metric, "data": b.data, "source": b.source}
+                 for b in quoted]
+    return pd.DataFrame(rows, columns=["study", "figure", "metric", "data", "source"])
 
 
 def _shown(value: Any) -> str:

@@ -24,7 +24,7 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
 from torch import nn
 
 from derm_nb.artifacts import write_csv
-from derm_nb.cards import Deviation, PaperCard
+from derm_nb.cards import ISIC2020_BENCHMARKS, Deviation, PaperCard
 from derm_nb.data.catalog import Use
 from derm_nb.datasets import CachedImages
 from derm_nb.losses import BCE
@@ -298,6 +298,7 @@ _EXPERT_METHODS = (
 CARD = PaperCard(
     study="000",
     title="Resource-efficient melanoma classification with ResNet-18 and metadata",
+    benchmarks=ISIC2020_BENCHMARKS,
     data=("SIIM-ISIC 2020 training data (33,126 images, 1.76 % melanoma), 85:15 patient-grouped "
           "validation split, ResNet-18 (ImageNet) at 256 px; the 'small' set had 3,987 images. "
           "Kaggle private test ROC-AUC of Base Small: 0.845."),

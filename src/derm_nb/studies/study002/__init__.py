@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from derm_nb.cards import Deviation, PaperCard
+from derm_nb.cards import ISIC2020_BENCHMARKS, Deviation, PaperCard
 from derm_nb.data.catalog import Use
 from derm_nb.params import typed_parameters
 from derm_nb.workload import Pass, epochs_of
@@ -38,6 +38,7 @@ _DATA = "ISIC 2020, 75/12.5/12.5 split"
 CARD = PaperCard(
     study="002",
     title="Deep clustering with the COM-Triplet loss for imbalanced melanoma detection",
+    benchmarks=ISIC2020_BENCHMARKS,
     data=("ISIC 2020 training data (33,126 images, 1.76 % melanoma) split 75/12.5/12.5, split test set, "
           "256 px, ImageNet transfer learning (Tables III and VI); direct classifiers by backbone, then "
           "ResNet50 for the strategies; SDC/UDC with VGG16. In percent."),

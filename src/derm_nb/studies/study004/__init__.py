@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from derm_nb.cards import Deviation, PaperCard
+from derm_nb.cards import Benchmark, Deviation, PaperCard
 from derm_nb.data.catalog import Use
 from derm_nb.params import BackboneParams, typed_parameters
 from derm_nb.workload import Pass
@@ -35,9 +35,20 @@ DATASETS = {"study004": Use("isic2017", "melanoma", "ISIC 2017 (2,000 / 150 / 60
                             only=("isic2017",), why_only="its chapter reads the melanoma / seborrheic keratosis / "
                             "nevus classes and segments against the lesion masks")}
 
+REAL_README = "../shared/real/README.md, Published reference figures on the same data"
+ISIC2017_TEST = "ISIC 2017 official test partition (600 images, full resolution)"
+
 CARD = PaperCard(
     study="004",
     title="GCN-based multi-instance learning for melanoma recognition and segmentation",
+    benchmarks=(
+        Benchmark("0.874", "melanoma ROC AUC, the best in the challenge", ISIC2017_TEST, REAL_README),
+        Benchmark("0.882", "melanoma ROC AUC, the best single setting without external data", ISIC2017_TEST,
+                  f"Perez et al. 2018, as quoted in {REAL_README}"),
+        Benchmark("0.892", "melanoma ROC AUC, an ensemble over image sizes", ISIC2017_TEST,
+                  f"Mahbod et al. 2020, as quoted in {REAL_README}"),
+        Benchmark("0.943-0.966", "seborrheic keratosis ROC AUC", ISIC2017_TEST, REAL_README),
+    ),
     data=("ISIC 2017 challenge test set (600 images: 117 melanoma, 90 seborrheic keratosis, 393 nevus), "
           "original resolution, 224 px blocks, ResNet-18 ImageNet features; each value the mean of five runs. "
           "'–' in the study: not reported."),

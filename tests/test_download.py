@@ -25,7 +25,7 @@ import pytest
 
 from derm_nb.cli import main
 from derm_nb.data import download
-from derm_nb.data.sources import ISIC2017_PARTS
+from derm_nb.data.archives.isic2017 import PARTS as ISIC2017_PARTS
 
 PART_NAMES = ("Training", "Validation", "Test_v2")
 

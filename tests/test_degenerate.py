@@ -35,6 +35,7 @@ from derm_nb.metrics import (
 )
 from derm_nb.models.backbones import Provenance
 from derm_nb.results import json_ready, run_binary_variant, run_multiclass_variant, write_model_artifacts
+from derm_nb.studies.study002 import CARD as CARD_002
 from derm_nb.studies.study002.baselines import UNSUPERVISED_BASELINES, ConvAutoencoder, cae_scores, unsupervised_baseline
 from derm_nb.studies.study002.experiments import (
     findings,
@@ -53,6 +54,8 @@ from derm_nb.studies.study004.segmentation import attention_adds, gcn_mil_varian
 from derm_nb.train import TrainConfig
 
 PROVENANCE = Provenance("stub", "none", "random init")
+
+PAPER_SWEEP = CARD_002.tables["Sweep"].iloc[:, 0]   # the study's own sweep column, as the chapter passes it
 
 
 def blobs(n_maj: int, n_min: int, d: int = 6, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -217,7 +220,8 @@ def test_collapsed_backbone_features_skip_every_shallow_baseline_and_the_chapter
     record = json.loads((tmp_path / "metrics.json").read_text(), parse_constant=pytest.fail)  # strict JSON
     assert record["oracle_auc"] is None and "identical" in record["variants"]["Fast ICA"]["skipped"]
     assert len(pd.read_parquet(tmp_path / "predictions.parquet")) == 6  # the scored variant's val + test rows
-    out = findings(scored, [scored], [scored, scored], shallow, pd.DataFrame({"SDC - Classifier": [np.nan]}), None)
+    out = findings(scored, [scored], [scored, scored], shallow, pd.DataFrame({"SDC - Classifier": [np.nan]}), None,
+                   PAPER_SWEEP)
     assert math.isnan(out["shallow_min_auc"]) and out["extreme_ratio"] == "none" and out["best_direct_auc"] == 1.0
 
 
@@ -254,7 +258,7 @@ def test_imbalance_sweep_skips_a_ratio_the_pool_cannot_supply(tmp_path):
     assert summary["SDC - Classifier"].iloc[1:].isna().all() and summary["skipped"].iloc[0] == ""
     stub = scored_variant("v", frames_for({"val": np.array([0, 1]), "test": np.array([0, 1])}),
                           {"val": np.array([0.2, 0.8]), "test": np.array([0.2, 0.8])}, PROVENANCE.as_dict())
-    out = findings(stub, [stub], [stub, stub], [stub], summary, None)
+    out = findings(stub, [stub], [stub, stub], [stub], summary, None, PAPER_SWEEP)
     assert out["extreme_ratio"] == "8:2" and out["extreme_gap"] == pytest.approx(0.1)  # the last ratio that ran
 
 

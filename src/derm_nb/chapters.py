@@ -231,10 +231,9 @@ class ChapterContext:
     def _real_data_why(self) -> str:
         """Why this chapter read the real folder it read: its study's own archive, or another the run chose."""
         from derm_nb.data.sources import NAMES
-        from derm_nb.studies import dataset_uses
 
         source, summary = self.data.summary["source"], self.data.summary
-        paper_source = dataset_uses()[self.chapter.dataset].source
+        paper_source = catalog_record(self.run_dir)["slots"][self.chapter.dataset].get("paper_source", source)
         why = (f"{NAMES[source]} is the study's own archive, given to this run" if source == paper_source else
                f"this run points {self.chapter.dataset} at {NAMES[source]} (`datasets` under 00_data); "
                f"the study's {NAMES[paper_source]} was not given")

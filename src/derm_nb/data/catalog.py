@@ -11,7 +11,7 @@ error or are skipped with a note.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -97,6 +97,7 @@ class Plan:
     roots: dict[str, str]
     missing: dict[str, str]
     policy: str
+    paper_sources: dict[str, str] = field(default_factory=dict)   # each slot's own study's source
 
     def datasets(self) -> list[Dataset]:
         """The distinct datasets to prepare, in slot order (missing ones left out)."""
@@ -109,7 +110,8 @@ class Plan:
     def record(self) -> dict:
         """The JSON the chapters read (`00_data/catalog.json`)."""
         return {"policy": self.policy, "roots": self.roots, "slots": {
-            slot: {"source": d.source, "target": d.target, "folder": d.key,
+            slot: {"source": d.source, "paper_source": self.paper_sources.get(slot, d.source),
+                   "target": d.target, "folder": d.key,
                    "status": "missing" if slot in self.missing else "ready",
                    "synthetic": self.roots.get(d.source) == SYNTHETIC,
                    "message": missing_message(slot, d.source) if slot in self.missing else ""}
@@ -173,7 +175,7 @@ def resolve(uses: Mapping[str, Use], datasets: Mapping[str, str], data: Mapping[
     if not roots:
         roots = {d.source: SYNTHETIC for d in slots.values()}
     missing = {slot: d.source for slot, d in slots.items() if d.source not in roots}
-    return Plan(slots, roots, missing, missing_data)
+    return Plan(slots, roots, missing, missing_data, {slot: use.source for slot, use in uses.items()})
 
 
 def apply_target(manifest: pd.DataFrame, target: Target, report: QualityReport) -> pd.DataFrame:

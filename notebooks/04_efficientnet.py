@@ -39,6 +39,7 @@
 # The default profile (params/default.yaml: the book on 2 CPU cores); params/full.yaml holds the studies' own.
 profile = "default"
 run_dir = ""
+score_split = "test"                  # "val": score the validation split in its place, to choose settings
 scheduler = ""                        # the run's Dask scheduler (the runner sets it); empty: variants run here
 seed = 0
 device = "auto"
@@ -181,7 +182,7 @@ for group in ("correct", "incorrect"):
 
 # %%
 write_model_artifacts(ctx.out, list(results.values()), {
-    "study": "001", "evaluation": "study001 test split, Youden threshold from val", "split": "study001 test",
+    "study": "001", "evaluation": "study001 test split, Youden threshold from val", "split": f"study001 {ctx.scored}",
     "oracle_auc": ceiling,
     "gradcam_median_by_correctness": summary.to_dict("index")}, main=results["recipe"].name)
 for key, value in study001.findings(results, summary).items():

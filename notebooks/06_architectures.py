@@ -32,6 +32,7 @@
 # The default profile (params/default.yaml: the book on 2 CPU cores); params/full.yaml holds the studies' own.
 profile = "default"
 run_dir = ""
+score_split = "test"                  # "val": score the validation split in its place, to choose settings
 scheduler = ""                        # the run's Dask scheduler (the runner sets it); empty: variants run here
 seed = 0
 device = "auto"
@@ -105,7 +106,7 @@ training_curves(pd.concat([v.history for v in variants]), title="Loss and accura
 plt.show()
 
 # %%
-write_model_artifacts(ctx.out, variants, {"study": "003", "evaluation": "study003 test split", "split": "study003 test",
+write_model_artifacts(ctx.out, variants, {"study": "003", "evaluation": "study003 test split", "split": f"study003 {ctx.scored}",
                                           "oracle_auc": ctx.oracle_auc(frames["test"]),
                                           "classes": classes, "data": ctx.data.summary["source"]},
                       main=study003.main_model(variants))

@@ -32,6 +32,7 @@
 # The default profile (params/default.yaml: the book on 2 CPU cores); params/full.yaml holds the studies' own.
 profile = "default"
 run_dir = ""
+score_split = "test"                  # "val": score the validation split in its place, to choose settings
 scheduler = ""                        # the run's Dask scheduler (the runner sets it); empty: variants run here
 seed = 0
 device = "auto"
@@ -213,7 +214,7 @@ record = {"blocks_per_bag": int(example.num_nodes), "block_size": block_size, "b
 variant = gcn_mil_variant("GCN-MIL", run.history, frames["test"], run.prob, y, classes, scores, seg,
                           provenance.as_dict(), record)
 write_model_artifacts(ctx.out, [variant], {"study": "004", "evaluation": "study004 test split (ISIC 2017 layout)",
-                                           "split": "study004 test",
+                                           "split": f"study004 {ctx.scored}",
                                            "classes": classes, "oracle_auc": ctx.oracle_auc(frames["test"])},
                       main=variant.name)
 for key, value in study004.findings({f"seed_{r.seed}": r for r in runs}, y, classes, int(example.num_nodes)).items():

@@ -113,3 +113,66 @@ def test_parameters_cells_are_the_default_profile(root, real_declared):
         differing = {k: (real_declared[nb.stem][k].default, v) for k, v in values.items()
                      if real_declared[nb.stem][k].default != v}
         assert not differing, f"{nb.stem}: parameters cell vs params/default.yaml (cell, profile): {differing}"
+
+
+def test_real_data_keys_layer_over_a_chapter_that_reads_a_real_folder(tmp_path):
+    root = project(tmp_path, "notebooks:\n  00_data: {cache_size: 128, synth_prevalence: 0.1}\n"
+                             "real_data:\n  00_data: {cache_size: 256}\n")
+    profile = load_profile(root, "p", DECLARED)
+    assert profile.for_notebook("00_data", DECLARED["00_data"])["cache_size"] == 128
+    real = profile.for_notebook("00_data", DECLARED["00_data"], real=True)
+    assert real["cache_size"] == 256 and real["synth_prevalence"] == 0.1
+    user = tmp_path / "mine.yaml"
+    user.write_text("notebooks:\n  00_data: {cache_size: 192}\n")   # a later layer wins on real data too
+    mine = load_profile(root, "p", DECLARED, user_file=user)
+    assert mine.for_notebook("00_data", DECLARED["00_data"], real=True)["cache_size"] == 192
+
+
+@pytest.mark.parametrize("text, message", [
+    ("real_data:\n  00_data: {cache_sise: 3}\n", "p.yaml: real_data.00_data.cache_sise is not a parameter of 00_data"),
+    ("real_data:\n  99_nope: {}\n", "p.yaml: real_data.99_nope is not a notebook"),
+    ("real_data:\n  00_data: [1]\n", "p.yaml: real_data.00_data must be a mapping"),
+    ("real_data:\n  00_data: {cache_size: big}\n", "real_data.00_data.cache_size = 'big' has type str"),
+])
+def test_bad_real_data_keys_name_file_and_key(tmp_path, text, message):
+    root = project(tmp_path, text)
+    with pytest.raises(ParameterError) as err:
+        load_profile(root, "p", DECLARED)
+    assert message in str(err.value)
+
+
+def test_a_chapter_gets_the_real_data_keys_only_where_it_reads_a_real_folder(tmp_path):
+    from derm_nb.artifacts import write_json
+    from derm_nb.chapters import CATALOG_FILE
+    from derm_nb.runner import ChapterJob, job_parameters
+
+    write_json(tmp_path / "00_data" / CATALOG_FILE, {"slots": {"study003": {"synthetic": False},
+                                                               "study004": {"synthetic": True}}})
+
+    def job(stem: str, parameters: dict) -> ChapterJob:
+        return ChapterJob(tmp_path, tmp_path, stem, tmp_path / f"{stem}.ipynb", parameters, [], False,
+                          {"image_size": 224})
+
+    assert job_parameters(job("06_architectures", {"image_size": 96}))["image_size"] == 224   # study003: real
+    assert job_parameters(job("07_gcn_mil", {"image_size": 96}))["image_size"] == 96          # study004: synthetic
+    assert job_parameters(job("00_data", {"data": {"busi": "/data/BUSI"}}))["image_size"] == 224
+    assert "image_size" not in job_parameters(job("00_data", {"data": {"busi": "synthetic"}}))
+
+
+def test_a_run_that_chooses_settings_scores_the_validation_split_in_the_tests_place(tmp_path):
+    import pandas as pd
+
+    from derm_nb.chapters import chapter
+
+    class Splits:
+        def split(self, scheme: str, name: str) -> pd.DataFrame:
+            return pd.DataFrame({"split": [name]})
+
+    base = {"profile": "p", "run_dir": str(tmp_path)}
+    for score_split, scored in (("test", "test"), ("val", "val")):
+        ctx = chapter("06_architectures", base | {"score_split": score_split})
+        ctx.__dict__["data"] = Splits()
+        assert ctx.scored == scored and ctx.split("test")["split"].item() == scored
+        assert ctx.splits()["val"]["split"].item() == "val"
+    with pytest.raises(ValueError, match="06_architectures: score_split is one of test, val, not 'tset'"):
+        chapter("06_architectures", base | {"score_split": "tset"})

@@ -115,11 +115,23 @@ def missing_slots(stem: str, record: Mapping[str, Any]) -> dict[str, str]:
             if slot in slots and slots[slot]["status"] == "missing"}
 
 
+def reads_real_data(run_dir: str | os.PathLike[str], stem: str, data_roots: Mapping[str, str]) -> bool:
+    """Whether chapter `stem` reads a real folder in this run: for 00_data, any `--data` root that is not
+    `synthetic`; for the others, any of its slots that 00_data catalogued from a real folder."""
+    if stem == "00_data":
+        return any(str(root) != "synthetic" for root in data_roots.values())
+    if not spec(stem).slots:
+        return False
+    slots = catalog_record(run_dir)["slots"]
+    return any(not slots[slot].get("synthetic", True) for slot in spec(stem).slots if slot in slots)
+
+
 class UndeclaredRead(KeyError):
     """A chapter read a file of another chapter that the registry does not list for it."""
 
 
 PLAIN = (str, int, float, bool, list, tuple, dict, Path, type(None))
+SCORED_SPLITS = ("test", "val")
 KERNEL_NAMES = frozenset({"In", "Out"})   # IPython's input and output history, lists and dicts too
 
 
@@ -175,8 +187,16 @@ class ChapterContext:
             raise MissingData(entry["message"])
         return load_prepared(self.run_dir / "00_data" / entry["folder"])
 
+    @property
+    def scored(self) -> str:
+        """The split a chapter scores as its held-out one: `test`, or `val` in a run that chooses settings
+        (`score_split: val`), so that no setting is ever picked by the test split."""
+        return str(self.parameters.get("score_split", "test"))
+
     def split(self, name: str) -> pd.DataFrame:
-        """One split (`train`, `val`, `test`) of this chapter's study scheme, rows renumbered from 0."""
+        """One split (`train`, `val`, `test`) of this chapter's study scheme, rows renumbered from 0; `test`
+        is the validation split in a run that chooses settings (`scored`)."""
+        name = self.scored if name == "test" else name
         return self.data.split(self.chapter.scheme, name).reset_index(drop=True)
 
     def splits(self, names: tuple[str, ...] = ("train", "val", "test")) -> dict[str, pd.DataFrame]:
@@ -279,5 +299,12 @@ def chapter(stem: str, parameters: Mapping[str, Any]) -> ChapterContext:
         raise KeyError(f"{stem}: chapter() needs the parameters {', '.join(missing)} (the notebook's parameters cell "
                        "declares them)")
     profile = str(kept["profile"])
+    if kept.get("score_split", "test") not in SCORED_SPLITS:
+        raise ValueError(f"{stem}: score_split is one of {', '.join(SCORED_SPLITS)}, not {kept['score_split']!r}")
+    if kept.get("score_split") == "val":
+        from IPython.display import Markdown, display
+
+        display(Markdown("**A run that chooses settings** (`score_split: val`): the validation split is scored in the "
+                         "test split's place; its numbers compare settings and are not results."))
     return ChapterContext(spec(stem), profile, run_dir_for(profile, kept["run_dir"]), MappingProxyType(kept),
                           str(kept.get("scheduler") or ""))

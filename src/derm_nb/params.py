@@ -1,12 +1,15 @@
 """Parameter profiles: load `params/<profile>.yaml`, layer a user file on top, validate every key.
 
-A profile is a YAML mapping with two sections:
+A profile is a YAML mapping with two sections, and an optional third:
 
     common:          # injected into every notebook that declares the key
       seed: 0
     notebooks:
       00_data:       # injected into that notebook only
         synth_n_patients: 40
+    real_data:       # layered over `notebooks` for a chapter that reads a real folder (not the generator)
+      06_architectures:
+        image_size: 224
 
 The schema is each notebook's own `parameters` cell (read with `papermill.inspect_notebook`):
 a key no notebook declares, or a value whose type differs from the declared default, is an
@@ -29,7 +32,8 @@ import yaml
 T = TypeVar("T")
 
 PROFILES = ("smoke", "default", "full")
-SECTIONS = ("common", "notebooks")
+SECTIONS = ("common", "notebooks", "real_data")
+PER_NOTEBOOK = ("notebooks", "real_data")   # sections keyed by notebook
 FLAGS = ("paper_settings",)  # top-level booleans: `paper_settings: true` starts from the studies' paper cards
 
 
@@ -68,12 +72,16 @@ class Profile:
     name: str
     common: dict[str, Any] = field(default_factory=dict)
     notebooks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    real_data: dict[str, dict[str, Any]] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)
 
-    def for_notebook(self, stem: str, declared: Mapping[str, Declared]) -> dict[str, Any]:
-        """The parameters papermill injects into one notebook: common keys it declares, then its own."""
+    def for_notebook(self, stem: str, declared: Mapping[str, Declared], real: bool = False) -> dict[str, Any]:
+        """The parameters papermill injects into one notebook: common keys it declares, then its own, then
+        (`real`: the chapter reads a real folder) its `real_data` keys."""
         values = {k: v for k, v in self.common.items() if k in declared}
         merge_values(values, self.notebooks.get(stem, {}))
+        if real:
+            merge_values(values, self.real_data.get(stem, {}))
         values["profile"] = self.name
         return values
 
@@ -100,9 +108,10 @@ def read_param_file(path: Path) -> dict[str, Any]:
     for section in SECTIONS:
         if not isinstance(data.get(section) or {}, dict):
             raise ParameterError(f"{path}: '{section}' must be a mapping")
-    for stem, values in (data.get("notebooks") or {}).items():
-        if not isinstance(values or {}, dict):
-            raise ParameterError(f"{path}: notebooks.{stem} must be a mapping")
+    for section in PER_NOTEBOOK:
+        for stem, values in (data.get(section) or {}).items():
+            if not isinstance(values or {}, dict):
+                raise ParameterError(f"{path}: {section}.{stem} must be a mapping")
     return data
 
 
@@ -117,8 +126,12 @@ def merge_values(into: dict[str, Any], values: Mapping[str, Any]) -> None:
 
 def _merge(profile: Profile, data: Mapping[str, Any], source: str) -> None:
     merge_values(profile.common, data.get("common") or {})
-    for stem, values in (data.get("notebooks") or {}).items():
-        merge_values(profile.notebooks.setdefault(str(stem), {}), values or {})
+    for section in PER_NOTEBOOK:
+        for stem, values in (data.get(section) or {}).items():
+            merge_values(getattr(profile, section).setdefault(str(stem), {}), values or {})
+            if section == "notebooks":   # a later layer's value wins over an earlier layer's real-data one
+                for key in values or {}:
+                    profile.real_data.get(str(stem), {}).pop(key, None)
     profile.sources.append(source)
 
 
@@ -138,17 +151,18 @@ def validate_file(data: Mapping[str, Any], source: str, declared: Mapping[str, M
                     f"{source}: common.{key} = {value!r} has type {type(value).__name__}, "
                     f"but {stem} declares it as {params[key].type_name}"
                 )
-    for stem, values in (data.get("notebooks") or {}).items():
-        if stem not in declared:
-            raise ParameterError(f"{source}: notebooks.{stem} is not a notebook (known: {', '.join(declared)})")
-        for key, value in (values or {}).items():
-            if key not in declared[stem]:
-                raise ParameterError(f"{source}: notebooks.{stem}.{key} is not a parameter of {stem}")
-            if not declared[stem][key].accepts(value):
-                raise ParameterError(
-                    f"{source}: notebooks.{stem}.{key} = {value!r} has type {type(value).__name__}, "
-                    f"but {stem} declares it as {declared[stem][key].type_name}"
-                )
+    for section in PER_NOTEBOOK:
+        for stem, values in (data.get(section) or {}).items():
+            if stem not in declared:
+                raise ParameterError(f"{source}: {section}.{stem} is not a notebook (known: {', '.join(declared)})")
+            for key, value in (values or {}).items():
+                if key not in declared[stem]:
+                    raise ParameterError(f"{source}: {section}.{stem}.{key} is not a parameter of {stem}")
+                if not declared[stem][key].accepts(value):
+                    raise ParameterError(
+                        f"{source}: {section}.{stem}.{key} = {value!r} has type {type(value).__name__}, "
+                        f"but {stem} declares it as {declared[stem][key].type_name}"
+                    )
 
 
 def load_profile(

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,8 @@ import papermill
 from tqdm.auto import tqdm
 
 from derm_nb.artifacts import read_json, write_json
-from derm_nb.chapters import CHAPTERS, catalog_record, missing_slots, spec
-from derm_nb.params import Declared, Profile, declared_from_inspection, load_profile
+from derm_nb.chapters import CHAPTERS, catalog_record, missing_slots, reads_real_data, spec
+from derm_nb.params import Declared, Profile, declared_from_inspection, load_profile, merge_values
 from derm_nb.studies import paper_settings
 
 KERNEL = "python3"
@@ -140,6 +140,16 @@ class ChapterJob:
     parameters: dict
     sources: list[str]
     takes_scheduler: bool = False   # the notebook declares `scheduler`: its variants may run as Dask tasks
+    real_parameters: dict = field(default_factory=dict)   # the profile's `real_data` keys, for a real folder
+
+
+def job_parameters(job: ChapterJob) -> dict:
+    """The chapter's parameters, with the profile's `real_data` keys over them where it reads a real folder
+    (decided when it starts, from 00_data's catalog)."""
+    parameters = dict(job.parameters)
+    if job.real_parameters and reads_real_data(job.run_dir, job.stem, parameters.get("data") or {}):
+        merge_values(parameters, job.real_parameters)
+    return parameters
 
 
 def run_chapter(job: ChapterJob, scheduler: str = "") -> dict:
@@ -153,15 +163,17 @@ def run_chapter(job: ChapterJob, scheduler: str = "") -> dict:
     if reasons:
         nbformat.write(skipped_notebook(job.root, job.stem, reasons), output)
         return entry | {"seconds": 0.0, "skipped": list(reasons.values()), "ended": time.time()}
+    parameters = job_parameters(job)
     try:
-        parameters = job.parameters | ({"scheduler": scheduler} if job.takes_scheduler and scheduler else {})
-        papermill.execute_notebook(str(job.notebook), str(output), parameters=parameters, kernel_name=KERNEL,
+        papermill.execute_notebook(str(job.notebook), str(output), kernel_name=KERNEL,
+                                   parameters=parameters | ({"scheduler": scheduler} if job.takes_scheduler and scheduler
+                                                            else {}),
                                    cwd=str(job.root / "notebooks"), progress_bar=False, report_mode=False)
     except papermill.PapermillExecutionError as err:
         raise NotebookFailed(_failure_message(job.stem, output, err)) from err
     ended = time.time()
     return entry | {"seconds": round(ended - started, 2), "ended": ended,
-                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(ended)), "parameters": job.parameters}
+                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(ended)), "parameters": parameters}
 
 
 def run_notebooks(
@@ -185,7 +197,7 @@ def run_notebooks(
                 raise NotebookFailed(f"{stem} needs {need}, which has not run under '{profile_name}': run it first")
     jobs = {stem: ChapterJob(root, run_dir, stem, inputs[stem],
                              profile.for_notebook(stem, declared[stem]) | {"run_dir": str(run_dir)}, profile.sources,
-                             "scheduler" in declared[stem])
+                             "scheduler" in declared[stem], dict(profile.real_data.get(stem, {})))
             for stem in order}
     log_path = run_dir / "run_log.json"
     log = read_json(log_path) if log_path.is_file() else {}

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -26,6 +26,12 @@ from derm_nb.cards import ISIC2020_BENCHMARKS, Deviation, PaperCard
 from derm_nb.data.catalog import Use
 from derm_nb.params import typed_parameters
 from derm_nb.workload import Pass, epochs_of
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from derm_nb.results import Variant
+    from derm_nb.studies.study002.rows import ChapterInputs, Row
 
 SPLIT = {"train": 0.75, "val": 0.125, "test": 0.125}
 DATASETS = {
@@ -197,7 +203,7 @@ def params(stem: str, parameters: Mapping[str, Any]) -> ClusteringParams:
     return typed_parameters(ClusteringParams, stem, parameters)
 
 
-def variants(p: ClusteringParams) -> dict[str, Any]:
+def variants(p: ClusteringParams) -> dict[str, Row]:
     """Every trained row of the chapter's tables in their order, as `train_variant` jobs ({folder: `rows.Row`}):
     SDC by backbone, margin and strategy, the direct classifiers, UDC, the shallow baselines and the CAE."""
     from derm_nb.studies.study002.rows import rows
@@ -205,7 +211,7 @@ def variants(p: ClusteringParams) -> dict[str, Any]:
     return rows(p.backbone, p.backbones, p.margins)
 
 
-def train_variant(variant: Any, inputs: Any) -> Any:
+def train_variant(variant: Row, inputs: ChapterInputs) -> Variant:
     """One row (a `variants` job) trained on `inputs` (`chapter_inputs`' `rows.ChapterInputs`), scored on test."""
     from derm_nb.studies.study002.rows import train_row
 
@@ -213,7 +219,7 @@ def train_variant(variant: Any, inputs: Any) -> Any:
 
 
 def chapter_inputs(p: ClusteringParams, images: Mapping[str, Any], frames: Mapping[str, pd.DataFrame],
-                   checkpoints: Any) -> Any:
+                   checkpoints: Path) -> ChapterInputs:
     """What every row trains on (`rows.ChapterInputs`): each distinct backbone's inputs on `frames` (their
     images `images`), the splits, both configurations and the checkpoint folder `checkpoints`."""
     from derm_nb.studies.study002.rows import chapter_inputs as build

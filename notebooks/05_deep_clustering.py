@@ -69,53 +69,32 @@ from myst_nb import glue
 
 from derm_nb.artifacts import write_parquet
 from derm_nb.chapters import chapter
+from derm_nb.cluster import run_variants
 from derm_nb.results import skip_notes, write_model_artifacts
 from derm_nb.studies import study002
 from derm_nb.studies.study002 import CARD
-from derm_nb.studies.study002.baselines import CAEConfig
 from derm_nb.studies.study002.experiments import (
-    cae_variant,
     chosen_sdc,
-    classifier_settings,
-    direct_classifiers,
-    distinct_backbones,
-    imbalance_ratios,
-    imbalance_sweep,
-    margin_variants,
     repeat_notes,
-    resolve,
-    run_clustering_variant,
-    sdc_by_backbone,
-    shallow_variants,
     split_table,
+    sweep_cell,
     sweep_summary,
     table,
     validation_auc_of,
 )
-from derm_nb.studies.study002.inputs import ModelInputs
-from derm_nb.studies.study002.training import ClusterConfig
+from derm_nb.studies.study002.rows import STRATEGY, by_table, sweep_cells, sweep_inputs, sweep_rows
 
 ctx = chapter("05_deep_clustering", globals())
 p = study002.params("05_deep_clustering", ctx.parameters)
 frames = ctx.splits()
-images = {s: ctx.images(f) for s, f in frames.items()}
-targets = {s: f["target"].to_numpy() for s, f in frames.items()}
 display(Markdown(f"Data: **{ctx.data.describe()}**; split: {ctx.data.summary['splits']['study002']}."))
 display(split_table(frames).style.format(precision=3))
-
-
-def inputs_for(name: str, weights_: str = weights, images_: dict | None = None,
-               targets_: dict | None = None) -> ModelInputs:
-    return ModelInputs(finetune, name, weights_, weights_fallback, images if images_ is None else images_,
-                       targets if targets_ is None else targets_, image_size, aug_views, seed, device,
-                       feature_stages=feature_stages)
-
-
-main = inputs_for(backbone)
 checkpoints = ctx.out / "checkpoints"
-cluster_cfg = p.cluster_settings()
-classifier_cfg = classifier_settings(epochs, batch_size, classifier_lr, device, seed)
-display(Markdown(f"Main backbone: {main.describe()}."))
+inputs = study002.chapter_inputs(p, {s: ctx.images(f) for s, f in frames.items()}, frames, checkpoints)
+display(Markdown(f"Main backbone: {inputs.main.describe()}."))
+jobs = inputs.distinct(study002.variants(p))
+results = run_variants(study002.train_variant, jobs, inputs, checkpoints / "results", p.seed, ctx.client)
+rows = by_table(results, jobs)
 
 # %% [markdown]
 # ## Supervised deep clustering (SDC): backbone, margin and learning strategy (Tables I-II)
@@ -131,23 +110,13 @@ display(Markdown(f"Main backbone: {main.describe()}."))
 # SDC: the one held against the direct classifiers below and against the book's goal.
 
 # %%
-backbone_inputs, repeats = distinct_backbones(backbones, backbone, main, inputs_for)
-for note in repeat_notes(repeats, backbone_inputs):
+for note in repeat_notes(inputs.repeats, inputs.backbones):
     display(Markdown(note))
-by_backbone = sdc_by_backbone(backbone_inputs, cluster_cfg, frames, checkpoints, embedding_dim, feature_selection,
-                              client=ctx.client)
-sdc = by_backbone + margin_variants("supervised", main, margins, cluster_cfg, frames, checkpoints, embedding_dim,
-                                   feature_selection, client=ctx.client)
-scratch = inputs_for(main.provenance.backbone, "none")  # the architecture TL really used, from random weights
-strategies = [run_clustering_variant("SDC NP", scratch, ClusterConfig(**cluster_cfg), frames, checkpoints / "sdc_np",
-                                     embedding_dim, feature_selection=feature_selection),
-              run_clustering_variant("SDC TL+DA", main, ClusterConfig(**cluster_cfg), frames, checkpoints / "sdc_tlda",
-                                     embedding_dim, augment=True, feature_selection=feature_selection)]
-sdc += strategies
+sdc = rows["SDC backbone"] + rows["SDC margin"] + rows["SDC strategy"]
 display(table(sdc))
 for note in skip_notes(sdc):
     display(Markdown(note))
-sdc_main = chosen_sdc(by_backbone + strategies)
+sdc_main = chosen_sdc(rows["SDC backbone"] + rows["SDC strategy"])
 glue("sdc_main", sdc_main.name, display=False)
 glue("sdc_main_val_auc", validation_auc_of(sdc_main), display=False)
 
@@ -161,12 +130,8 @@ glue("sdc_main_val_auc", validation_auc_of(sdc_main), display=False)
 # recomputes Eq. 1's class weights in every batch, inversely to that batch's class counts.
 
 # %%
-strategy = resolve(classifier_backbone, backbone_inputs, inputs_for)
-same_net = strategy.provenance.backbone == main.provenance.backbone
-strategy_scratch = scratch if same_net else inputs_for(strategy.provenance.backbone, "none")
-display(Markdown(f"Classifier backbone (`{classifier_backbone}`): {strategy.describe()}."))
-direct = direct_classifiers(backbone_inputs, strategy, strategy_scratch, classifier_cfg, frames, checkpoints,
-                            client=ctx.client)
+display(Markdown(f"Classifier backbone (`{classifier_backbone}`): {inputs.backbones[STRATEGY].describe()}."))
+direct = rows["Classifier"]
 supervised = direct + [v for v in sdc if v.name.startswith("SDC triplet")] + [sdc_main]
 ceiling = ctx.oracle_auc(frames["test"])
 display(Markdown("**Ours** (test split)" + (f"; the generator's oracle AUC on it is {ceiling:.3f}" if ceiling else "")))
@@ -187,13 +152,7 @@ display(CARD.quote("Supervised", 2))
 # are thresholded by 2-means on the training projections. Validation labels only pick UDC's epoch.
 
 # %%
-udc = [run_clustering_variant("UDC COM-Triplet", main, ClusterConfig(mode="unsupervised", **cluster_cfg), frames,
-                              checkpoints / "udc", embedding_dim, feature_selection=feature_selection)]
-udc += margin_variants("unsupervised", main, margins, cluster_cfg, frames, checkpoints, embedding_dim,
-                       feature_selection, client=ctx.client)
-shallow = shallow_variants(main, frames, seed, gmm_covariance)
-shallow.append(cae_variant(main, frames, CAEConfig(epochs=cae_epochs, batch_size=cae_batch_size, lr=1e-3,
-                                                   device=device, seed=seed), checkpoints / "cae"))
+udc, shallow = rows["UDC"], rows["Shallow"]
 unsupervised = shallow + udc
 display(table(unsupervised))
 for note in skip_notes(unsupervised):
@@ -225,13 +184,11 @@ if len(history):
 # %%
 sweep_data = ctx.dataset("study002_sweep")
 sweep_frames = {s: sweep_data.split("study002", s).reset_index(drop=True) for s in ("train", "val", "test")}
-sweep_inputs = inputs_for(backbone, images_={s: ctx.images(f, sweep_data) for s, f in sweep_frames.items()},
-                          targets_={s: f["target"].to_numpy() for s, f in sweep_frames.items()})
+sweep_grid = sweep_inputs(p, {s: ctx.images(f, sweep_data) for s, f in sweep_frames.items()}, sweep_frames, checkpoints)
 display(Markdown(f"Sweep data: **{sweep_data.describe()}**."))
 display(split_table(sweep_frames).style.format(precision=3))
-pairs = imbalance_ratios(sweep_majority, sweep_minorities, sweep_scale, sweep_frames["train"])
-sweep = imbalance_sweep(sweep_inputs, sweep_frames, pairs, sweep_repeats, cluster_cfg, classifier_cfg, checkpoints,
-                        embedding_dim, feature_selection, client=ctx.client)
+sweep = sweep_rows(run_variants(sweep_cell, sweep_cells(p, sweep_frames["train"]), sweep_grid,
+                                checkpoints / "results_sweep", p.seed, ctx.client))
 write_parquet(ctx.out / "imbalance_sweep.parquet", sweep)
 fig, ax = plt.subplots(figsize=(7, 4))
 sns.pointplot(data=sweep, x="ratio", y="roc_auc", hue="method", errorbar="sd", dodge=0.2, ax=ax)
@@ -265,8 +222,8 @@ from derm_nb.floor import FloorSpec, chapter_floor, reused_features  # noqa: E40
 chapter_floor(ctx, frames, FloorSpec(kind="class_weighted", seed=seed),
               {"roc_auc": "AUC", "roc_auc_ci_low": "AUC CI low", "roc_auc_ci_high": "AUC CI high",
                "accuracy": "Accuracy", "f1_weighted": "F1-score"},
-              probe=reused_features({s: main.features(s) for s in ("train", "val", "test")}, main.provenance,
-                                    main._module, image_size))
+              probe=reused_features({s: inputs.main.features(s) for s in ("train", "val", "test")},
+                                    inputs.main.provenance, inputs.main._module, image_size))
 
 # %% [markdown]
 # ## What differs from the paper

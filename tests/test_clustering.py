@@ -228,3 +228,24 @@ def test_class_weighted_metrics_match_sklearn():
     # specificity: class 0 -> recall of class 1 (2/3), class 1 -> recall of class 0 (4/5), weights 5/8, 3/8.
     assert m["specificity"] == pytest.approx(5 / 8 * 2 / 3 + 3 / 8 * 4 / 5)
     assert m["roc_auc"] == pytest.approx(roc_auc_score(y, p))
+
+
+def test_the_cae_row_starts_from_its_seed_whatever_ran_before(tmp_path):
+    """Its first weights once came from whatever the kernel's last training left in torch's generator."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from derm_nb.studies.study002.experiments import cae_variant
+
+    gen = torch.Generator().manual_seed(0)
+    targets = {s: np.r_[np.zeros(12, int), np.ones(4, int)] for s in ("train", "val", "test")}
+    images = {s: torch.randint(0, 255, (16, 3, 16, 16), dtype=torch.uint8, generator=gen) for s in targets}
+    inputs = SimpleNamespace(images=images, targets=targets, size=16)
+    frames = {s: pd.DataFrame({"image_id": [f"{s}{i}" for i in range(16)], "target": t}) for s, t in targets.items()}
+    cfg = CAEConfig(epochs=1, batch_size=8, device="cpu", seed=3)
+    runs = []
+    for before in (0, 1):
+        torch.manual_seed(before)  # another run's draws
+        runs.append(cae_variant(inputs, frames, cfg, tmp_path / f"cae{before}").predictions["prob"].to_numpy())
+    assert len(runs[0]) == 32 and np.array_equal(runs[0], runs[1])

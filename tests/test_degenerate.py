@@ -36,18 +36,26 @@ from derm_nb.metrics import (
 from derm_nb.models.backbones import Provenance
 from derm_nb.results import json_ready, run_binary_variant, run_multiclass_variant, write_model_artifacts
 from derm_nb.studies.study002 import CARD as CARD_002
-from derm_nb.studies.study002.baselines import UNSUPERVISED_BASELINES, ConvAutoencoder, cae_scores, unsupervised_baseline
+from derm_nb.studies.study002 import train_variant as train_002
+from derm_nb.studies.study002.baselines import (
+    UNSUPERVISED_BASELINES,
+    CAEConfig,
+    ConvAutoencoder,
+    cae_scores,
+    unsupervised_baseline,
+)
 from derm_nb.studies.study002.experiments import (
+    SweepGrid,
     findings,
-    imbalance_sweep,
     run_clustering_variant,
     run_direct_classifier,
     scored_variant,
-    shallow_variants,
+    sweep_cell,
     sweep_summary,
     table,
 )
 from derm_nb.studies.study002.inputs import FeatureSet
+from derm_nb.studies.study002.rows import MAIN, ChapterInputs, rows, sweep_rows
 from derm_nb.studies.study002.training import ClusterConfig
 from derm_nb.studies.study004.mil import GCNMIL, make_bag, predict_bags, standardise_bags
 from derm_nb.studies.study004.segmentation import attention_adds, gcn_mil_variant, recognition, segment, table_row
@@ -209,7 +217,9 @@ def test_collapsed_backbone_features_skip_every_shallow_baseline_and_the_chapter
     targets = {"train": np.r_[np.zeros(20, int), np.ones(4, int)], "val": np.array([0, 1, 0]), "test": np.array([0, 1, 0])}
     inputs = StubInputs({s: np.zeros((len(t), 8), np.float32) for s, t in targets.items()}, targets)
     frames = frames_for(targets)
-    shallow = shallow_variants(inputs, frames)
+    chapter_inputs = ChapterInputs({MAIN: inputs}, {}, frames, {}, {}, CAEConfig(), tmp_path, 8, True, "full", 0)
+    jobs = [r for r in rows("vgg16", (), (0.2,)).values() if r.table == "Shallow" and r.name != "CAE"]
+    shallow = [train_002(job, chapter_inputs) for job in jobs]
     assert [v.name for v in shallow] == list(UNSUPERVISED_BASELINES)
     assert all("identical" in v.skipped and v.predictions.empty for v in shallow)
     shown = table(shallow).data
@@ -248,7 +258,8 @@ def test_supervised_training_without_both_classes_is_skipped_before_training(tmp
 
 def test_imbalance_sweep_skips_a_ratio_the_pool_cannot_supply(tmp_path):
     frames = frames_for({"train": np.r_[np.zeros(10, int), np.ones(3, int)], "test": np.array([0, 1])})
-    sweep = imbalance_sweep(None, frames, [(8, 5), (20, 2)], 1, {"seed": 0}, {}, tmp_path, 8)
+    grid = SweepGrid(None, frames, {"seed": 0}, {}, tmp_path, 8)
+    sweep = sweep_rows({f"{maj}_{mino}_0": sweep_cell((maj, mino, 0), grid) for maj, mino in [(8, 5), (20, 2)]})
     assert sweep["roc_auc"].isna().all() and len(sweep) == 4
     assert sweep["skipped"].str.contains("needs more images than the pool has").all()
     ran = pd.DataFrame({"method": ["SDC COM-Triplet", "Classifier"], "ratio": "8:2", "roc_auc": [0.8, 0.7],

@@ -234,3 +234,37 @@ def test_the_split_table_counts_the_patients_behind_the_melanomas_and_the_larges
     assert table.loc["train", "patients"] == 3 and table.loc["train", "patients with a melanoma"] == 2
     assert table.loc["train", "largest patient's share"] == pytest.approx(0.5)
     assert table.loc["test", "patients with a melanoma"] == 0 and table.loc["test", "melanomas"] == 0
+
+
+def test_variants_list_every_trained_row_of_the_chapters_tables_in_order(real_declared):
+    """One `run_variants` call trains the chapter: `variants` names every row its tables show, each once."""
+    from derm_nb.studies import study002
+    from derm_nb.studies.study002.rows import MAIN, SCRATCH, STRATEGY, STRATEGY_SCRATCH, TABLES, by_table
+
+    notebook = {name: d.default for name, d in real_declared["05_deep_clustering"].items()}
+    p = study002.params("05_deep_clustering", {**notebook, "backbones": ["resnet50", "vgg16"], "margins": [0.2, 0.6]})
+    jobs = study002.variants(p)
+    names = [row.name for row in jobs.values()]
+    assert names == ["SDC vgg16", "SDC resnet50", "SDC COM-Triplet α=0.2", "SDC COM-Triplet α=0.6",
+                     "SDC triplet α=0.2", "SDC NP", "SDC TL+DA", "Classifier vgg16", "Classifier resnet50",
+                     "Classifier NP", "Classifier TL+DA", "Classifier TL+LW", "UDC COM-Triplet",
+                     "UDC COM-Triplet α=0.2", "UDC COM-Triplet α=0.6", "UDC triplet α=0.2", "GMM", "K-Means", "PCA",
+                     "Fast ICA", "LLE", "ODL", "CAE"]
+    assert len({row.folder for row in jobs.values()}) == len(jobs) == len(set(names))
+    assert {row.backbone for row in jobs.values()} == {"vgg16", "resnet50", MAIN, SCRATCH, STRATEGY, STRATEGY_SCRATCH}
+    udc = [row for row in jobs.values() if row.table == "UDC"]
+    assert {row.mode for row in udc} == {"unsupervised"} and udc[0].margin is None and udc[-1].loss == "triplet"
+    grouped = by_table({key: row.name for key, row in jobs.items()}, jobs)
+    assert list(grouped) == list(TABLES) and sum(map(len, grouped.values())) == len(jobs)
+    assert grouped["SDC strategy"] == ["SDC NP", "SDC TL+DA"] and grouped["Shallow"][-1] == "CAE"
+
+
+def test_a_backbone_left_out_as_a_repeat_loses_its_rows_only(tmp_path):
+    from derm_nb.studies.study002.baselines import CAEConfig
+    from derm_nb.studies.study002.rows import ChapterInputs, rows
+
+    jobs = rows("vgg16", ("vgg16", "resnet50"), (0.2,))
+    inputs = ChapterInputs({}, {"resnet50": "vgg16"}, {}, {}, {}, CAEConfig(), tmp_path, 8, True, "full", 0)
+    kept = [row.name for row in inputs.distinct(jobs).values()]
+    assert "SDC resnet50" not in kept and "Classifier resnet50" not in kept
+    assert len(kept) == len(jobs) - 2 and "SDC vgg16" in kept and "Classifier TL+LW" in kept

@@ -94,3 +94,14 @@ def test_each_model_chapter_takes_the_scheduler_and_calls_run_variants(stem, rea
     assert real_declared[stem]["scheduler"].default == "", stem
     source = (root / "notebooks" / f"{stem}.py").read_text()
     assert "ctx.client" in source and f'chapter("{stem}", globals())' in source, stem
+
+
+def test_chapter_05_trains_every_table_row_through_one_run_variants_call(root):
+    """05 builds no inputs and trains no row in its kernel: the package's `chapter_inputs` and `train_variant`
+    do, through one `run_variants` call for the tables (the sweep, its own dataset, has the other)."""
+    source = (root / "notebooks" / "05_deep_clustering.py").read_text()
+    assert source.count("run_variants(study002.train_variant, ") == 1
+    assert source.count("run_variants(") == 2 and "study002.chapter_inputs(" in source
+    for kernel_work in ("ModelInputs(", "run_clustering_variant", "run_direct_classifier", "cae_variant",
+                        "shallow_variant", "def "):
+        assert kernel_work not in source, kernel_work

@@ -4,20 +4,21 @@
 - `training`: Algorithm 1 and its GMM variant on the package's training engine;
 - `inputs`: the embedder and what it trains on (images, or frozen-backbone features);
 - `baselines`: the unsupervised baselines and the convolutional autoencoder;
-- `experiments`: each variant end to end in the study's table form, and the imbalance sweep's subsets.
+- `experiments`: each variant end to end in the study's table form, and the imbalance sweep's subsets;
+- `rows`: every trained row of the chapter as a plain job, the inputs they share, and the sweep's cells.
 
 This face adds the split, the paper card, the summary's verdict, and what every study has:
-`params(stem, parameters)` (`ClusteringParams`), `variants(params)` (the margin rows of SDC and UDC on the
-main backbone, {folder: job}), `train_variant(variant, inputs)` (one SDC / UDC row on an
-`experiments.BackboneGrid`) and `findings(results, ...)`. The chapter's other grids (backbones,
-classifiers, the sweep) go through `run_variants` in `experiments` the same way.
+`params(stem, parameters)` (`ClusteringParams`), `variants(params)` (every trained row of the chapter's
+tables, {folder: `rows.Row`}), `chapter_inputs(params, images, frames, checkpoints)` (what they train on),
+`train_variant(variant, inputs)` (any one row) and `findings(results, ...)`. The imbalance sweep (its own
+dataset) has the same shape: `rows.sweep_cells`, `rows.sweep_inputs` and `experiments.sweep_cell`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -25,6 +26,12 @@ from derm_nb.cards import ISIC2020_BENCHMARKS, Deviation, PaperCard
 from derm_nb.data.catalog import Use
 from derm_nb.params import typed_parameters
 from derm_nb.workload import Pass, epochs_of
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from derm_nb.results import Variant
+    from derm_nb.studies.study002.rows import ChapterInputs, Row
 
 SPLIT = {"train": 0.75, "val": 0.125, "test": 0.125}
 DATASETS = {
@@ -196,27 +203,35 @@ def params(stem: str, parameters: Mapping[str, Any]) -> ClusteringParams:
     return typed_parameters(ClusteringParams, stem, parameters)
 
 
-def variants(p: ClusteringParams) -> dict[str, Any]:
-    """The margin rows of SDC (Tables I-II) and UDC (Tables IV-V) on the main backbone, as `train_variant` jobs."""
-    from derm_nb.studies.study002.experiments import margin_jobs
+def variants(p: ClusteringParams) -> dict[str, Row]:
+    """Every trained row of the chapter's tables in their order, as `train_variant` jobs ({folder: `rows.Row`}):
+    SDC by backbone, margin and strategy, the direct classifiers, UDC, the shallow baselines and the CAE."""
+    from derm_nb.studies.study002.rows import rows
 
-    settings = p.cluster_settings()
-    return {**margin_jobs("supervised", list(p.margins), settings),
-            **margin_jobs("unsupervised", list(p.margins), settings)}
+    return rows(p.backbone, p.backbones, p.margins)
 
 
-def train_variant(variant: Any, inputs: Any) -> Any:
-    """One SDC / UDC row (a `variants` job) trained on `inputs` (an `experiments.BackboneGrid`), scored on test."""
-    from derm_nb.studies.study002.experiments import _clustering_on
+def train_variant(variant: Row, inputs: ChapterInputs) -> Variant:
+    """One row (a `variants` job) trained on `inputs` (`chapter_inputs`' `rows.ChapterInputs`), scored on test."""
+    from derm_nb.studies.study002.rows import train_row
 
-    return _clustering_on(variant, inputs)
+    return train_row(variant, inputs)
+
+
+def chapter_inputs(p: ClusteringParams, images: Mapping[str, Any], frames: Mapping[str, pd.DataFrame],
+                   checkpoints: Path) -> ChapterInputs:
+    """What every row trains on (`rows.ChapterInputs`): each distinct backbone's inputs on `frames` (their
+    images `images`), the splits, both configurations and the checkpoint folder `checkpoints`."""
+    from derm_nb.studies.study002.rows import chapter_inputs as build
+
+    return build(p, dict(images), dict(frames), checkpoints)
 
 
 def findings(results: Mapping[str, Any], main: str, summary: pd.DataFrame, ceiling: float | None) -> dict[str, Any]:
     """The closing numbers the prose glues (`experiments.findings`): the main SDC (`main`, its name) against the
     best direct classifier, UDC and the shallow baselines, and the sweep's most imbalanced ratio (`summary`);
     skipped variants and None AUCs are left out."""
-    from derm_nb.studies.study002.experiments import UNSUPERVISED_BASELINES
+    from derm_nb.studies.study002.baselines import UNSUPERVISED_BASELINES
     from derm_nb.studies.study002.experiments import findings as closing
 
     rows = list(results.values())

@@ -8,14 +8,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from sklearn.metrics import roc_auc_score
 
-from derm_nb.cluster import run_variants
 from derm_nb.data.errors import DataError
 from derm_nb.datasets import CachedImages
 from derm_nb.losses import BCE
@@ -23,7 +21,6 @@ from derm_nb.metrics import NAN, Skipped, class_weighted_metrics, groups_of, mis
 from derm_nb.models.backbones import Provenance
 from derm_nb.results import Variant, count_parameters, results_table, skipped_variant, train_and_predict
 from derm_nb.studies.study002.baselines import (
-    UNSUPERVISED_BASELINES,
     CAEConfig,
     ConvAutoencoder,
     cae_scores,
@@ -33,7 +30,7 @@ from derm_nb.studies.study002.baselines import (
 from derm_nb.studies.study002.inputs import ModelInputs
 from derm_nb.studies.study002.losses import BatchBalancedBCE, malignancy_score, select_features
 from derm_nb.studies.study002.training import ADAM_BETAS, ADAM_EPS, ClusterConfig, embed, train_clustering
-from derm_nb.train import TrainConfig, predict
+from derm_nb.train import TrainConfig, predict, seeded
 from derm_nb.transforms import eval_transform
 
 
@@ -156,7 +153,7 @@ def imbalance_subset(frame: pd.DataFrame, majority: int, minority: int, seed: in
 
 def imbalance_ratios(majority: int, minorities: list[int], scale: float, pool: pd.DataFrame) -> list[tuple[int, int]]:
     """Scale the study's 4500:{...} sizes by `scale`, keeping at least 2 of each class. A pair `pool` cannot
-    supply is kept: `imbalance_sweep` reports it as skipped, with the reason."""
+    supply is kept: `sweep_cell` reports it as skipped, with the reason."""
     return [(max(2, round(majority * scale)), max(2, round(m * scale))) for m in minorities]
 
 
@@ -215,87 +212,10 @@ def repeat_notes(repeats: dict[str, str], used: dict[str, ModelInputs]) -> list[
             f"`{twin}`'s; left out." for name, twin in repeats.items()]
 
 
-@dataclass(frozen=True)
-class BackboneGrid:
-    """What the rows of a grid share: every backbone's inputs by name (one pickle, so their images travel
-    once), the configuration, the splits, the embedding size, the feature selection and where checkpoints go."""
-
-    inputs: dict[str, ModelInputs]
-    cfg: dict
-    frames: dict[str, pd.DataFrame]
-    checkpoints: Path
-    dim: int = 0
-    feature_selection: bool = True
-
-
-def _clustering_on(job: tuple[str, str, ClusterConfig, str], grid: BackboneGrid) -> Variant:
-    """One SDC / UDC row of a grid: its name, the backbone it trains on, its configuration and its folder."""
-    name, backbone, cfg, folder = job
-    return run_clustering_variant(name, grid.inputs[backbone], cfg, grid.frames, grid.checkpoints / folder, grid.dim,
-                                  feature_selection=grid.feature_selection)
-
-
-def sdc_by_backbone(backbones: dict[str, ModelInputs], cfg: dict, frames: dict[str, pd.DataFrame], checkpoints: Path,
-                    dim: int, feature_selection: bool = True, client: Any | None = None) -> list[Variant]:
-    """SDC COM-Triplet on each distinct backbone (Tables I-II), named by the backbone asked for; Dask tasks
-    on a cluster."""
-    grid = BackboneGrid(backbones, cfg, frames, checkpoints, dim, feature_selection)
-    jobs = {name: (f"SDC {name}", name, ClusterConfig(**cfg), f"sdc_{name}") for name in backbones}
-    return list(run_variants(_clustering_on, jobs, grid, checkpoints / "results_sdc_backbones", cfg["seed"],
-                             client).values())
-
-
-def margin_jobs(mode: str, margins: list[float], cfg: dict) -> dict[str, tuple[str, str, ClusterConfig, str]]:
-    """The margin rows of Tables I-II (SDC) or IV-V (UDC) as `train_variant` jobs on the main backbone,
-    {folder: (name, "main", configuration, folder)}: COM-Triplet with each constant margin, then the
-    traditional triplet loss with the study's 0.2 (Tables III and VI)."""
-    prefix = "SDC" if mode == "supervised" else "UDC"
-    runs = [(f"{prefix} COM-Triplet α={m}", "com", m, f"{prefix.lower()}_com_{m}") for m in margins]
-    runs.append((f"{prefix} triplet α={TRIPLET_MARGIN}", "triplet", TRIPLET_MARGIN, f"{prefix.lower()}_triplet"))
-    return {folder: (name, "main", ClusterConfig(mode=mode, loss=loss, margin=m, **cfg), folder)
-            for name, loss, m, folder in runs}
-
-
-def margin_variants(mode: str, inputs: ModelInputs, margins: list[float], cfg: dict, frames: dict[str, pd.DataFrame],
-                    checkpoints: Path, dim: int, feature_selection: bool = True, client: Any | None = None
-                    ) -> list[Variant]:
-    """`margin_jobs` trained on `inputs`; Dask tasks on `client` (the chapter's), serially without one."""
-    prefix = "SDC" if mode == "supervised" else "UDC"
-    grid = BackboneGrid({"main": inputs}, cfg, frames, checkpoints, dim, feature_selection)
-    done = run_variants(_clustering_on, margin_jobs(mode, margins, cfg), grid,
-                        checkpoints / f"results_{prefix.lower()}_margins", cfg["seed"], client)
-    return list(done.values())
-
-
-def _classifier_on(job: tuple[str, str, str, dict], grid: BackboneGrid) -> Variant:
-    name, backbone, folder, options = job
-    return run_direct_classifier(name, grid.inputs[backbone], TrainConfig(**grid.cfg), grid.frames,
-                                 grid.checkpoints / folder, **options)
-
-
-def direct_classifiers(backbones: dict[str, ModelInputs], strategy: ModelInputs, scratch: ModelInputs, cfg: dict,
-                       frames: dict[str, pd.DataFrame], checkpoints: Path, client: Any | None = None) -> list[Variant]:
-    """Table III's direct classifiers: one per distinct backbone with transfer learning, then the learning
-    strategies (NP, TL+DA, TL+LW) on `strategy`, the classifier backbone (the study: ResNet50); Dask tasks on
-    a cluster."""
-    grid = BackboneGrid({**backbones, "(strategy)": strategy, "(scratch)": scratch}, cfg, frames, checkpoints)
-    jobs = [(f"Classifier {name}", name, f"clf_{name}", {}) for name in backbones] + [
-        ("Classifier NP", "(scratch)", "clf_np", {}), ("Classifier TL+DA", "(strategy)", "clf_tlda", {"augment": True}),
-        ("Classifier TL+LW", "(strategy)", "clf_tllw", {"loss_weighting": True})]
-    return list(run_variants(_classifier_on, {job[2]: job for job in jobs}, grid,
-                             checkpoints / "results_classifiers", cfg["seed"], client).values())
-
-
-def shallow_variants(inputs: ModelInputs, frames: dict[str, pd.DataFrame], seed: int = 0,
-                     gmm_covariance: str = "full") -> list[Variant]:
-    """The shallow unsupervised baselines (§IV) on the frozen backbone's features, each scored on the test split."""
-    frozen = {s: inputs.features(s) for s in ("train", "val", "test")}
-    return [_shallow_variant(name, frozen, frames, inputs.provenance.as_dict(), seed, gmm_covariance)
-            for name in UNSUPERVISED_BASELINES]
-
-
-def _shallow_variant(name: str, frozen: dict[str, np.ndarray], frames: dict[str, pd.DataFrame], provenance: dict,
-                     seed: int, gmm_covariance: str) -> Variant:
+def shallow_variant(name: str, frozen: dict[str, np.ndarray], frames: dict[str, pd.DataFrame], provenance: dict,
+                    seed: int = 0, gmm_covariance: str = "full") -> Variant:
+    """One shallow unsupervised baseline (§IV, `UNSUPERVISED_BASELINES`) fitted on the frozen backbone's training
+    features `frozen["train"]` and scored on the test split; skipped where the features leave nothing to split."""
     tic = time.perf_counter()
     try:
         score, n_params = fitted_baseline(name, frozen["train"], seed, gmm_covariance)
@@ -310,7 +230,8 @@ def cae_variant(inputs: ModelInputs, frames: dict[str, pd.DataFrame], cfg: CAECo
     """The convolutional autoencoder baseline: trained on the training images, its encoder's features split by
     k-means with two centres, scored by the nearest centre; skipped when those features leave nothing to split."""
     images = {s: CachedImages(inputs.images[s], inputs.targets[s], eval_transform(inputs.size)) for s in frames}
-    model = ConvAutoencoder()
+    with seeded(cfg.seed):  # its first weights from the seed, whatever ran before
+        model = ConvAutoencoder()
     history = train_autoencoder(model, images["train"], cfg, checkpoint_dir)
     provenance = {"backbone": "conv autoencoder", "weights": "none", "source": "random init", "sha256": None,
                   "substituted_for": None}
@@ -355,17 +276,6 @@ def sweep_cell(cell: tuple[int, int, int], grid: SweepGrid) -> list[dict]:
                                 grid.checkpoints / f"sweep_clf_{tag}", train_rows=positions)
     return [{"method": m, **row, "roc_auc": auc_of(v), "skipped": v.skipped or v.metrics.get("auc_skipped")}
             for m, v in zip(SWEEP_METHODS, (sdc, clf))]
-
-
-def imbalance_sweep(inputs: ModelInputs, frames: dict[str, pd.DataFrame], pairs: list[tuple[int, int]], repeats: int,
-                    cluster_cfg: dict, classifier_cfg: dict, checkpoints: Path, dim: int,
-                    feature_selection: bool = True, client: Any | None = None) -> pd.DataFrame:
-    """Fig. 4: `sweep_cell` for each majority:minority pair and repeat (Dask tasks on a cluster), one row
-    per method and cell."""
-    grid = SweepGrid(inputs, frames, cluster_cfg, classifier_cfg, checkpoints, dim, feature_selection)
-    cells = {f"{maj}_{mino}_{rep}": (maj, mino, rep) for maj, mino in pairs for rep in range(repeats)}
-    done = run_variants(sweep_cell, cells, grid, checkpoints / "results_sweep", cluster_cfg["seed"], client)
-    return pd.DataFrame([row for rows in done.values() for row in rows])
 
 
 SWEEP_METHODS = ("SDC COM-Triplet", "Classifier")

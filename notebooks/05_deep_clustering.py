@@ -33,6 +33,7 @@
 # The default profile (params/default.yaml: the book on 2 CPU cores); params/full.yaml holds the studies' own.
 profile = "default"
 run_dir = ""
+score_split = "test"                  # "val": score the validation split in its place, to choose settings
 scheduler = ""                        # the run's Dask scheduler (the runner sets it); empty: variants run here
 seed = 0
 device = "auto"
@@ -204,7 +205,7 @@ display(CARD.quote("Sweep", data=CARD.notes["sweep"]))
 variants = sdc + direct + udc + shallow
 write_model_artifacts(ctx.out, variants, {
     "study": "002", "evaluation": "study002 test split; nearest prototype (clustering) or 0.5 (classifiers)",
-    "split": "study002 test",
+    "split": f"study002 {ctx.scored}",
     "oracle_auc": ceiling, "finetune": finetune,
     "sweep": summary.reset_index().to_dict("records")}, main=sdc_main.name)
 for key, value in study002.findings({v.name: v for v in variants}, sdc_main.name, summary, ceiling).items():

@@ -1,6 +1,6 @@
 """The book on the real copies in ../shared/real/ (ISIC 2017 with its official partitions, BUSI): the data
-layer's counts, the two studies on their own data, the whole smoke book (slow), and a tiny real-format
-folder whose validation split holds one class (slow). Skipped, saying why, where the folder is absent.
+layer's counts, the whole smoke book with every study on a real folder, and a tiny real-format folder whose
+validation split holds one class (slow). Skipped, saying why, where the folder is absent.
 Nothing is written under ../shared/real/."""
 
 from __future__ import annotations
@@ -28,22 +28,26 @@ EVERY_SLOT_ON_ISIC2017 = {"study000": "isic2017", "study001": "isic2017", "study
 SAMPLE = 150  # max_images in the default suite's run (smoke's 400 takes 06 about 5x its synthetic time)
 
 
-def run(run_dir: Path, data: dict[str, Path], params: dict, *extra: str) -> None:
-    """`derm-nb run --profile smoke` with these roots and a --params file of 00_data keys."""
+def run(run_dir: Path, data: dict[str, Path], params: dict, *extra: str, real_data: dict | None = None) -> None:
+    """`derm-nb run --profile smoke` with these roots and a --params file of 00_data keys (and `real_data` ones)."""
     user = run_dir.parent / f"{run_dir.name}.yaml"
-    user.write_text(json.dumps({"notebooks": {"00_data": params}}))  # JSON is YAML
+    user.write_text(json.dumps({"notebooks": {"00_data": params}, "real_data": real_data or {}}))  # JSON is YAML
     argv = ["run", "--profile", "smoke", "--run-dir", str(run_dir), "--params", str(user), *extra]
     for source, root in data.items():
         argv += ["--data", f"{source}={root}"]
     assert main(argv) == 0
 
 
+REAL_IMAGE_SIZE = 48   # a `real_data` key of the run's parameter file: 06 must run with it, on a real folder
+
+
 @pytest.fixture(scope="module")
 def real_run(tmp_path_factory) -> Path:
-    """00_data, 06 (BUSI) and 07 (ISIC 2017) of the smoke profile on the real folders, the other studies skipped."""
+    """The whole smoke book on the real folders: 003 on BUSI, every other study on ISIC 2017 (004 on its
+    official partitions), each dataset sampled to about SAMPLE images."""
     run_dir = tmp_path_factory.mktemp("real") / "smoke"
-    run(run_dir, {"isic2017": ISIC2017, "busi": BUSI}, {"missing_data": "skip", "max_images": SAMPLE}, "--only", "00_data",
-        "06_architectures", "07_gcn_mil")
+    run(run_dir, {"isic2017": ISIC2017, "busi": BUSI}, {"datasets": EVERY_SLOT_ON_ISIC2017, "max_images": SAMPLE},
+        real_data={"06_architectures": {"image_size": REAL_IMAGE_SIZE}})
     return run_dir
 
 
@@ -105,17 +109,17 @@ def test_the_studies_run_on_their_own_real_data_and_the_pages_show_no_machine_pa
         assert str(REAL.resolve()) not in page and "site-packages" not in page  # figure titles: test_paper_004
 
 
-@pytest.mark.slow
-def test_the_smoke_book_runs_with_every_study_on_a_real_folder(tmp_path):
-    run_dir = tmp_path / "smoke"
-    run(run_dir, {"isic2017": ISIC2017, "busi": BUSI}, {"datasets": EVERY_SLOT_ON_ISIC2017})
-    log = read_json(run_dir / "run_log.json")
-    assert list(log) == [c.stem for c in CHAPTERS]
-    slots = read_json(run_dir / "00_data" / "catalog.json")["slots"]
+def test_the_smoke_book_runs_with_every_study_on_a_real_folder(real_run):
+    log = read_json(real_run / "run_log.json")
+    assert list(log) == [c.stem for c in CHAPTERS] and not any(e.get("skipped") for e in log.values())
+    slots = read_json(real_run / "00_data" / "catalog.json")["slots"]
     assert {e["source"] for e in slots.values()} == {"isic2017", "busi"}
     assert all(e["status"] == "ready" and not e["synthetic"] for e in slots.values())
-    for stem in ("02_baseline", "04_efficientnet", "05_deep_clustering", "06_architectures", "07_gcn_mil"):
-        assert read_json(run_dir / stem / "metrics.json")["variants"], stem
+    for stem in ("02_baseline", "03_experts", "04_efficientnet", "05_deep_clustering", "06_architectures",
+                 "07_gcn_mil"):
+        assert read_json(real_run / stem / "metrics.json")["variants"], stem
+    assert log["06_architectures"]["parameters"]["image_size"] == REAL_IMAGE_SIZE   # the real_data layer
+    assert log["04_efficientnet"]["parameters"]["image_size"] != REAL_IMAGE_SIZE   # only 06 has the key
 
 
 def tiny_isic2017(root: Path, per_class: int = 8) -> Path:

@@ -24,7 +24,8 @@ import pandas as pd
 import pytest
 
 from derm_nb.cli import main
-from derm_nb.data import download
+from derm_nb.data import download, registry
+from derm_nb.data.archive import ArchiveFile
 from derm_nb.data.archives.isic2017 import PARTS as ISIC2017_PARTS
 
 PART_NAMES = ("Training", "Validation", "Test_v2")
@@ -101,18 +102,28 @@ def host(served):
     server.server_close()
 
 
-def _table_for(served: dict[str, bytes]) -> tuple[download.ArchiveFile, ...]:
+def _files(name: str) -> tuple[ArchiveFile, ...]:
+    return registry.get(name).remote.files
+
+
+def _use_files(monkeypatch, name: str, files: tuple[ArchiveFile, ...]) -> None:
+    """Register `name` with `files` in place of its published ones, for this test only."""
+    source = registry.get(name)
+    monkeypatch.setitem(registry.SOURCES, name, replace(source, remote=replace(source.remote, files=files)))
+
+
+def _table_for(served: dict[str, bytes]) -> tuple[ArchiveFile, ...]:
     """ISIC 2017's table with the fixture's MD5s and image counts in place of the real archive's."""
     counts = {p: len(formats.ISIC2017_TRUTH[p]) for p in PART_NAMES}
     part_name = dict(zip(download.PARTS, PART_NAMES))
     return tuple(replace(f, md5=hashlib.md5(served[f.path]).hexdigest() if f.is_zip else None,
                          images=counts[part_name[f.part]] if f.is_zip else None)
-                 for f in download.ARCHIVES["isic2017"])
+                 for f in _files("isic2017"))
 
 
 @pytest.fixture
 def fixture_md5s(served, monkeypatch):
-    monkeypatch.setitem(download.ARCHIVES, "isic2017", _table_for(served))
+    _use_files(monkeypatch, "isic2017", _table_for(served))
 
 
 def _tree(root: Path) -> dict[str, bytes | None]:
@@ -183,7 +194,7 @@ def test_a_wrong_md5_is_refused_naming_the_file_and_the_folder_is_left_as_it_was
 
 def test_a_truncated_zip_without_a_published_md5_is_refused_and_deleted(host, served, monkeypatch, tmp_path, capsys):
     table = tuple(replace(f, md5=None) for f in _table_for(served))
-    monkeypatch.setitem(download.ARCHIVES, "isic2017", table)
+    _use_files(monkeypatch, "isic2017", table)
     name = "2017/ISIC-2017_Training_Part1_GroundTruth.zip"
     host.files[name] = served[name][: len(served[name]) * 3 // 5]  # whole transfer, of a cut-off zip
     archive = tmp_path / "ISIC2017"
@@ -261,7 +272,7 @@ def _served_as(name: str, fixture: Path) -> dict[str, bytes]:
     """`name`'s files on the host, from the formats fixture: a zip per folder (ISIC 2020's JPEG zip holding `train/`
     with no top folder named as the zip), a CSV per file (ISIC 2020's ground truth from Kaggle's train.csv)."""
     served = {}
-    for file in download.ARCHIVES[name]:
+    for file in _files(name):
         stem = file.name.removesuffix(".zip")
         if file.name == "ISIC_2020_Training_JPEG.zip":
             served[file.path] = _zip_files({f"train/{p.name}": p for p in sorted((fixture / "jpeg/train").iterdir())})
@@ -279,8 +290,8 @@ def test_every_year_lands_in_the_layout_its_loader_reads(name, host, monkeypatch
     fixture = formats.FORMATS[name](tmp_path / "fixture")
     host.files = _served_as(name, fixture)
     counted = lambda f: sum(n.endswith(f.counted) for n in zipfile.ZipFile(io.BytesIO(host.files[f.path])).namelist())
-    table = tuple(replace(f, images=counted(f) if f.images else None) for f in download.ARCHIVES[name])
-    monkeypatch.setitem(download.ARCHIVES, name, table)
+    table = tuple(replace(f, images=counted(f) if f.images else None) for f in _files(name))
+    _use_files(monkeypatch, name, table)
     archive = tmp_path / name
     assert main(["download", name, "--root", str(archive), "--mirror", host.url]) == 0
     assert f"--data {name}={archive}" in capsys.readouterr().out
@@ -296,7 +307,7 @@ def _readme_commands(readme: str) -> list[str]:
 
 def test_every_readme_command_runs_as_shown_or_as_a_dry_run(root, tmp_path, capsys):
     commands = _readme_commands((root / "README.md").read_text())
-    assert {shlex.split(c)[2] for c in commands} == set(download.KNOWN)
+    assert {shlex.split(c)[2] for c in commands} == set(download.known())
     formats.busi(tmp_path / "busi")
     formats.ham10000(tmp_path / "ham10000")
     for command in commands:
@@ -304,11 +315,11 @@ def test_every_readme_command_runs_as_shown_or_as_a_dry_run(root, tmp_path, caps
         name = argv[1]
         if "--root" in argv:  # the README's folder -> one here (a fixture in the layout for busi / ham10000)
             argv[argv.index("--root") + 1] = str(tmp_path / name)
-        if name in download.ARCHIVES and "--list" not in argv:
+        if name in download.remotes() and "--list" not in argv:
             argv.append("--list")  # its dry run: what it would fetch, from where, into which layout
         assert main(argv) == 0, command
         out = capsys.readouterr().out
-        if name in download.MANUAL:
+        if name in download.manuals():
             assert f"--data {name}={tmp_path / name}" in out
         else:
             assert "size: not verified" in out

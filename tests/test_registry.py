@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import argparse
 import ast
+import hashlib
 import re
+import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from test_download import Host, _zip_folder
 
 from derm_nb.artifacts import write_csv
 from derm_nb.cli import build_parser, data_roots, main
-from derm_nb.data import registry
-from derm_nb.data.archive import Scale, Source, TargetClasses
+from derm_nb.data import download, registry
+from derm_nb.data.archive import ArchiveFile, Manual, Remote, Scale, Source, TargetClasses
 from derm_nb.data.catalog import TARGETS, CatalogError, Use, resolve
 from derm_nb.data.errors import DataError
 from derm_nb.data.manifest import require_columns
@@ -127,6 +131,53 @@ def test_the_registry_drives_the_command_lines_choices(monkeypatch):
     assert _choices(parser, "data", "--source") == registry.names()
     assert "ham10000" not in _choices(parser, "data", "--source")
     assert _choices(parser, "synth", "--preset") == [s.name for s in registry.SOURCES.values() if s.synthetic]
+    assert "ham10000" not in download.known() and "busi" in download.known()
+
+
+@pytest.fixture
+def toy_host(tmp_path):
+    """A 127.0.0.1 host serving a generated toy archive (its images as one zip, its labels CSV); the archive too."""
+    made = generate(SynthConfig(preset="toy", n_patients=6, workers=1, **SMALL), tmp_path / "made")
+    server = Host({"toy/toy_images.zip": _zip_folder(made / "toy_images"),
+                   "toy/toy_labels.csv": (made / "toy_labels.csv").read_bytes()})
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server, made
+    server.shutdown()
+    server.server_close()
+
+
+def test_download_fetches_a_registered_source_from_its_own_record(toy, toy_host, monkeypatch, tmp_path, capsys):
+    """The toy's `remote` names its files and host; `derm-nb download` lists and fetches it, download.py untouched."""
+    server, made = toy_host
+    images = len(list((made / "toy_images").glob("*.png")))
+    files = (ArchiveFile("toy/toy_images.zip", "training", hashlib.md5(server.files["toy/toy_images.zip"]).hexdigest(),
+                         images, ".png"), ArchiveFile("toy/toy_labels.csv", "training"))
+    monkeypatch.setitem(registry.SOURCES, "toy", replace(TOY, remote=Remote(files, host=server.url)))
+    assert "toy" in download.remotes() and "toy" in download.known()
+    with pytest.raises(SystemExit):
+        main(["download", "--help"])
+    assert "toy" in capsys.readouterr().out
+    assert main(["download", "toy", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"Toy archive (toy): 2 files from {server.url}/toy/\n") and server.requests == []
+    assert f"MD5 {files[0].md5}, {images} images" in out and "-> toy_images/" in out
+    archive = tmp_path / "toy"
+    assert main(["download", "toy", "--root", str(archive)]) == 0
+    assert f"--data toy={archive}" in capsys.readouterr().out
+    assert server.requests == ["toy/toy_images.zip", "toy/toy_labels.csv"]
+    fetched, _ = load_source("toy", archive, workers=1)
+    assert sorted(fetched["image_id"]) == sorted(load_source("toy", made, workers=1)[0]["image_id"])
+
+
+def test_download_points_to_a_registered_source_behind_a_login(toy, monkeypatch, capsys):
+    monkeypatch.setitem(registry.SOURCES, "toy", replace(TOY, manual=Manual("the toy shop", "DIR/toy_labels.csv")))
+    assert main(["download", "toy", "--root", "/nowhere/toy"]) == 1
+    out = capsys.readouterr().out
+    assert "Toy archive (toy) is not fetched by derm-nb" in out and "the toy shop" in out
+    assert "/nowhere/toy/toy_labels.csv" in out and "/nowhere/toy is not there yet" in out
+    assert main(["download", "toy", "--list"]) == 1
+    assert "--list, --parts and --mirror apply to isic2017" in capsys.readouterr().err
 
 
 def test_an_unknown_source_is_a_clear_error(tmp_path, capsys):
@@ -159,6 +210,10 @@ def test_every_record_agrees_with_itself(source):
         assert len(source.synthetic.mix) == len(source.classes) == len(source.synthetic.weights)
     for target, scale in source.published.items():
         assert target in source.targets and set(scale.classes) <= set(source.classes)
+    assert source.remote is None or source.manual is None, "download either fetches it or points to it"
+    if source.remote is not None:
+        assert {f.part for f in source.remote.files} <= set(download.PARTS)
+        assert len({f.name for f in source.remote.files}) == len(source.remote.files)
 
 
 def test_the_readme_source_table_is_the_rendered_one():

@@ -108,13 +108,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_download(args: argparse.Namespace) -> int:
-    from derm_nb.data.download import ARCHIVES, MANUAL, DownloadError, download, listing, manual, parse_parts, select
+    from derm_nb.data.download import DownloadError, download, listing, manual, manuals, parse_parts, remotes, select
 
     root = args.root.expanduser().resolve() if args.root else None
-    if args.name in MANUAL:
+    if args.name in manuals():
         if args.list or args.parts or args.mirror:
             raise DownloadError(f"{args.name} is not fetched by derm-nb: --list, --parts and --mirror apply to "
-                                f"{', '.join(ARCHIVES)}")
+                                f"{', '.join(remotes())}")
         return 0 if manual(args.name, root) else 1
     parts = parse_parts(args.parts)
     select(args.name, parts)  # an unknown name or part stops here, before anything is touched
@@ -129,9 +129,11 @@ def _cmd_download(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from derm_nb.data import registry
     from derm_nb.data.catalog import TARGETS
+    from derm_nb.data.download import known as downloadable
 
     sources = registry.names()
     presets = [s.name for s in registry.SOURCES.values() if s.synthetic is not None]
+    fetched = downloadable()
     parser = argparse.ArgumentParser(prog="derm-nb", description=__doc__, allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -197,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=_cmd_bench)
     download = sub.add_parser("download", help="fetch an ISIC archive (2017-2020) into the layout the catalog reads, "
                               "or say where to get BUSI / HAM10000")
-    download.add_argument("name", metavar="NAME", help="isic2017, isic2018, isic2019, isic2020, busi or ham10000")
+    download.add_argument("name", metavar="NAME", help=f"{', '.join(fetched[:-1])} or {fetched[-1]}")
     download.add_argument("--root", type=Path, help="the dataset folder to fill (then give it as --data NAME=DIR)")
     download.add_argument("--parts", metavar="PARTS", help="only these partitions, comma-separated: training,validation,test")
     download.add_argument("--list", action="store_true", help="show the files, their sizes and checks; fetch nothing")

@@ -2,7 +2,8 @@
 
 A source's module (`data/archives/<name>.py`) holds everything about that archive: its loader, its
 classes and targets, how its images group, its masks, the layout a root must have, the synthetic
-generator's preset in that layout, and its published size. `data/registry.py` lists the modules.
+generator's preset in that layout, its published size, and where `derm-nb download` gets it (the
+files on its host, or a pointer for an archive behind a login). `data/registry.py` lists the modules.
 """
 
 from __future__ import annotations
@@ -40,13 +41,63 @@ class Scale:
     official: Mapping[str, int] = field(default_factory=dict)
 
 
+ISIC_HOST = "https://isic-challenge-data.s3.amazonaws.com"  # the ISIC challenges' public bucket, no login
+
+
+@dataclass(frozen=True)
+class ArchiveFile:
+    """One published file: its path on the host, its partition, its MD5 (None: none published) and, for a zip,
+    how many members ending in `counted` it holds (None: not checked)."""
+
+    path: str
+    part: str
+    md5: str | None = None
+    images: int | None = None
+    counted: str = ".jpg"
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+    @property
+    def is_zip(self) -> bool:
+        return self.name.endswith(".zip")
+
+    def target(self, root: Path) -> Path:
+        """Where the catalog reads it: a zip's folder (named as the zip) or the file itself, in the root."""
+        return root / (self.name.removesuffix(".zip") if self.is_zip else self.name)
+
+    def url(self, host: str) -> str:
+        """Its address on `host` (the public one, or a mirror with the same paths)."""
+        return f"{host.rstrip('/')}/{self.path}"
+
+
+@dataclass(frozen=True)
+class Remote:
+    """Where `derm-nb download` fetches an archive: its files (image counts: the archive's published sizes, as
+    the cards and the synthetic generator quote them), on `host` under their `path`s."""
+
+    files: tuple[ArchiveFile, ...]
+    host: str = ISIC_HOST
+
+
+@dataclass(frozen=True)
+class Manual:
+    """An archive behind its host's login: where to get it (`where`), and the layout to unpack it into (`layout`,
+    with DIR for the dataset folder)."""
+
+    where: str
+    layout: str
+
+
 @dataclass(frozen=True)
 class Source:
     """One archive: everything the loaders, catalog, generator, workload estimate and command line read.
 
     `layout` lists what a root must hold (each entry a tuple of alternatives; names ending in '/' are
     folders); `files`, `grouping` and `masks` are the README catalog's words for it; `published` is the
-    archive's size per target (for `bench --estimate`)."""
+    archive's size per target (for `bench --estimate`); `remote` the files `derm-nb download` fetches, or
+    `manual` where to get an archive it cannot fetch (neither: download does not know it)."""
 
     name: str
     title: str
@@ -59,3 +110,5 @@ class Source:
     masks: str
     synthetic: SynthPreset | None = None
     published: Mapping[str, Scale] = field(default_factory=dict)
+    remote: Remote | None = None
+    manual: Manual | None = None

@@ -1,11 +1,13 @@
 """`derm-nb download`: fetch an ISIC challenge archive into exactly the layout the catalog reads.
 
-The ISIC challenges publish every file on a public bucket (`https://isic-challenge-data.s3.amazonaws.com/<year>/<file>`,
+This module is the mechanism only: each archive's files are its `Source.remote` in the registry (the ISIC
+challenges publish every file on a public bucket, `https://isic-challenge-data.s3.amazonaws.com/<year>/<file>`,
 no login). pooch fetches each file into `<root>/.derm-nb-download/` through a temporary name (a broken transfer
 leaves no file under the real name, and the next run starts it again), checks the MD5 where one is published and
 otherwise the zip's own CRCs, then the image count; each zip is unpacked into a temporary folder beside its target
 and renamed into place, so the catalog never sees half an archive. A target already there is never fetched again.
-BUSI and HAM10000 sit behind their hosts' logins: for them the command says where to get them and how to lay them out.
+An archive behind its host's login (BUSI, HAM10000) has a `Source.manual` instead: the command says where to get it
+and how to lay it out.
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ import shutil
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
+from derm_nb.data import registry
+from derm_nb.data.archive import ArchiveFile, Manual, Remote
 from derm_nb.data.errors import DataError
-from derm_nb.data.sources import NAMES, check_layout
+from derm_nb.data.sources import check_layout
 
-HOST = "https://isic-challenge-data.s3.amazonaws.com"
 PARTS = ("training", "validation", "test")
 STAGING = ".derm-nb-download"   # under the root: downloads in progress and zips not yet unpacked
 UNPACKING = ".unpacking-"        # prefix of the temporary folder a zip is unpacked into
@@ -33,103 +35,26 @@ class DownloadError(DataError):
     """A file that could not be fetched, verified or unpacked, named with what to do about it."""
 
 
-@dataclass(frozen=True)
-class ArchiveFile:
-    """One published file: its path on the host, its partition, its MD5 (None: none published) and, for a zip,
-    how many members ending in `counted` it holds (None: not checked)."""
-
-    path: str
-    part: str
-    md5: str | None = None
-    images: int | None = None
-    counted: str = ".jpg"
-
-    @property
-    def name(self) -> str:
-        return self.path.rsplit("/", 1)[-1]
-
-    @property
-    def is_zip(self) -> bool:
-        return self.name.endswith(".zip")
-
-    def target(self, root: Path) -> Path:
-        """Where the catalog reads it: a zip's folder (named as the zip) or the file itself, in the root."""
-        return root / (self.name.removesuffix(".zip") if self.is_zip else self.name)
-
-    def url(self, mirror: str | None = None) -> str:
-        """Its address on the public host, or on `mirror` (the same `<year>/<file>` paths)."""
-        return f"{(mirror or HOST).rstrip('/')}/{self.path}"
+def remotes() -> dict[str, Remote]:
+    """{name: its published files} of every registered source derm-nb fetches, by name."""
+    return {name: s.remote for name, s in sorted(registry.SOURCES.items()) if s.remote is not None}
 
 
-def _isic2017() -> tuple[ArchiveFile, ...]:
-    md5 = {"Training": ("a14a7e622c67a358797ae59abb8a0b0c", "77fdbeb6fbec4139937224416b250f4c"),
-           "Validation": ("8d6419d942112f709894c0d82f6c9038", "64d3e68fa2deeb8a5e89aa8dec2efd44"),
-           "Test_v2": ("5f6a0b5e1f2972bd1f5ea02680489f09", "b1742de6bd257faca3b2b21a4aa3b781")}
-    images = {"Training": 2000, "Validation": 150, "Test_v2": 600}
-    files = []
-    for (name, (data_md5, masks_md5)), part in zip(md5.items(), PARTS):
-        stem = f"2017/ISIC-2017_{name}"
-        files += [ArchiveFile(f"{stem}_Data.zip", part, data_md5, images[name]),
-                  ArchiveFile(f"{stem}_Part1_GroundTruth.zip", part, masks_md5, images[name], "_segmentation.png"),
-                  ArchiveFile(f"{stem}_Part3_GroundTruth.csv", part)]
-    return tuple(files)
+def manuals() -> dict[str, Manual]:
+    """{name: where to get it} of every registered source behind its host's login, by name."""
+    return {name: s.manual for name, s in sorted(registry.SOURCES.items()) if s.manual is not None}
 
 
-def _isic2018() -> tuple[ArchiveFile, ...]:
-    images = {"Training": 10015, "Validation": 193, "Test": 1512}
-    files = []
-    for (name, count), part in zip(images.items(), PARTS):
-        files += [ArchiveFile(f"2018/ISIC2018_Task3_{name}_Input.zip", part, images=count),
-                  ArchiveFile(f"2018/ISIC2018_Task3_{name}_GroundTruth.zip", part)]
-    return (*files[:2], ArchiveFile("2018/ISIC2018_Task3_Training_LesionGroupings.csv", "training"), *files[2:])
-
-
-# Image counts: the archives' published sizes (the studies' cards and the synthetic generator quote the same).
-ARCHIVES: dict[str, tuple[ArchiveFile, ...]] = {
-    "isic2017": _isic2017(),
-    "isic2018": _isic2018(),
-    "isic2019": (ArchiveFile("2019/ISIC_2019_Training_Input.zip", "training", images=25331),
-                 ArchiveFile("2019/ISIC_2019_Training_GroundTruth.csv", "training"),
-                 ArchiveFile("2019/ISIC_2019_Training_Metadata.csv", "training")),
-    "isic2020": (ArchiveFile("2020/ISIC_2020_Training_JPEG.zip", "training", images=33126),
-                 ArchiveFile("2020/ISIC_2020_Training_GroundTruth_v2.csv", "training"),
-                 ArchiveFile("2020/ISIC_2020_Training_Duplicates.csv", "training")),
-}
-
-
-@dataclass(frozen=True)
-class ManualSource:
-    """An archive behind its host's login: where to get it, and the layout to unpack it into."""
-
-    where: str
-    layout: str
-
-
-MANUAL: dict[str, ManualSource] = {
-    "busi": ManualSource(
-        "Kaggle, with your own Kaggle credentials (~/.kaggle/kaggle.json):\n"
-        "  kaggle datasets download aryashah2k/breast-ultrasound-images-dataset",
-        "DIR/Dataset_BUSI_with_GT/benign/     'benign (1).png', 'benign (1)_mask.png', 'benign (1)_mask_1.png', ...\n"
-        "DIR/Dataset_BUSI_with_GT/malignant/  'malignant (1).png', 'malignant (1)_mask.png', ...\n"
-        "DIR/Dataset_BUSI_with_GT/normal/     'normal (1).png', 'normal (1)_mask.png', ...\n"
-        "(unzip the Kaggle archive into DIR; the class folders directly in DIR are read too)"),
-    "ham10000": ManualSource(
-        "Harvard Dataverse, the HAM10000 dataset page (Tschandl et al. 2018): https://doi.org/10.7910/DVN/DBW86T\n"
-        "  (download its files there; the page states the terms of use)",
-        "DIR/HAM10000_metadata.csv             lesion_id, image_id, dx, dx_type, age, sex, localization (comma-separated)\n"
-        "DIR/HAM10000_images_part_1/           the JPEGs of HAM10000_images_part_1.zip\n"
-        "DIR/HAM10000_images_part_2/           the JPEGs of HAM10000_images_part_2.zip\n"
-        "DIR/HAM10000_segmentations_lesion_tschandl/   optional: the lesion masks, *_segmentation.png"),
-}
-
-KNOWN = (*ARCHIVES, *MANUAL)
+def known() -> list[str]:
+    """The names `derm-nb download` takes: the fetched sources, then those it points to."""
+    return [*remotes(), *manuals()]
 
 
 def select(name: str, parts: Iterable[str] | None = None) -> tuple[ArchiveFile, ...]:
     """The files of `name`'s archive in `parts` (None: every part it has); DownloadError naming a bad name or part."""
-    if name not in ARCHIVES:
-        raise DownloadError(f"unknown dataset '{name}' (known: {', '.join(KNOWN)})")
-    files = ARCHIVES[name]
+    if name not in remotes():
+        raise DownloadError(f"unknown dataset '{name}' (known: {', '.join(known())})")
+    files = remotes()[name].files
     available = [p for p in PARTS if any(f.part == p for f in files)]
     wanted = list(available if parts is None else parts)
     unknown = [p for p in wanted if p not in available]
@@ -151,8 +76,8 @@ def _check(file: ArchiveFile) -> str:
 
 def listing(name: str, parts: Iterable[str] | None = None, root: Path | None = None, mirror: str | None = None) -> str:
     """The dry run (`--list`): every file that would be fetched, its size, check and target, fetching nothing."""
-    files = select(name, parts)
-    lines = [f"{NAMES[name]} ({name}): {len(files)} files from {files[0].url(mirror).rsplit('/', 1)[0]}/"]
+    files, host = select(name, parts), mirror or remotes()[name].host
+    lines = [f"{registry.get(name).title} ({name}): {len(files)} files from {files[0].url(host).rsplit('/', 1)[0]}/"]
     for file in files:
         target = f"{file.target(Path('.')).name}{'/' if file.is_zip else ''}"
         count = f", {file.images} images" if file.images else ""
@@ -168,12 +93,13 @@ def _disk_message(err: OSError) -> str:
     return f"{err.strerror or err}" + ("; the disk is full: free some space and run the command again" if full else "")
 
 
-def fetch(file: ArchiveFile, staging: Path, mirror: str | None = None, progress: bool = True) -> Path:
-    """Download `file` into `staging` through pooch (temporary name, MD5 check, then rename); its path there."""
+def fetch(file: ArchiveFile, staging: Path, host: str, progress: bool = True) -> Path:
+    """Download `file` from `host` into `staging` through pooch (temporary name, MD5 check, then rename); its path
+    there."""
     import pooch
     import requests
 
-    url = file.url(mirror)
+    url = file.url(host)
     known = f"md5:{file.md5}" if file.md5 else None
     downloader = pooch.HTTPDownloader(progressbar=progress, timeout=TIMEOUT_S)
     pooch.get_logger().setLevel("WARNING")  # we say what is fetched; its hint to pin a SHA256 is not for our users
@@ -252,15 +178,15 @@ def _licence(target: Path) -> str | None:
     return next((line.strip() for line in notice.read_text(errors="replace").splitlines() if line.strip()), None)
 
 
-def place(file: ArchiveFile, root: Path, mirror: str | None, say: Callable[[str], None], progress: bool) -> bool:
+def place(file: ArchiveFile, root: Path, host: str, say: Callable[[str], None], progress: bool) -> bool:
     """Fetch, check and put one file where the catalog reads it; False (and nothing fetched) if it is already there."""
     target = file.target(root)
     if target.exists():
         (root / STAGING / file.name).unlink(missing_ok=True)  # a run killed after its rename left the zip
         say(f"{file.name}: already there ({target.name}), not fetched")
         return False
-    say(f"{file.name}: fetching {file.url(mirror)}")
-    downloaded = fetch(file, root / STAGING, mirror, progress)
+    say(f"{file.name}: fetching {file.url(host)}")
+    downloaded = fetch(file, root / STAGING, host, progress)
     if file.is_zip:
         verify_zip(downloaded, file)
         unpack(downloaded, target)
@@ -281,10 +207,11 @@ def download(name: str, root: Path, parts: Iterable[str] | None = None, mirror: 
         raise DownloadError(f"--mirror {mirror}: give an http:// or https:// address (files are fetched as "
                             "URL/<year>/<file>)")
     root.mkdir(parents=True, exist_ok=True)
-    _clear_leftovers(root, ARCHIVES[name])
+    remote = remotes()[name]
+    _clear_leftovers(root, remote.files)
     staging = root / STAGING
     try:
-        fetched = sum(place(file, root, mirror, say, progress) for file in files)
+        fetched = sum(place(file, root, mirror or remote.host, say, progress) for file in files)
     finally:
         if staging.is_dir() and not any(staging.iterdir()):
             staging.rmdir()
@@ -310,8 +237,9 @@ def readable(name: str, root: Path, say: Callable[[str], None] = print) -> bool:
 
 def manual(name: str, root: Path | None = None, say: Callable[[str], None] = print) -> bool:
     """For an archive behind a login: where to get it and its layout; then the layout check of `root` if it is there."""
-    source = MANUAL[name]
-    say(f"{NAMES[name]} ({name}) is not fetched by derm-nb: it needs your own credentials. Get it from\n  {source.where}")
+    source = manuals()[name]
+    title = registry.get(name).title
+    say(f"{title} ({name}) is not fetched by derm-nb: it needs your own credentials. Get it from\n  {source.where}")
     say(f"and lay it out as:\n{source.layout.replace('DIR', str(root) if root else 'DIR')}")
     if root is None:
         return True

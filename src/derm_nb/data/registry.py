@@ -1,8 +1,9 @@
 """The registry of sources: one `Source` record per archive, each from its own module in `data/archives/`.
 
 The loaders (`sources.load_source`), the catalog's targets, the synthetic generator's presets, the
-workload estimate's archive sizes, the command line's choices and the README's source table all read
-`SOURCES`. Adding a source: write `data/archives/<name>.py` with its `SOURCE`, and list it in `BUILT_IN`.
+workload estimate's archive sizes, `derm-nb download`'s files, the command line's choices and the README's
+source table all read `SOURCES`. Adding a source: write `data/archives/<name>.py` with its `SOURCE`, and
+list it in `BUILT_IN`.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from derm_nb.data.archive import Scale, Source, TargetClasses
+from derm_nb.data.archive import Manual, Scale, Source, TargetClasses
 from derm_nb.data.errors import DataError
 from derm_nb.data.quality import QualityReport
 from derm_nb.data.reading import drop_repeated_ids, glob_escape
@@ -108,6 +108,14 @@ def _busi_allowed(df: pd.DataFrame) -> np.ndarray:
     return np.stack([mass, mass, ~mass], axis=1)
 
 
+MANUAL = Manual(
+    "Kaggle, with your own Kaggle credentials (~/.kaggle/kaggle.json):\n"
+    "  kaggle datasets download aryashah2k/breast-ultrasound-images-dataset",
+    "DIR/Dataset_BUSI_with_GT/benign/     'benign (1).png', 'benign (1)_mask.png', 'benign (1)_mask_1.png', ...\n"
+    "DIR/Dataset_BUSI_with_GT/malignant/  'malignant (1).png', 'malignant (1)_mask.png', ...\n"
+    "DIR/Dataset_BUSI_with_GT/normal/     'normal (1).png', 'normal (1)_mask.png', ...\n"
+    "(unzip the Kaggle archive into DIR; the class folders directly in DIR are read too)")
+
 SOURCE = Source(
     name="busi", title="BUSI", loader=load_busi, classes=CLASSES,
     targets={"malignant": TargetClasses(("malignant",))},
@@ -117,4 +125,5 @@ SOURCE = Source(
     synthetic=SynthPreset(CLASSES, shares(COUNTS), ("malignant",), ({}, MALIGNANT_W, {}), "case", case_sizes,
                           _ultrasound_attributes, _layout_busi, _write_nothing, look="ultrasound", allowed=_busi_allowed),
     published={"malignant": Scale(780, 780, 210, {"benign": 437, "malignant": 210, "normal": 133})},
+    manual=MANUAL,
 )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from derm_nb.data.archive import Source, TargetClasses
+from derm_nb.data.archive import Manual, Source, TargetClasses
 from derm_nb.data.manifest import require_columns
 from derm_nb.data.quality import QualityReport
 from derm_nb.data.reading import drop_rows, find_image, finish, read_csv
@@ -40,6 +40,14 @@ def load_ham10000(root: Path, report: QualityReport) -> pd.DataFrame:
     return finish(frame, file, report, "ham10000", "lesion")
 
 
+MANUAL = Manual(
+    "Harvard Dataverse, the HAM10000 dataset page (Tschandl et al. 2018): https://doi.org/10.7910/DVN/DBW86T\n"
+    "  (download its files there; the page states the terms of use)",
+    "DIR/HAM10000_metadata.csv             lesion_id, image_id, dx, dx_type, age, sex, localization (comma-separated)\n"
+    "DIR/HAM10000_images_part_1/           the JPEGs of HAM10000_images_part_1.zip\n"
+    "DIR/HAM10000_images_part_2/           the JPEGs of HAM10000_images_part_2.zip\n"
+    f"DIR/{MASKS}/   optional: the lesion masks, *_segmentation.png")
+
 SOURCE = Source(
     name="ham10000", title="HAM10000", loader=load_ham10000, classes=CLASSES,
     targets={"melanoma": TargetClasses(("mel",)), "malignant": TargetClasses(("mel", "bcc", "akiec")),
@@ -47,4 +55,5 @@ SOURCE = Source(
     layout=(("HAM10000_metadata.csv",), ("HAM10000_images_part_1/", "HAM10000_images_part_2/")),
     files="`HAM10000_metadata.csv`, `HAM10000_images_part_1/`, `_part_2/`",
     grouping="lesion", masks=f"`{MASKS}/` when present",
+    manual=MANUAL,
 )

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from derm_nb.artifacts import write_csv
-from derm_nb.data.archive import Scale, Source, TargetClasses
+from derm_nb.data.archive import ArchiveFile, Remote, Scale, Source, TargetClasses
 from derm_nb.data.manifest import require_columns
 from derm_nb.data.quality import QualityReport
 from derm_nb.data.reading import drop_rows, find_image, finish, locate, read_csv
@@ -113,6 +113,21 @@ def _write_isic2017(meta: pd.DataFrame, out: Path, cfg: SynthConfig, rng: np.ran
                   pd.DataFrame({"image_id": rows["image"], "age_approximate": age, "sex": sex}))
 
 
+def _remote() -> Remote:
+    """The nine published files (three per partition) with their MD5s and image counts."""
+    md5 = {"Training": ("a14a7e622c67a358797ae59abb8a0b0c", "77fdbeb6fbec4139937224416b250f4c"),
+           "Validation": ("8d6419d942112f709894c0d82f6c9038", "64d3e68fa2deeb8a5e89aa8dec2efd44"),
+           "Test_v2": ("5f6a0b5e1f2972bd1f5ea02680489f09", "b1742de6bd257faca3b2b21a4aa3b781")}
+    images = {"Training": 2000, "Validation": 150, "Test_v2": 600}
+    files = []
+    for (name, (data_md5, masks_md5)), part in zip(md5.items(), ("training", "validation", "test")):
+        stem = f"2017/ISIC-2017_{name}"
+        files += [ArchiveFile(f"{stem}_Data.zip", part, data_md5, images[name]),
+                  ArchiveFile(f"{stem}_Part1_GroundTruth.zip", part, masks_md5, images[name], "_segmentation.png"),
+                  ArchiveFile(f"{stem}_Part3_GroundTruth.csv", part)]
+    return Remote(tuple(files))
+
+
 SOURCE = Source(
     name="isic2017", title="ISIC 2017", loader=load_isic2017, classes=CLASSES,
     targets={"melanoma": TargetClasses(("melanoma",)), "malignant": TargetClasses(("melanoma",)),
@@ -125,4 +140,5 @@ SOURCE = Source(
                           _layout_isic2017, _write_isic2017, partitions=shares((2000, 150, 600)), duplicates=True),
     published={"melanoma": Scale(2750, 2750, 521, {"melanoma": 374, "seborrheic_keratosis": 254, "nevus": 1372},
                                  {"train": 2000, "val": 150, "test": 600})},
+    remote=_remote(),
 )

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from derm_nb.artifacts import write_atomic, write_csv
-from derm_nb.data.archive import Scale, Source, TargetClasses
+from derm_nb.data.archive import ArchiveFile, Remote, Scale, Source, TargetClasses
 from derm_nb.data.archives.ham10000 import MASKS
 from derm_nb.data.manifest import require_columns
 from derm_nb.data.quality import QualityReport
@@ -127,6 +127,16 @@ def _write_isic2018(meta: pd.DataFrame, out: Path, cfg: SynthConfig, rng: np.ran
               pd.DataFrame({"image": train["image"], "lesion_id": train["lesion_id"], "diagnosis_confirm_type": confirm}))
 
 
+def _remote() -> Remote:
+    """Task 3's input and ground-truth zips per partition, and the training lesion groupings."""
+    images = {"Training": 10015, "Validation": 193, "Test": 1512}
+    files = []
+    for (name, count), part in zip(images.items(), ("training", "validation", "test")):
+        files += [ArchiveFile(f"2018/{T3}_{name}_Input.zip", part, images=count),
+                  ArchiveFile(f"2018/{T3}_{name}_GroundTruth.zip", part)]
+    return Remote((*files[:2], ArchiveFile(f"2018/{T3}_Training_LesionGroupings.csv", "training"), *files[2:]))
+
+
 SOURCE = Source(
     name="isic2018", title="ISIC 2018 Task 3", loader=load_isic2018, classes=CLASSES,
     targets={"melanoma": TargetClasses(("MEL",)), "malignant": TargetClasses(MALIGNANT),
@@ -139,4 +149,5 @@ SOURCE = Source(
                           lesion_sizes, skin_attributes, _layout_isic2018, _write_isic2018,
                           partitions=shares((10015, 193, 1512))),
     published={"malignant": Scale(10015, 7470, 1954)},
+    remote=_remote(),
 )

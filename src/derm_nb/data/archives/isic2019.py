@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from derm_nb.artifacts import write_csv
-from derm_nb.data.archive import Scale, Source, TargetClasses
+from derm_nb.data.archive import ArchiveFile, Remote, Scale, Source, TargetClasses
 from derm_nb.data.manifest import require_columns
 from derm_nb.data.quality import QualityReport
 from derm_nb.data.reading import find_image, finish, onehot_labels, read_csv
@@ -91,6 +91,10 @@ def _write_isic2019(meta: pd.DataFrame, out: Path, cfg: SynthConfig, rng: np.ran
     }))
 
 
+REMOTE = Remote((ArchiveFile("2019/ISIC_2019_Training_Input.zip", "training", images=25331),
+                 ArchiveFile("2019/ISIC_2019_Training_GroundTruth.csv", "training"),
+                 ArchiveFile("2019/ISIC_2019_Training_Metadata.csv", "training")))
+
 SOURCE = Source(
     name="isic2019", title="ISIC 2019", loader=load_isic2019, classes=CLASSES,
     targets={"melanoma": TargetClasses(("MEL",)), "malignant": TargetClasses(("MEL", "BCC", "AK", "SCC")),
@@ -101,4 +105,5 @@ SOURCE = Source(
     synthetic=SynthPreset(CLASSES, shares(COUNTS), ("MEL",), tuple(SKIN_WEIGHTS[c] for c in CLASSES),
                           "lesion", lesion_sizes, skin_attributes, _layout_isic2019, _write_isic2019),
     published={"melanoma_vs_nevus": Scale(17397, 17397, 4522, {"MEL": 4522, "NV": 12875})},
+    remote=REMOTE,
 )

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from derm_nb.artifacts import write_csv
-from derm_nb.data.archive import Scale, Source, TargetClasses
+from derm_nb.data.archive import ArchiveFile, Remote, Scale, Source, TargetClasses
 from derm_nb.data.errors import DataError
 from derm_nb.data.manifest import require_columns
 from derm_nb.data.quality import QualityReport
@@ -119,6 +119,10 @@ def _write_isic2020(meta: pd.DataFrame, out: Path, cfg: SynthConfig, rng: np.ran
     write_csv(out / DUPLICATES, pairs)
 
 
+REMOTE = Remote((ArchiveFile("2020/ISIC_2020_Training_JPEG.zip", "training", images=33126),
+                 ArchiveFile("2020/ISIC_2020_Training_GroundTruth_v2.csv", "training"),
+                 ArchiveFile("2020/ISIC_2020_Training_Duplicates.csv", "training")))
+
 SOURCE = Source(
     name="isic2020", title="ISIC 2020", loader=load_isic2020, classes=CLASSES,
     targets={"melanoma": TargetClasses(("malignant",)), "malignant": TargetClasses(("malignant",))},
@@ -130,4 +134,5 @@ SOURCE = Source(
                           skin_attributes, _layout_isic2020, _write_isic2020, duplicates=True,
                           reencoded_duplicates=True, mix_from_prevalence=True),
     published={"melanoma": Scale(33126, 2056, 584)},
+    remote=REMOTE,
 )

@@ -48,6 +48,7 @@ weights = "imagenet"
 weights_fallback = "efficientnet_lite0"
 architectures = ["simple_cnn", "mobilenet", "pretrained"]
 minority_oversample = 1.0             # each minority class enlarged to this share of the majority class (0: none)
+augment_every_class = False           # also augment the majority class (the paper augments the minority classes)
 num_workers = 0                       # batches are gathered from memory and augmented on the device: workers only add IPC
 
 # %%
@@ -74,7 +75,8 @@ study003.class_counts(frames, classes, minority, p.minority_oversample)
 
 # %%
 images = {s: ctx.images(f) for s, f in frames.items()}
-sets = study003.datasets(images, frames, p.image_size, minority, p.seed, p.minority_oversample)
+sets = study003.datasets(images, frames, p.image_size, minority, p.seed, p.minority_oversample,
+                         p.augment_every_class)
 # Validation drives early stopping and the best checkpoint; the held-out test split is what we score.
 inputs = study003.Inputs(p, sets, frames["test"], tuple(classes), target_class, ctx.out / "checkpoints")
 results = run_variants(study003.train_variant, study003.variants(p), inputs, ctx.out / "checkpoints" / "results",

@@ -130,14 +130,18 @@ def target_class(classes: Sequence[str]) -> int:
 
 
 def datasets(images: Mapping[str, torch.Tensor], frames: Mapping[str, pd.DataFrame], image_size: int,
-             minority: tuple[int, ...], seed: int, oversample_ratio: float = 0.0) -> dict[str, CachedImages]:
+             minority: tuple[int, ...], seed: int, oversample_ratio: float = 0.0,
+             augment_every_class: bool = False) -> dict[str, CachedImages]:
     """Train on the minority classes oversampled to `oversample_ratio` x the majority (`oversample`), every
     minority image, original or copy, augmented afresh each time it is drawn (so the copies are augmented
-    copies); val and test with the evaluation transform only."""
-    rows = oversample(frames["train"]["label"].to_numpy(), minority, oversample_ratio, seed)
-    sets = {"train": CachedImages(images["train"][torch.as_tensor(rows)], frames["train"]["label"].to_numpy()[rows],
+    copies), and with `augment_every_class` the majority's images too; val and test with the evaluation
+    transform only."""
+    labels = frames["train"]["label"].to_numpy()
+    rows = oversample(labels, minority, oversample_ratio, seed)
+    augmented = tuple(int(k) for k in np.unique(labels)) if augment_every_class else minority
+    sets = {"train": CachedImages(images["train"][torch.as_tensor(rows)], labels[rows],
                                   eval_transform(image_size), augment=minority_augment(image_size),
-                                  augment_classes=minority, seed=seed)}
+                                  augment_classes=augmented, seed=seed)}
     return sets | {s: CachedImages(images[s], frames[s]["label"], eval_transform(image_size)) for s in ("val", "test")}
 
 
@@ -211,7 +215,9 @@ CARD = PaperCard(
         "min_epochs": 5,                                    # minimum epochs 5
         "batch_size": 8,                                    # §III.C
         "minority_oversample": 1.0,                         # §III.A: minority classes enlarged (our reading: to balance)
+        "augment_every_class": False,                       # §III.A: the minority classes are the ones augmented
     }},
+
     methods={"06_architectures": (
         Deviation("training length", "no maximum stated: early stopping (patience 2, at least 5 epochs) ended every "
                   "run at 7-8 epochs (§IV.B)", "at most {epochs} epochs (`epochs`), "
@@ -266,6 +272,7 @@ class ArchitectureParams:
     weights_fallback: str
     architectures: tuple[str, ...]
     minority_oversample: float
+    augment_every_class: bool
     num_workers: int
 
     def train_config(self, arch: str) -> TrainConfig:

@@ -208,6 +208,8 @@ def test_seeds_are_reported_as_mean_and_sd(tmp_path):
     assert table.loc["SD", "AUC"] == pytest.approx(np.std(aucs, ddof=1))
     metrics = seed_metrics(runs, labels, 0)
     assert metrics["seeds"] == 3 and metrics["seed_mean_roc_auc"] == pytest.approx(np.mean(aucs))
+    sk = [r.scores["sk"]["roc_auc"] for r in runs]
+    assert metrics["sk_roc_auc_seeds"] == sk and metrics["seed_mean_sk_roc_auc"] == pytest.approx(np.nanmean(sk))
     assert math.isnan(metrics["seed_mean_jaccard"])             # no masks here
     paper = CARD.tables["Table 5"].loc["GCN-based MIL"]
     found = findings(runs[0].scores, runs[0].seg, labels, 0, 9, table, paper)

@@ -96,6 +96,8 @@ def test_model_artifacts_follow_the_contract(smoke_run, stem):
             continue
         seeds = m.get("roc_auc_seeds", [m["roc_auc"]])   # several seeds: the mean, the first seed's predictions
         assert m["roc_auc"] == pytest.approx(float(np.mean(seeds)), abs=1e-9), name
+        if "sk_roc_auc_seeds" in m:   # 07's second class: its mean too, as 09 and the prose quote it
+            assert m["sk_roc_auc"] == pytest.approx(float(np.nanmean(m["sk_roc_auc_seeds"])), abs=1e-9), name
         assert any(a == pytest.approx(seeds[0], abs=1e-9) for a in aucs), (name, m["roc_auc"], aucs)
     substituted = [m["weights"] for m in metrics.values() if m["weights"]["substituted_for"]]
     for record in substituted:  # offline: the packaged Lite0 weights, with their file hash

@@ -13,6 +13,7 @@ from derm_nb.datasets import CachedImages
 from derm_nb.losses import BCE, FocalBCE
 from derm_nb.studies.study000 import FusionNet, GatedExperts, augment, encode_tabular, sex_gate
 from derm_nb.train import TrainConfig, balanced_sampler, fit, predict
+from derm_nb.transforms import eval_transform
 
 
 class Tiny(nn.Module):
@@ -26,13 +27,13 @@ class Tiny(nn.Module):
         return self.head(self.backbone(image))
 
 
-def data(n=64, seed=0, noise=False):
+def data(n=64, seed=0, noise=False, size=None):
     g = torch.Generator().manual_seed(seed)
     y = (torch.rand(n, generator=g) < 0.4).long()
     images = (torch.rand(n, 3, 8, 8, generator=g) * 120).to(torch.uint8)
     if not noise:
         images[y == 1] += 100  # positives are brighter: learnable
-    return CachedImages(images, y.numpy(), transform=lambda x: x.float() / 255)
+    return CachedImages(images, y.numpy(), transform=(lambda x: x.float() / 255) if size is None else eval_transform(size))
 
 
 def cfg(**kw):
@@ -246,3 +247,17 @@ def test_seeded_draws_from_its_seed_and_leaves_the_global_generators_as_they_wer
     after = (torch.rand(3), np.random.rand(), random.random())
     assert torch.equal(first[0], again[0]) and first[1:] == again[1:]
     assert torch.equal(after[0], expected[0]) and after[1:] == expected[1:]
+
+
+def test_a_checkpoint_trained_on_other_data_is_not_resumed(tmp_path, capsys):
+    """Same model and configuration, but another image size or other images: training starts over."""
+    fit(Tiny(), BCE(), data(), data(seed=1), cfg(epochs=2, patience=99), tmp_path)
+    capsys.readouterr()
+    fit(Tiny(), BCE(), data(), data(seed=1), cfg(epochs=2, patience=99), tmp_path)
+    assert "starting over" not in capsys.readouterr().out        # the same data: resumed
+    fit(Tiny(), BCE(), data(size=8), data(seed=1), cfg(epochs=2, patience=99), tmp_path)
+    capsys.readouterr()
+    fit(Tiny(), BCE(), data(size=16), data(seed=1), cfg(epochs=2, patience=99), tmp_path)
+    assert "starting over" in capsys.readouterr().out
+    fit(Tiny(), BCE(), data(seed=2), data(seed=1), cfg(epochs=2, patience=99), tmp_path)
+    assert "starting over" in capsys.readouterr().out

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import random
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sized
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -144,6 +145,32 @@ def run_signature(model: nn.Module, config: dict) -> dict:
     return {"config": config, "shapes": [(k, tuple(v.shape)) for k, v in model.state_dict().items()]}
 
 
+def _feed(crc: int, value: Any, depth: int = 0) -> int:
+    if isinstance(value, torch.Tensor):
+        return zlib.crc32(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes(), crc)
+    if isinstance(value, np.ndarray):
+        return zlib.crc32(np.ascontiguousarray(value).tobytes(), crc) if value.dtype != object else crc
+    if isinstance(value, (nn.Module, int, float, str, bool, type(None))):
+        return zlib.crc32(repr(value).encode(), crc)
+    if depth < 3 and isinstance(value, (list, tuple, dict)) or hasattr(value, "to_dict"):
+        items = (value.to_dict() if hasattr(value, "to_dict") else value)
+        for item in (items.items() if isinstance(items, dict) else items):
+            crc = _feed(crc, item, depth + 1)
+        return crc
+    if depth < 3 and hasattr(value, "__dict__"):
+        return _feed(crc, {k: v for k, v in vars(value).items() if not k.startswith("_")}, depth + 1)
+    return crc
+
+
+def data_fingerprint(*datasets: Any) -> str:
+    """A checksum of what training reads: each dataset's tensors, arrays, views (size, augmentation) and
+    settings, or a sequence's items (graph bags). A checkpoint trained on other data is not resumed."""
+    crc = 0
+    for dataset in datasets:
+        crc = _feed(crc, dataset)
+    return f"{crc:08x}"
+
+
 def load_resumable(last_path: Path, signature: dict, device: torch.device) -> dict | None:
     """The state in `last_path` if it was written by the same model and configuration.
 
@@ -210,11 +237,12 @@ def _train_one_epoch(model: nn.Module, task: Task, epoch: Epoch, desc: str, tota
     return stats
 
 
-def run_epochs(model: nn.Module, task: Task, cfg: Any, checkpoint_dir: str | Path) -> TrainResult:
+def run_epochs(model: nn.Module, task: Task, cfg: Any, checkpoint_dir: str | Path, data: str = "") -> TrainResult:
     """Train `model` for `cfg.epochs` epochs with `task`; the one epoch loop of the package.
 
     `cfg` is the study's configuration dataclass (with `epochs`, `seed`, `device`, `resume` and
-    `desc`); every field but `resume` and `desc` is part of the signature a checkpoint must match.
+    `desc`); every field but `resume` and `desc`, and `data` (the training data's `data_fingerprint`), is
+    part of the signature a checkpoint must match.
     """
     seed_everything(cfg.seed)
     device = pick_device(cfg.device)
@@ -222,7 +250,7 @@ def run_epochs(model: nn.Module, task: Task, cfg: Any, checkpoint_dir: str | Pat
     folder = Path(checkpoint_dir)
     folder.mkdir(parents=True, exist_ok=True)
     last_path, best_path = folder / "last.pt", folder / "best.pt"
-    signature = run_signature(model, {k: v for k, v in asdict(cfg).items() if k not in ("resume", "desc")})
+    signature = run_signature(model, {k: v for k, v in asdict(cfg).items() if k not in ("resume", "desc")} | {"data": data})
     state = load_resumable(last_path, signature, device) if cfg.resume else None
     history, best, best_epoch, stale, elapsed, start = [], math.inf if task.mode == "min" else -math.inf, -1, 0, 0.0, 0
     if state is not None:
@@ -404,7 +432,7 @@ def fit(model: nn.Module, loss_fn: nn.Module, train: Dataset, val: Dataset, cfg:
                 else "max", patience=cfg.patience if best else None, min_epochs=cfg.min_epochs,
                 scheduler=_scheduler(optimizer, cfg), grad_accum=cfg.grad_accum, amp=cfg.amp, restore_best=best,
                 before_epoch=lambda e: _set_backbone_frozen(model, e.index < cfg.freeze_backbone_epochs))
-    return run_epochs(model, task, cfg, checkpoint_dir)
+    return run_epochs(model, task, cfg, checkpoint_dir, data_fingerprint(train, val))
 
 
 @torch.no_grad()

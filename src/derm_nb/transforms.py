@@ -36,6 +36,9 @@ class BatchView(nn.Module):
         self.augment = K.AugmentationSequential(*augment) if augment else None
         self.finish = nn.Sequential(*(finish if finish is not None else [Normalise()]))
 
+    def extra_repr(self) -> str:
+        return f"size={self.size}"
+
     def pixels(self, images: torch.Tensor, resize: bool = True) -> torch.Tensor:
         """The resized (optionally) and augmented batch, float in [0, 1], not yet finished."""
         x = images.float() / 255 if images.dtype == torch.uint8 else images.float()

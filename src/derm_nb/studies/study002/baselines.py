@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 from derm_nb.metrics import Skipped, require_finite
 from derm_nb.studies.study002.losses import Prototypes, malignancy_score
 from derm_nb.studies.study002.training import collate, embed
-from derm_nb.train import Epoch, StepOutput, Task, run_epochs
+from derm_nb.train import Epoch, StepOutput, Task, data_fingerprint, run_epochs
 
 
 def _constant(values: np.ndarray, rtol: float = 1e-6) -> bool:
@@ -187,7 +187,7 @@ def train_autoencoder(model: ConvAutoencoder, images: Dataset, cfg: CAEConfig,
 
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     task = Task(optimizer, batches, step, monitor=None)
-    return run_epochs(model, task, cfg, checkpoint_dir).history
+    return run_epochs(model, task, cfg, checkpoint_dir, data_fingerprint(images)).history
 
 
 def cae_scores(model: ConvAutoencoder, train: Dataset, test: Dataset, seed: int = 0,

@@ -23,7 +23,7 @@ from derm_nb.studies.study002.losses import (
     malignancy_score,
     triplet_loss,
 )
-from derm_nb.train import Epoch, StepOutput, Task, pick_device, run_epochs
+from derm_nb.train import Epoch, StepOutput, Task, data_fingerprint, pick_device, run_epochs
 
 ADAM_BETAS, ADAM_EPS = (0.9, 0.99), 1e-7   # §IV: the study's Adam, for every model it trains
 
@@ -166,5 +166,5 @@ def train_clustering(model: nn.Module, train: Dataset, val: Dataset, cfg: Cluste
                 evaluate=lambda: {"val_auc": validation_auc(model, prototypes, val, cfg.device),
                                   "separation": prototypes.separation, "prototype_updates": prototypes.updates},
                 state={"prototypes": prototypes})
-    result = run_epochs(model, task, cfg, checkpoint_dir)
+    result = run_epochs(model, task, cfg, checkpoint_dir, data_fingerprint(train, val))
     return ClusterResult(result.history, prototypes, result.best_epoch, result.seconds, result.device)

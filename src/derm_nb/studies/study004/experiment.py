@@ -210,9 +210,10 @@ def seed_table(runs: Sequence[SeedRun], y: np.ndarray, mel: int) -> pd.DataFrame
 
 def seed_metrics(runs: Sequence[SeedRun], y: np.ndarray, mel: int) -> dict[str, float | int]:
     """The mean and SD over seeds of Table 5's columns, for metrics.json (`seed_mean_roc_auc`, ...), and each
-    seed's melanoma AUC (`roc_auc_seeds`)."""
+    seed's melanoma and SK AUCs (`roc_auc_seeds`, `sk_roc_auc_seeds`)."""
     table = seed_table(runs, y, mel)
     mean, sd = table.iloc[-2], table.iloc[-1]
     return {"seeds": len(runs), "roc_auc_seeds": [float(r.scores["melanoma"]["roc_auc"]) for r in runs],
+            "sk_roc_auc_seeds": [float(r.scores["sk"]["roc_auc"]) for r in runs],
             **{f"seed_mean_{k}": float(mean[c]) for k, c in SEED_METRICS.items()},
             **{f"seed_sd_{k}": float(sd[c]) for k, c in SEED_METRICS.items()}}

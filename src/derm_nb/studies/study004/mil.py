@@ -21,7 +21,7 @@ from torch_geometric.nn import AttentionalAggregation, GCNConv
 from torch_geometric.utils import softmax as segment_softmax
 
 from derm_nb.progress import bar
-from derm_nb.train import Epoch, StepOutput, Task, pick_device, run_epochs
+from derm_nb.train import Epoch, StepOutput, Task, data_fingerprint, pick_device, run_epochs
 
 STUDY_STRIDES = ((1000, 50), (2000, 120), (math.inf, 200))  # Eq. 4: (height below, stride) at 224 px blocks
 
@@ -169,7 +169,7 @@ def train_mil(model: GCNMIL, train: Sequence[Data], val: Sequence[Data], cfg: MI
 
     task = Task(optimizer, batches=lambda _: loader, step=step, evaluate=lambda: _evaluate(model, val_loader, device),
                 patience=cfg.patience, before_epoch=before_epoch, amp=False)
-    return run_epochs(model, task, cfg, checkpoint_dir).history
+    return run_epochs(model, task, cfg, checkpoint_dir, data_fingerprint(train, val)).history
 
 
 def train_step(device: torch.device, blocks: int, hidden: int, attention: int, batch_size: int = 1,

@@ -132,8 +132,8 @@ def table_row(scores: dict, seg: Segmentation, y: np.ndarray, mel: int, label: s
 def gcn_mil_variant(name: str, history: pd.DataFrame, frame: pd.DataFrame, prob: np.ndarray, y: np.ndarray,
                     classes: list[str], scores: dict, seg: Segmentation, provenance: dict, record: dict) -> Variant:
     """The trained model as a variant under the artifact contract (metrics, per-image predictions). With several
-    seeds (`record`'s `seeds`), `roc_auc` is their mean (each seed's in `roc_auc_seeds`); the interval and the
-    predictions are the first seed's."""
+    seeds (`record`'s `seeds`), `roc_auc` and `sk_roc_auc` are their means (each seed's in `roc_auc_seeds` and
+    `sk_roc_auc_seeds`); the interval and the predictions are the first seed's."""
     mel = classes.index("melanoma")
     m, report, pred = scores["melanoma"], scores["report"], scores["pred"]
     metrics = {**{k: m[k] for k in ("roc_auc", "roc_auc_ci_low", "roc_auc_ci_high", "pauc_80", "sens_at_spec90",
@@ -147,7 +147,7 @@ def gcn_mil_variant(name: str, history: pd.DataFrame, frame: pd.DataFrame, prob:
                **record, "epochs_run": len(history), "train_seconds": float(history["seconds"].sum()),
                "n_eval": len(y)}
     if record.get("seeds", 1) > 1:  # the mean over seeds is the chapter's AUC, as its prose and 09 quote it
-        metrics["roc_auc"] = record["seed_mean_roc_auc"]
+        metrics["roc_auc"], metrics["sk_roc_auc"] = record["seed_mean_roc_auc"], record["seed_mean_sk_roc_auc"]
     predictions = pd.DataFrame({"image_id": frame["image_id"], "split": "test", "model": name, "label": y,
                                 "prob": prob[:, mel], "pred": pred,
                                 **{f"prob_{c}": prob[:, k] for k, c in enumerate(classes)}, "jaccard": seg.jaccard})

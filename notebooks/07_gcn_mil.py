@@ -41,6 +41,7 @@ weights = "imagenet"
 weights_fallback = "efficientnet_lite0"
 feature_stages = 2                     # also pool the backbone's last n feature stages beside its output (0: the study's)
 bag_source = "cache"                   # cache (00_data's square cache) or original (each image at its own size)
+image_size = 0                         # px the cached images are read at before blocks are cut (0: the cache's size)
 block_size = 64
 stride_scale = 0.42                     # multiplies Eq. 4's height bands and strides (1.0: the study's)
 rotation_steps = {"melanoma": 180, "seborrheic_keratosis": 180}   # degrees; 0: not rotated
@@ -95,7 +96,7 @@ p = study004.params("07_gcn_mil", ctx.parameters)
 classes = ctx.data.classes
 MEL = classes.index("melanoma")
 frames = ctx.splits()
-images = {s: ctx.images(f) for s, f in frames.items()}  # the square cache: figures and masks
+images = {s: ctx.images(f, size=image_size) for s, f in frames.items()}  # the square cache: figures and masks
 sources = {s: bag_images(bag_source, f, images[s]) for s, f in frames.items()}  # what the bags are cut from
 labels = {s: f["label"].to_numpy() for s, f in frames.items()}
 size = images["train"].shape[-1]

@@ -202,12 +202,12 @@ class ChapterContext:
     def splits(self, names: tuple[str, ...] = ("train", "val", "test")) -> dict[str, pd.DataFrame]:
         return {s: self.split(s) for s in names}
 
-    def images(self, frame: pd.DataFrame, data: Prepared | None = None) -> torch.Tensor:
+    def images(self, frame: pd.DataFrame, data: Prepared | None = None, size: int = 0) -> torch.Tensor:
         """The cached images of `frame`'s rows (from this chapter's dataset, or `data`) as one uint8
-        tensor (N, 3, S, S)."""
+        tensor (N, 3, S, S), at `size` px where given (0: the cache's size)."""
         from derm_nb.datasets import load_split_images
 
-        return load_split_images((data or self.data).cache_dir, frame)
+        return load_split_images((data or self.data).cache_dir, frame, size)
 
     def masks(self, frame: pd.DataFrame, size: int) -> list[np.ndarray | None]:
         """The cached lesion masks of `frame`'s rows at `size` px (nearest neighbour), as booleans; None

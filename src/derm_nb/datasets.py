@@ -145,6 +145,12 @@ def gather(dataset: Dataset, index: Sequence[int], device: torch.device | str = 
     return present(dataset, to_device(batch, torch.device(device)))
 
 
-def load_split_images(cache_dir, frame: pd.DataFrame) -> torch.Tensor:
-    """The cached images of `frame`'s rows as one uint8 tensor (N, 3, S, S)."""
-    return to_tensor_images(load_images(frame, cache_dir))
+def load_split_images(cache_dir, frame: pd.DataFrame, size: int = 0) -> torch.Tensor:
+    """The cached images of `frame`'s rows as one uint8 tensor (N, 3, S, S); at `size` px where given (0: the
+    cache's own size), resized with antialiasing a batch at a time."""
+    from torchvision.transforms.v2 import functional as TF
+
+    images = to_tensor_images(load_images(frame, cache_dir))
+    if not size or size == images.shape[-1] or not len(images):
+        return images
+    return torch.cat([TF.resize(chunk, [size, size], antialias=True) for chunk in images.split(256)])

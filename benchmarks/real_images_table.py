@@ -1,0 +1,44 @@
+"""Print the README's "On real images" table from a run's folder: each study's main model beside its
+linear-probe floor (09_summary/floors.csv), 07's seborrheic-keratosis AUC, and each chapter's minutes.
+
+    python benchmarks/real_images_table.py runs/real
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from derm_nb.artifacts import read_json
+
+
+def figure(value: float) -> str:
+    return "–" if pd.isna(value) else f"{value:.3f}"
+
+
+def table(run_dir: Path) -> str:
+    """One markdown row per model chapter: data and split, main model, AUC and weighted F1 against the floor."""
+    floors = pd.read_csv(run_dir / "09_summary" / "floors.csv", dtype={"study": str})
+    log = read_json(run_dir / "run_log.json")
+    rows = ["| study | chapter | split scored | main model | main AUC | floor AUC | main wF1 | floor wF1 | minutes |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for _, r in floors.iterrows():
+        auc, floor_auc = figure(r["main ROC-AUC"]), figure(r["floor ROC-AUC"])
+        metrics_path = run_dir / r["chapter"] / "metrics.json"
+        if metrics_path.is_file():
+            variants = read_json(metrics_path)["variants"]
+            main, probe = variants.get(r["main model"], {}), variants.get("Linear probe", {})
+            if "sk_roc_auc" in main:
+                auc += f" (SK {figure(main['sk_roc_auc'])})"
+                floor_auc += f" (SK {figure(probe.get('sk_roc_auc', float('nan')))})"
+        minutes = log.get(r["chapter"], {}).get("seconds", float("nan")) / 60
+        rows.append(f"| {r['study']} | {r['chapter']} | {r['split']} | {r['main model']} | {auc} | {floor_auc} | "
+                    f"{figure(r['main weighted F1'])} | {figure(r['floor weighted F1'])} | {minutes:.1f} |")
+    total = sum(e.get("seconds", 0) for e in log.values()) / 60
+    return "\n".join(rows) + f"\n\nWhole run: {total:.1f} minutes."
+
+
+if __name__ == "__main__":
+    print(table(Path(sys.argv[1])))

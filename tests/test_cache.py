@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import formats
 import numpy as np
+import torch
 from PIL import Image
 
 from derm_nb.data.cache import build_cache, center_crop_square, load_images, naive_cache
@@ -67,3 +68,16 @@ def test_interrupted_cache_leaves_no_partial_file(tmp_path, monkeypatch):
     done = build_cache(manifest, tmp_path / "cache", size=16, workers=1)
     # ISIC 2020 has no masks: one save per image, so four finished before the fifth was interrupted
     assert (done["status"] == "skipped").sum() == 4 and (done["status"] == "written").sum() == 6
+
+
+def test_split_images_are_read_at_another_size_when_asked(tmp_path):
+    from derm_nb.datasets import load_split_images
+
+    formats.isic2017(tmp_path, partitions=False)
+    manifest, _ = load_source("isic2017", tmp_path, workers=1)
+    build_cache(manifest, tmp_path / "cache", size=24, workers=1)
+    full = load_split_images(tmp_path / "cache", manifest)
+    half = load_split_images(tmp_path / "cache", manifest, size=12)
+    assert full.shape == (5, 3, 24, 24) and half.shape == (5, 3, 12, 12) and half.dtype == torch.uint8
+    assert torch.equal(load_split_images(tmp_path / "cache", manifest, size=24), full)
+    assert abs(half.float().mean() - full.float().mean()) < 2   # the same pictures, smaller

@@ -96,7 +96,7 @@ p = study004.params("07_gcn_mil", ctx.parameters)
 classes = ctx.data.classes
 MEL = classes.index("melanoma")
 frames = ctx.splits()
-images = {s: ctx.images(f, size=image_size) for s, f in frames.items()}  # the square cache: figures and masks
+images = {s: ctx.images(f, size=p.image_size) for s, f in frames.items()}  # the square cache: figures and masks
 sources = {s: bag_images(bag_source, f, images[s]) for s, f in frames.items()}  # what the bags are cut from
 labels = {s: f["label"].to_numpy() for s, f in frames.items()}
 size = images["train"].shape[-1]

@@ -38,7 +38,7 @@ def test_each_model_chapter_gets_typed_parameters_from_its_own_defaults(stem, re
     fields = {f.name for f in dataclasses.fields(p)}
     assert fields <= set(notebook), f"{stem}: the dataclass names parameters the notebook lacks"
     # every parameter of the chapter's own is typed (the runner's three aside)
-    assert set(notebook) - fields - {"profile", "run_dir", "scheduler"} == set(), stem
+    assert set(notebook) - fields - {"profile", "run_dir", "scheduler", "score_split"} == set(), stem
     assert module.variants(p), f"{stem} has no variants under its default parameters"
     with pytest.raises(KeyError, match="seed"):
         module.params(stem, {k: v for k, v in notebook.items() if k != "seed"})

@@ -272,8 +272,8 @@ class ArchitectureParams:
     weights_fallback: str
     architectures: tuple[str, ...]
     minority_oversample: float
-    augment_every_class: bool
     num_workers: int
+    augment_every_class: bool = False
 
     def train_config(self, arch: str) -> TrainConfig:
         """The study's training (§III.B): Adam at the architecture's rate, StepLR(7, 0.1), cross-entropy,

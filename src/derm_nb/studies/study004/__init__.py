@@ -139,6 +139,7 @@ class MILParams(BackboneParams):
 
     feature_stages: int
     bag_source: str
+    image_size: int
     block_size: int
     stride_scale: float
     rotation_steps: Mapping[str, int]

@@ -42,6 +42,10 @@ def test_valid_profile_merges_common_and_notebook_keys(tmp_path):
     ("common: [1, 2]\n", "'common' must be a mapping"),
     ("common: {profile: x}\n", "common.profile is set by the runner"),
     ("common: {seed: [\n", "not valid YAML"),
+    ("real_data:\n  00_data: {cache_sise: 3}\n", "p.yaml: real_data.00_data.cache_sise is not a parameter of 00_data"),
+    ("real_data:\n  99_nope: {}\n", "p.yaml: real_data.99_nope is not a notebook"),
+    ("real_data:\n  00_data: [1]\n", "p.yaml: real_data.00_data must be a mapping"),
+    ("real_data:\n  00_data: {cache_size: big}\n", "real_data.00_data.cache_size = 'big' has type str"),
 ])
 def test_bad_parameter_files_name_file_and_key(tmp_path, text, message):
     root = project(tmp_path, text)
@@ -88,7 +92,7 @@ def test_every_notebook_declares_profile_and_run_dir(real_declared):
 def test_profiles_are_plain_yaml(root):
     for profile in PROFILES:
         data = yaml.safe_load((root / "params" / f"{profile}.yaml").read_text())
-        assert set(data) <= {"common", "notebooks", "paper_settings"}
+        assert set(data) <= {"common", "notebooks", "real_data", "paper_settings"}
 
 
 def test_papermill_reads_every_assignment_of_each_parameters_cell(root, real_declared):
@@ -126,19 +130,6 @@ def test_real_data_keys_layer_over_a_chapter_that_reads_a_real_folder(tmp_path):
     user.write_text("notebooks:\n  00_data: {cache_size: 192}\n")   # a later layer wins on real data too
     mine = load_profile(root, "p", DECLARED, user_file=user)
     assert mine.for_notebook("00_data", DECLARED["00_data"], real=True)["cache_size"] == 192
-
-
-@pytest.mark.parametrize("text, message", [
-    ("real_data:\n  00_data: {cache_sise: 3}\n", "p.yaml: real_data.00_data.cache_sise is not a parameter of 00_data"),
-    ("real_data:\n  99_nope: {}\n", "p.yaml: real_data.99_nope is not a notebook"),
-    ("real_data:\n  00_data: [1]\n", "p.yaml: real_data.00_data must be a mapping"),
-    ("real_data:\n  00_data: {cache_size: big}\n", "real_data.00_data.cache_size = 'big' has type str"),
-])
-def test_bad_real_data_keys_name_file_and_key(tmp_path, text, message):
-    root = project(tmp_path, text)
-    with pytest.raises(ParameterError) as err:
-        load_profile(root, "p", DECLARED)
-    assert message in str(err.value)
 
 
 def test_a_chapter_gets_the_real_data_keys_only_where_it_reads_a_real_folder(tmp_path):

@@ -22,8 +22,8 @@ def table(run_dir: Path) -> str:
     """One markdown row per model chapter: data and split, main model, AUC and weighted F1 against the floor."""
     floors = pd.read_csv(run_dir / "09_summary" / "floors.csv", dtype={"study": str})
     log = read_json(run_dir / "run_log.json")
-    rows = ["| study | chapter | split scored | main model | main AUC | floor AUC | main wF1 | floor wF1 | minutes |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| study | chapter | split scored | main model | main AUC | floor AUC | main wF1 | floor wF1 | minutes | "
+            "paper (quoted, on its own data) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for _, r in floors.iterrows():
         auc, floor_auc = figure(r["main ROC-AUC"]), figure(r["floor ROC-AUC"])
         metrics_path = run_dir / r["chapter"] / "metrics.json"
@@ -35,7 +35,8 @@ def table(run_dir: Path) -> str:
                 floor_auc += f" (SK {figure(probe.get('sk_roc_auc', float('nan')))})"
         minutes = log.get(r["chapter"], {}).get("seconds", float("nan")) / 60
         rows.append(f"| {r['study']} | {r['chapter']} | {r['split']} | {r['main model']} | {auc} | {floor_auc} | "
-                    f"{figure(r['main weighted F1'])} | {figure(r['floor weighted F1'])} | {minutes:.1f} |")
+                    f"{figure(r['main weighted F1'])} | {figure(r['floor weighted F1'])} | {minutes:.1f} | "
+                    f"{r['paper (quoted)']} |")
     total = sum(e.get("seconds", 0) for e in log.values()) / 60
     return "\n".join(rows) + f"\n\nWhole run: {total:.1f} minutes."
 

@@ -41,15 +41,19 @@ def _copies_store(shape: tuple[int, ...]) -> torch.Tensor:
     return torch.from_numpy(array)
 
 
+def resized_images(images: torch.Tensor, size: int, chunk: int = 256) -> torch.Tensor:
+    """`images` (N, 3, H, W) with the shorter side at `size` px, antialiased, `chunk` images at a time."""
+    from torchvision.transforms.v2 import functional as TF
+
+    return torch.cat([TF.resize(images[k:k + chunk], [size], antialias=True) for k in range(0, len(images), chunk)])
+
+
 def _fixed_copies(images: torch.Tensor, augment: BatchView, copies: int, seed: int,
                   chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
     """(originals, copies) as uint8 at the augmentation's size: every image resized once, and `copies`
     augmented versions of it (N, copies, 3, H, W), drawn once with seeds fixed by (seed, chunk) and kept,
     like augmentations written to disk once (and on disk when they exceed COPIES_IN_MEMORY)."""
-    from torchvision.transforms.v2 import functional as TF
-
-    resized = torch.cat([TF.resize(images[k:k + chunk], [augment.size], antialias=True)
-                         for k in range(0, len(images), chunk)])
+    resized = resized_images(images, augment.size, chunk)
     out = _copies_store((len(resized), copies, *resized.shape[1:]))
     for start in range(0, len(resized), chunk):
         part = resized[start:start + chunk]
@@ -148,9 +152,7 @@ def gather(dataset: Dataset, index: Sequence[int], device: torch.device | str = 
 def load_split_images(cache_dir, frame: pd.DataFrame, size: int = 0) -> torch.Tensor:
     """The cached images of `frame`'s rows as one uint8 tensor (N, 3, S, S); at `size` px where given (0: the
     cache's own size), resized with antialiasing a batch at a time."""
-    from torchvision.transforms.v2 import functional as TF
-
     images = to_tensor_images(load_images(frame, cache_dir))
     if not size or size == images.shape[-1] or not len(images):
         return images
-    return torch.cat([TF.resize(chunk, [size, size], antialias=True) for chunk in images.split(256)])
+    return resized_images(images, size)

@@ -152,7 +152,7 @@ def _feed(crc: int, value: Any, depth: int = 0) -> int:
         return zlib.crc32(np.ascontiguousarray(value).tobytes(), crc) if value.dtype != object else crc
     if isinstance(value, (nn.Module, int, float, str, bool, type(None))):
         return zlib.crc32(repr(value).encode(), crc)
-    if depth < 3 and isinstance(value, (list, tuple, dict)) or hasattr(value, "to_dict"):
+    if depth < 3 and (isinstance(value, (list, tuple, dict)) or hasattr(value, "to_dict")):
         items = (value.to_dict() if hasattr(value, "to_dict") else value)
         for item in (items.items() if isinstance(items, dict) else items):
             crc = _feed(crc, item, depth + 1)

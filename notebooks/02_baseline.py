@@ -159,8 +159,5 @@ display(ctx.differences(CARD).style.hide(axis="index"))
 # The best ROC-AUC was reached by **{glue:text}`best_model`**: {glue:text}`best_auc:.3f` (95 % CI
 # {glue:text}`best_ci_low:.3f`-{glue:text}`best_ci_high:.3f`), {glue:text}`ceiling_note`.
 #
-# The small set reached a ROC-AUC of {glue:text}`small_auc:.3f` against {glue:text}`all_auc:.3f`
-# for all images, trained in {glue:text}`small_seconds:.0f` s against {glue:text}`all_seconds:.0f` s
-# ({glue:text}`time_share:.2f` of the time); the study saw {glue:text}`published_small_auc:.3f` against
+# {glue:text}`small_vs_all` The study saw {glue:text}`published_small_auc:.3f` against
 # {glue:text}`published_all_auc:.3f`, and {glue:text}`published_time`.
-# The two models' confidence intervals {glue:text}`ci_overlap`.

@@ -174,3 +174,30 @@ def test_one_brightness_split_from_the_training_melanomas_only():
     assert split["brightness_split"] == 30.0 and split["n_melanomas"] == 3
     assert study000.brightness_band([29.9, 30.0, 30.1], 30.0).tolist() == ["dark", "dark", "light"]
     assert study000.brightness_gate(pd.Series([29.9, 30.1]), 30.0).tolist() == [[1.0, 0.0], [0.0, 1.0]]
+
+
+def test_base_small_is_skipped_not_retrained_when_the_small_set_is_every_image(tmp_path):
+    """ISIC 2017 has no patient ids (one image per patient): its small set is every training image, so
+    Base Small would train Base All a second time; it is skipped, saying why."""
+    p = study000.params("02_baseline", PARAMETERS)
+    train = pd.DataFrame({"image_id": [f"ISIC_{k:07d}" for k in range(6)], "group_id": [f"P{k}" for k in range(6)],
+                          "target": [1, 0, 0, 1, 0, 0]})
+    small = study000.small_dataset(train, per_group=p.small_per_patient)
+    assert len(small) == len(train)
+    images = torch.zeros(6, 3, 32, 32, dtype=torch.uint8)
+    inputs = study000.Inputs(p, train, small, images, np.zeros((6, 2), np.float32), train, images,
+                             np.zeros((6, 2), np.float32), tmp_path)
+    result = study000.train_variant(study000.variants(p)["Base Small"], inputs)
+    assert result.skipped == study000.SMALL_IS_ALL.format(n=6, k=1) and result.predictions.empty
+    assert not (tmp_path / "Base Small").exists()
+    fewer = study000.Inputs(p, train, small.iloc[:4], images, inputs.tabular, train, images, inputs.val_tabular,
+                            tmp_path)
+    assert study000.train_variant(study000.variants(p)["Base Small"], fewer).skipped is None
+
+
+def test_the_summary_says_why_base_small_was_not_compared():
+    rows = pd.DataFrame({"roc_auc": [0.75, np.nan], "skipped": [np.nan, "its small set is all 6 training images"]},
+                        index=["Base All", "Base Small"])
+    assert study000.verdict(rows).endswith("(Base Small: its small set is all 6 training images).")
+    both = pd.DataFrame({"roc_auc": [0.75, 0.70]}, index=["Base All", "Base Small"])
+    assert study000.verdict(both).startswith("* **Study 000**: small set 0.700 vs all images 0.750")

@@ -63,6 +63,10 @@ def test_study000_findings_survive_none_and_skipped_metrics():
     both = s.findings({"Base All": _variant("Base All", 0.7, 10.0), "Base Small": _variant("Base Small", 0.75, 2.0)})
     assert both["best_model"] == "Base Small" and both["time_share"] == pytest.approx(0.2)
     assert both["ci_overlap"].startswith("overlap")
+    assert both["small_vs_all"].startswith("The small set reached a ROC-AUC of 0.750 against 0.700")
+    same = s.findings({"Base All": _variant("Base All", 0.7, 10.0),
+                       "Base Small": skipped_variant("Base Small", "its small set is all 9 training images", {})})
+    assert same["small_vs_all"].endswith("Base Small was skipped: its small set is all 9 training images.")
 
 
 def test_study003_findings_survive_every_architecture_skipped():

@@ -31,7 +31,7 @@ from derm_nb.losses import BCE
 from derm_nb.metrics import EPOCH_SCORES
 from derm_nb.models.backbones import create_backbone
 from derm_nb.params import BackboneParams, typed_parameters
-from derm_nb.results import Variant, run_binary_variant, weights_label
+from derm_nb.results import Variant, run_binary_variant, skipped_variant, weights_label
 from derm_nb.train import TrainConfig, seeded
 from derm_nb.transforms import augment_transform, eval_transform
 from derm_nb.workload import Pass, epochs_of
@@ -331,8 +331,10 @@ def verdict(rows: pd.DataFrame) -> str:
     published = CARD.tables["Table 1"]["ROC-AUC"]
     auc = rows["roc_auc"]
     small, every = auc.get("Base Small"), auc.get("Base All")
-    if small is None or every is None:
-        return "* **Study 000**: the base chapter did not train both the small and the all-images model."
+    if small is None or every is None or pd.isna(small) or pd.isna(every):
+        why = rows["skipped"].dropna().get("Base Small") if "skipped" in rows else None
+        return ("* **Study 000**: the base chapter did not score both the small and the all-images model"
+                + (f" (Base Small: {why})." if why else "."))
     text = (f"* **Study 000**: small set {small:.3f} vs all images {every:.3f} (study: "
             f"{published['Base Small']:.3f} vs {published['Base All']:.3f}); the small set "
             + ("held up" if small >= every - 0.05 else "fell behind") + " here.")
@@ -401,6 +403,8 @@ class TrainingSet:
 
 
 GATES = {"sex": "Sex experts", "brightness": "Brightness experts"}
+SMALL_IS_ALL = ("its small set is all {n} training images (every melanoma plus {k} other images per patient, and "
+                "no patient has more than {k} here), so it would train Base All again")
 
 
 def variants(p: BaseModelParams) -> dict[str, TrainingSet]:
@@ -457,6 +461,9 @@ def train_variant(variant: TrainingSet, inputs: Inputs) -> Variant:
     TPR bounded, as the study)."""
     p = inputs.params
     frame = inputs.train if variant.base == "all" else inputs.small
+    if not variant.gate and variant.base == "small" and not variant.copies and len(frame) == len(inputs.train):
+        _, provenance = build_fusion(p.backbone, p.weights, p.weights_fallback, inputs.tabular.shape[1], seed=p.seed)
+        return skipped_variant(variant.name, SMALL_IS_ALL.format(n=len(frame), k=p.small_per_patient), provenance.as_dict())
     gate = gate_of(variant, inputs, frame)
     val_set = CachedImages(inputs.val_images, inputs.val["target"], eval_transform(p.image_size), inputs.val_tabular,
                            extra=gate_of(variant, inputs, inputs.val))
@@ -506,22 +513,28 @@ def findings(results: Mapping[str, Variant], base: Mapping[str, Mapping[str, Any
 
 
 def _small_vs_all(small: Variant | None, every: Variant | None) -> dict[str, Any]:
-    """02's small set against all images: AUCs, training seconds and whether their intervals overlap."""
+    """02's small set against all images: AUCs, training seconds, whether their intervals overlap, and the
+    sentence the chapter glues (which says why, when the two cannot be compared)."""
     published = CARD.tables["Table 1"]["ROC-AUC"]
     out: dict[str, Any] = {"published_time": CARD.notes["training_time"],
                            "published_small_auc": float(published["Base Small"]),
                            "published_all_auc": float(published["Base All"])}
     if _auc(small) is None or _auc(every) is None:
+        why = next((f"{v.name} was skipped: {v.skipped}" for v in (small, every) if v is not None and v.skipped),
+                   "the small-set or the all-images model was not scored")
         return out | {"small_auc": float("nan"), "all_auc": float("nan"), "small_seconds": float("nan"),
-                      "all_seconds": float("nan"), "time_share": float("nan"),
-                      "ci_overlap": "cannot be compared: the small-set or the all-images model was not scored"}
+                      "all_seconds": float("nan"), "time_share": float("nan"), "ci_overlap": f"cannot be compared: {why}",
+                      "small_vs_all": f"The small set and all images cannot be compared in this run: {why}."}
     overlap = (_auc(small, "roc_auc_ci_low") <= _auc(every, "roc_auc_ci_high")
                and _auc(every, "roc_auc_ci_low") <= _auc(small, "roc_auc_ci_high"))
-    return out | {"small_auc": _auc(small), "all_auc": _auc(every), "small_seconds": small.seconds,
-                  "all_seconds": every.seconds,
-                  "time_share": small.seconds / every.seconds if every.seconds else float("nan"),
-                  "ci_overlap": "overlap, so a difference between them is not established on this validation set"
-                  if overlap else "do not overlap, so the difference between them is unlikely to be chance alone"}
+    numbers = {"small_auc": _auc(small), "all_auc": _auc(every), "small_seconds": small.seconds,
+               "all_seconds": every.seconds, "time_share": small.seconds / every.seconds if every.seconds else float("nan"),
+               "ci_overlap": "overlap, so a difference between them is not established on this validation set"
+               if overlap else "do not overlap, so the difference between them is unlikely to be chance alone"}
+    sentence = (f"The small set reached a ROC-AUC of {numbers['small_auc']:.3f} against {numbers['all_auc']:.3f} for all "
+                f"images, trained in {small.seconds:.0f} s against {every.seconds:.0f} s ({numbers['time_share']:.2f} of "
+                f"the time). The two models' confidence intervals {numbers['ci_overlap']}.")
+    return out | numbers | {"small_vs_all": sentence}
 
 
 def workload(stem: str, p: Mapping[str, Any], n: Mapping[str, Any]) -> list[Pass]:

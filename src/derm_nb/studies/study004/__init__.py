@@ -70,6 +70,7 @@ CARD = PaperCard(
         "weights": "imagenet",                  # §3: ResNet-18 initialised from ImageNet
         "feature_stages": 0,                    # Table 2: the blocks' ResNet-18 output features alone
         "bag_source": "original",               # §1, §2.2: the original high-resolution image, no crop, no resize
+        "image_size": 0,                        # §1, §2.2: each image as it is (0: the size it is read at, no resize)
         "block_size": 224,                      # §3.1: 224 x 224 blocks
         "stride_scale": 1.0,                    # Eq. 4: strides 50 / 120 / 200 by image height
         "rotation_steps": {"melanoma": 18, "seborrheic_keratosis": 18, "nevus": 45},   # Table 1 (the DR set)

@@ -18,12 +18,29 @@ def figure(value: float) -> str:
     return "–" if pd.isna(value) else f"{value:.3f}"
 
 
+def training_split(chapter_dir: Path, main: str) -> str:
+    """Minutes of training (and floor features) spent on the main model and the floor, against the chapter's
+    other models: what a shorter run would have to give up."""
+    path = chapter_dir / "metrics.json"
+    if not path.is_file():
+        return "–"
+    own = other = 0.0
+    for name, m in read_json(path)["variants"].items():
+        seconds = float(m.get("train_seconds") or 0) + float(m.get("feature_seconds") or 0)
+        if name == main or m.get("floor"):
+            own += seconds
+        else:
+            other += seconds
+    return f"{own / 60:.1f} / {other / 60:.1f}"
+
+
 def table(run_dir: Path) -> str:
     """One markdown row per model chapter: data and split, main model, AUC and weighted F1 against the floor."""
     floors = pd.read_csv(run_dir / "09_summary" / "floors.csv", dtype={"study": str})
     log = read_json(run_dir / "run_log.json")
     rows = ["| study | chapter | split scored | main model | main AUC | floor AUC | main wF1 | floor wF1 | minutes | "
-            "paper (quoted, on its own data) |", "|---|---|---|---|---|---|---|---|---|---|"]
+            "training: main + floor / other models (min) | paper (quoted, on its own data) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for _, r in floors.iterrows():
         auc, floor_auc = figure(r["main ROC-AUC"]), figure(r["floor ROC-AUC"])
         metrics_path = run_dir / r["chapter"] / "metrics.json"
@@ -36,7 +53,7 @@ def table(run_dir: Path) -> str:
         minutes = log.get(r["chapter"], {}).get("seconds", float("nan")) / 60
         rows.append(f"| {r['study']} | {r['chapter']} | {r['split']} | {r['main model']} | {auc} | {floor_auc} | "
                     f"{figure(r['main weighted F1'])} | {figure(r['floor weighted F1'])} | {minutes:.1f} | "
-                    f"{r['paper (quoted)']} |")
+                    f"{training_split(run_dir / r['chapter'], r['main model'])} | {r['paper (quoted)']} |")
     total = sum(e.get("seconds", 0) for e in log.values()) / 60
     return "\n".join(rows) + f"\n\nWhole run: {total:.1f} minutes."
 

@@ -51,14 +51,13 @@ num_workers = 0
 
 # %%
 import matplotlib.pyplot as plt
-import pandas as pd
 from IPython.display import Markdown, display
 from myst_nb import glue
 
 from derm_nb.chapters import chapter
 from derm_nb.cluster import run_variants
 from derm_nb.plots import confusion_matrices, loss_curves, roc_curves
-from derm_nb.results import results_table, write_model_artifacts
+from derm_nb.results import history_of, predictions_of, results_table, write_model_artifacts
 from derm_nb.studies import study000
 from derm_nb.studies.study000 import CARD
 
@@ -110,13 +109,13 @@ display(table.style.format(precision=3))
 display(CARD.quote("Table 1"))
 
 # %%
-history = pd.concat([v.history for v in variants])
+history = history_of(variants)
 display(Markdown(f"Validation metrics after each epoch at a threshold of {study000.EPOCH_THRESHOLD}, as the study "
                  "recorded them (the best epoch is the one with the lowest validation loss):"))
 display(study000.epoch_table(history).style.format(precision=3).hide(axis="index"))
 loss_curves(history, "Study 000 base model: loss by epoch")
 plt.show()
-predictions = pd.concat([v.predictions for v in variants])
+predictions = predictions_of(variants)
 merged = common_val[["image_id", "target"]].merge(ctx.data.oracle(), on="image_id") if ceiling else None
 roc_curves(predictions, "Base model on the common validation set",
            oracle=(merged["target"], merged["p_true"]) if merged is not None else None)

@@ -57,7 +57,7 @@ from derm_nb.analysis import subgroup_auc
 from derm_nb.chapters import chapter
 from derm_nb.cluster import run_variants
 from derm_nb.plots import confusion_matrices, loss_curves, roc_curves
-from derm_nb.results import results_table, write_model_artifacts
+from derm_nb.results import history_of, predictions_of, results_table, write_model_artifacts
 from derm_nb.studies import study000
 from derm_nb.studies.study000 import CARD
 
@@ -105,7 +105,7 @@ display(Markdown(f"Published: {CARD.notes['experts']}"))
 # bootstrap 95 % interval.
 
 # %%
-predictions = pd.concat([v.predictions for v in variants] + [base[base["model"].isin(["Base All", "Base Small"])]])
+predictions = pd.concat([predictions_of(variants), base[base["model"].isin(["Base All", "Base Small"])]])
 attributes = study000.subgroup_attributes(val, brightness, split_point)
 subgroups = subgroup_auc(predictions, attributes, ["sex", "brightness_band"], n_boot=200, seed=seed,
                          min_positives=1)
@@ -114,13 +114,13 @@ subgroups.assign(subgroup=subgroups["attribute"] + "=" + subgroups["subgroup"]).
     index="model", columns="subgroup", values="cell")
 
 # %%
-history = pd.concat([v.history for v in variants])
+history = history_of(variants)
 display(study000.epoch_table(history).style.format(precision=3).hide(axis="index"))
 loss_curves(history, "Experts: loss by epoch")
 plt.show()
 roc_curves(predictions, "Experts and base model on the validation set")
 plt.show()
-confusion_matrices(pd.concat([v.predictions for v in variants]), ["benign", "melanoma"], "Experts at optimised thresholds")
+confusion_matrices(predictions_of(variants), ["benign", "melanoma"], "Experts at optimised thresholds")
 plt.show()
 
 # %%

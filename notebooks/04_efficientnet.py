@@ -80,7 +80,7 @@ from derm_nb.chapters import chapter
 from derm_nb.datasets import gather
 from derm_nb.explain import conv_layer_at_resolution, gradcam_maps
 from derm_nb.plots import confusion_matrices, loss_curves, roc_curves
-from derm_nb.results import results_table, weights_note, write_model_artifacts
+from derm_nb.results import history_of, predictions_of, results_table, weights_note, write_model_artifacts
 from derm_nb.studies import study001
 
 ctx = chapter("04_efficientnet", globals())
@@ -128,10 +128,10 @@ display(study001.CARD.quote("Results"))
 display(Markdown(study001.milestone_gain(table["AUROC"])))
 
 # %%
-history = pd.concat([v.history for v in results.values()])
+history = history_of(results.values())
 loss_curves(history, "Study 001 variants: focal / BCE loss by epoch", ncols=3)
 plt.show()
-test_predictions = pd.concat([v.predictions[v.predictions["split"] == "test"] for v in results.values()])
+test_predictions = predictions_of(results.values()).query("split == 'test'")
 roc_curves(test_predictions, "Test split")
 plt.show()
 confusion_matrices(test_predictions, ["benign", "melanoma"], "At Youden's threshold", ncols=3)

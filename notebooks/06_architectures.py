@@ -53,14 +53,13 @@ num_workers = 0                       # batches are gathered from memory and aug
 
 # %%
 import matplotlib.pyplot as plt
-import pandas as pd
 from IPython.display import Markdown, display
 from myst_nb import glue
 
 from derm_nb.chapters import chapter
 from derm_nb.cluster import run_variants
 from derm_nb.plots import confusion_matrices, training_curves
-from derm_nb.results import results_table, skip_notes, write_model_artifacts
+from derm_nb.results import history_of, predictions_of, results_table, skip_notes, write_model_artifacts
 from derm_nb.studies import study003
 
 ctx = chapter("06_architectures", globals())
@@ -101,10 +100,10 @@ summary = results_table(variants, {"accuracy": "accuracy", "f1_weighted": "weigh
 summary.style.format(precision=3)
 
 # %%
-predictions = pd.concat([v.predictions for v in variants])
+predictions = predictions_of(variants)
 confusion_matrices(predictions, classes, "Confusion matrices on the test split", ncols=3)
 plt.show()
-training_curves(pd.concat([v.history for v in variants]), title="Loss and accuracy by epoch")
+training_curves(history_of(variants), title="Loss and accuracy by epoch")
 plt.show()
 
 # %%

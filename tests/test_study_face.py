@@ -109,3 +109,21 @@ def test_chapter_05_trains_every_table_row_through_one_run_variants_call(root):
     for kernel_work in ("ModelInputs(", "run_clustering_variant", "run_direct_classifier", "cae_variant",
                         "shallow_variant", "def "):
         assert kernel_work not in source, kernel_work
+
+
+def test_a_skipped_variant_leaves_the_curves_their_integer_labels():
+    """02 on ISIC 2017 once crashed drawing ROC curves: Base Small's empty predictions made the labels object."""
+    from sklearn.metrics import roc_curve
+
+    from derm_nb.results import PREDICTION_COLUMNS, history_of, predictions_of
+
+    scored = _variant("Base All", 0.7)
+    scored.predictions = pd.DataFrame({"image_id": ["a", "b"], "split": "val", "model": "Base All", "label": [0, 1],
+                                       "prob": [0.2, 0.9], "pred": [0, 1]})[PREDICTION_COLUMNS]
+    scored.history = pd.DataFrame({"model": ["Base All"], "epoch": [1], "val_loss": [0.5]})
+    skipped = skipped_variant("Base Small", "its small set is all 2 training images", {})
+    predictions = predictions_of([scored, skipped])
+    assert predictions["label"].dtype.kind == "i" and len(predictions) == 2
+    assert len(roc_curve(predictions["label"], predictions["prob"])[0]) > 1
+    assert list(history_of([skipped, scored])["model"]) == ["Base All"]
+    assert predictions_of([skipped]).columns.tolist() == PREDICTION_COLUMNS

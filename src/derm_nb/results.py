@@ -8,6 +8,7 @@ so that loop lives here; the chapters only say which variants to build.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -190,6 +191,17 @@ def _stack(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
     """The non-empty frames one under the other (a skipped variant adds none); `columns` when all are empty."""
     frames = [f for f in frames if len(f)]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
+def predictions_of(variants: Iterable[Variant]) -> pd.DataFrame:
+    """The scored variants' predictions one under the other: a skipped variant's empty frame would turn the
+    labels' dtype to object, which scikit-learn's curves refuse."""
+    return _stack([v.predictions for v in variants], PREDICTION_COLUMNS)
+
+
+def history_of(variants: Iterable[Variant]) -> pd.DataFrame:
+    """The variants' epoch histories one under the other (a variant skipped before training adds none)."""
+    return _stack([v.history for v in variants], ["model"])
 
 
 def weights_label(provenance: dict) -> str:

@@ -259,7 +259,7 @@ def test_full_runs_the_paper_and_default_says_where_it_does_not(root, real_decla
     assert "image_size" not in table.index  # the synthetic book reads the cache at its own size, as the paper
     real = differences(CARD, "07_gcn_mil", {**default, **load_profile(root, "default", real_declared).for_notebook(
         "07_gcn_mil", declared, real=True)}, "ISIC 2017", False, "default").set_index("aspect")
-    assert (real.loc["image_size", "paper"], real.loc["image_size", "this run"]) == ("0", "128")
+    assert (real.loc["image_size", "paper"], real.loc["image_size", "this run"]) == ("0", "192")
     paper_run = differences(CARD, "07_gcn_mil", full, "synthetic", True, "full", True).set_index("aspect")
     changed = set(paper_run.index) - {"data", "splits"} - {d.aspect for d in CARD.methods["07_gcn_mil"]}
     assert changed == {"weight_init"}

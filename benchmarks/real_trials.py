@@ -71,8 +71,8 @@ def kept_figures(name: str, chapter: str, overrides: dict, metrics: dict, second
 def table(folder: Path) -> str:
     """One markdown row per kept trial, by chapter: its settings, the main model's and the floor's
     validation figures, and the chapter's minutes."""
-    rows = ["| chapter | trial settings (over default) | main model | main AUC | main wF1 | floor AUC | floor wF1 | "
-            "chapter minutes |", "|---|---|---|---|---|---|---|---|"]
+    rows = ["| chapter | trial settings (over the default profile of the time) | main model | main AUC | main wF1 | "
+            "floor AUC | floor wF1 | chapter minutes |", "|---|---|---|---|---|---|---|---|"]
     for trial in sorted((read_json(p) for p in folder.glob("*.json")), key=lambda t: (t["chapter"], t["seconds"])):
         main = trial["variants"].get(trial["main_model"] or "", {})
         floor = next((v for v in trial["variants"].values() if v["floor"]), {})

@@ -1,5 +1,6 @@
 """Print the README's "On real images" table from a run's folder: each study's main model beside its
-linear-probe floor (09_summary/floors.csv), 07's seborrheic-keratosis AUC, and each chapter's minutes.
+linear-probe floor (as 09_summary's floors.csv, from the chapters that ran), 07's seborrheic-keratosis
+AUC, and each chapter's minutes.
 
     python benchmarks/real_images_table.py runs/real
 """
@@ -11,7 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from derm_nb import studies
+from derm_nb.analysis import load_model_runs
 from derm_nb.artifacts import read_json
+from derm_nb.floor import study_floors
 
 
 def figure(value: float) -> str:
@@ -36,7 +40,7 @@ def training_split(chapter_dir: Path, main: str) -> str:
 
 def table(run_dir: Path) -> str:
     """One markdown row per model chapter: data and split, main model, AUC and weighted F1 against the floor."""
-    floors = pd.read_csv(run_dir / "09_summary" / "floors.csv", dtype={"study": str})
+    floors = study_floors(load_model_runs(run_dir)[0], studies.cards())  # as 09 writes it; here 09 need not have run
     log = read_json(run_dir / "run_log.json")
     rows = ["| study | chapter | split scored | main model | main AUC | floor AUC | main wF1 | floor wF1 | minutes | "
             "training: main + floor / other models (min) | paper (quoted, on its own data) |",

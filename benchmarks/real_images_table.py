@@ -22,12 +22,12 @@ def figure(value: float) -> str:
     return "–" if pd.isna(value) else f"{value:.3f}"
 
 
-def training_split(chapter_dir: Path, main: str) -> str:
+def training_minutes(chapter_dir: Path, main: str) -> tuple[float, float]:
     """Minutes of training (and floor features) spent on the main model and the floor, against the chapter's
     other models: what a shorter run would have to give up."""
     path = chapter_dir / "metrics.json"
     if not path.is_file():
-        return "–"
+        return float("nan"), float("nan")
     own = other = 0.0
     for name, m in read_json(path)["variants"].items():
         seconds = float(m.get("train_seconds") or 0) + float(m.get("feature_seconds") or 0)
@@ -35,7 +35,7 @@ def training_split(chapter_dir: Path, main: str) -> str:
             own += seconds
         else:
             other += seconds
-    return f"{own / 60:.1f} / {other / 60:.1f}"
+    return own / 60, other / 60
 
 
 def table(run_dir: Path) -> str:
@@ -45,7 +45,9 @@ def table(run_dir: Path) -> str:
     rows = ["| study | chapter | split scored | main model | main AUC | floor AUC | main wF1 | floor wF1 | minutes | "
             "training: main + floor / other models (min) | paper (quoted, on its own data) |",
             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    split = {}
     for _, r in floors.iterrows():
+        split[r["chapter"]] = training_minutes(run_dir / r["chapter"], r["main model"])
         auc, floor_auc = figure(r["main ROC-AUC"]), figure(r["floor ROC-AUC"])
         metrics_path = run_dir / r["chapter"] / "metrics.json"
         if metrics_path.is_file():
@@ -57,9 +59,11 @@ def table(run_dir: Path) -> str:
         minutes = log.get(r["chapter"], {}).get("seconds", float("nan")) / 60
         rows.append(f"| {r['study']} | {r['chapter']} | {r['split']} | {r['main model']} | {auc} | {floor_auc} | "
                     f"{figure(r['main weighted F1'])} | {figure(r['floor weighted F1'])} | {minutes:.1f} | "
-                    f"{training_split(run_dir / r['chapter'], r['main model'])} | {r['paper (quoted)']} |")
+                    f"{split[r['chapter']][0]:.1f} / {split[r['chapter']][1]:.1f} | {r['paper (quoted)']} |")
     total = sum(e.get("seconds", 0) for e in log.values()) / 60
-    return "\n".join(rows) + f"\n\nWhole run: {total:.1f} minutes."
+    own, other = (sum(minutes[k] for minutes in split.values()) for k in (0, 1))
+    return "\n".join(rows) + (f"\n\nWhole run: {total:.1f} minutes, of which training {own:.1f} on the main models and "
+                              f"floors and {other:.1f} on the chapters' other models.")
 
 
 if __name__ == "__main__":

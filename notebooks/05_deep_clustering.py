@@ -63,7 +63,6 @@ sweep_repeats = 2                      # subsets drawn per ratio (different seed
 
 # %%
 import matplotlib.pyplot as plt
-import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
 from myst_nb import glue
@@ -71,7 +70,7 @@ from myst_nb import glue
 from derm_nb.artifacts import write_parquet
 from derm_nb.chapters import chapter
 from derm_nb.cluster import run_variants
-from derm_nb.results import skip_notes, write_model_artifacts
+from derm_nb.results import history_of, skip_notes, write_model_artifacts
 from derm_nb.studies import study002
 from derm_nb.studies.study002 import CARD
 from derm_nb.studies.study002.experiments import (
@@ -161,7 +160,7 @@ for note in skip_notes(unsupervised):
 display(CARD.quote("Unsupervised", 2))
 
 # %%
-history = pd.concat([v.history for v in sdc + udc], ignore_index=True)
+history = history_of(sdc + udc)
 if len(history):
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     sns.lineplot(data=history, x="epoch", y="train_loss", hue="model", marker="o", ax=axes[0])

@@ -183,8 +183,8 @@ def write_model_artifacts(out: Path, variants: list[Variant], meta: dict | None 
     metrics = {v.name: {**v.metrics, "weights": v.provenance, **({"skipped": v.skipped} if v.skipped else {}),
                         **{k: x for k, x in v.extra.items() if not isinstance(x, pd.DataFrame)}} for v in variants}
     write_json(out / "metrics.json", json_ready({"variants": metrics, **meta}))
-    write_parquet(out / "predictions.parquet", _stack([v.predictions for v in variants], PREDICTION_COLUMNS))
-    write_parquet(out / "history.parquet", _stack([v.history for v in variants], ["model"]))
+    write_parquet(out / "predictions.parquet", predictions_of(variants))
+    write_parquet(out / "history.parquet", history_of(variants))
 
 
 def _stack(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:

@@ -22,14 +22,11 @@ def figure(value: float) -> str:
     return "–" if pd.isna(value) else f"{value:.3f}"
 
 
-def training_minutes(chapter_dir: Path, main: str) -> tuple[float, float]:
+def training_minutes(variants: dict, main: str) -> tuple[float, float]:
     """Minutes of training (and floor features) spent on the main model and the floor, against the chapter's
-    other models: what a shorter run would have to give up."""
-    path = chapter_dir / "metrics.json"
-    if not path.is_file():
-        return float("nan"), float("nan")
+    other models (metrics.json `variants`): what a shorter run would have to give up."""
     own = other = 0.0
-    for name, m in read_json(path)["variants"].items():
+    for name, m in variants.items():
         seconds = float(m.get("train_seconds") or 0) + float(m.get("feature_seconds") or 0)
         if name == main or m.get("floor"):
             own += seconds
@@ -47,15 +44,13 @@ def table(run_dir: Path) -> str:
             "|---|---|---|---|---|---|---|---|---|---|---|"]
     split = {}
     for _, r in floors.iterrows():
-        split[r["chapter"]] = training_minutes(run_dir / r["chapter"], r["main model"])
         auc, floor_auc = figure(r["main ROC-AUC"]), figure(r["floor ROC-AUC"])
-        metrics_path = run_dir / r["chapter"] / "metrics.json"
-        if metrics_path.is_file():
-            variants = read_json(metrics_path)["variants"]
-            main, probe = variants.get(r["main model"], {}), variants.get("Linear probe", {})
-            if "sk_roc_auc" in main:
-                auc += f" (SK {figure(main['sk_roc_auc'])})"
-                floor_auc += f" (SK {figure(probe.get('sk_roc_auc', float('nan')))})"
+        variants = read_json(run_dir / r["chapter"] / "metrics.json")["variants"]  # a floor row comes from this file
+        split[r["chapter"]] = training_minutes(variants, r["main model"])
+        main, probe = variants.get(r["main model"], {}), variants.get("Linear probe", {})
+        if "sk_roc_auc" in main:
+            auc += f" (SK {figure(main['sk_roc_auc'])})"
+            floor_auc += f" (SK {figure(probe.get('sk_roc_auc', float('nan')))})"
         minutes = log.get(r["chapter"], {}).get("seconds", float("nan")) / 60
         rows.append(f"| {r['study']} | {r['chapter']} | {r['split']} | {r['main model']} | {auc} | {floor_auc} | "
                     f"{figure(r['main weighted F1'])} | {figure(r['floor weighted F1'])} | {minutes:.1f} | "

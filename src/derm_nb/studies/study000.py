@@ -34,7 +34,7 @@ from derm_nb.params import BackboneParams, typed_parameters
 from derm_nb.results import Variant, run_binary_variant, skipped_variant, weights_label
 from derm_nb.train import TrainConfig, seeded
 from derm_nb.transforms import augment_transform, eval_transform
-from derm_nb.workload import Pass, epochs_of
+from derm_nb.workload import Pass, epochs_of, pretrained
 
 SPLIT = {"train": 0.85, "val": 0.15}
 DATASETS = {"study000": Use("isic2020", "melanoma", "ISIC 2020 training set (33,126 images, 2,056 patients)")}
@@ -550,4 +550,5 @@ def workload(stem: str, p: Mapping[str, Any], n: Mapping[str, Any]) -> list[Pass
         sets = {f"{gate} experts on {name}": (named[base], 2 * (copies + 1)) for name, (base, copies) in specs.items()
                 for gate in ("Sex", "Brightness")}
     return [work for what, (images, factor) in sets.items()
-            for work in epochs_of(p, images, n["val"], what, p["backbone"], p["image_size"], factor)]
+            for work in epochs_of(p, images, n["val"], what, size=p["image_size"], factor=factor,
+                                  **pretrained(p, p["backbone"]))]

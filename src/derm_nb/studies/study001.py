@@ -38,7 +38,7 @@ from derm_nb.params import BackboneParams, typed_parameters
 from derm_nb.results import Variant, run_binary_variant
 from derm_nb.train import TrainConfig
 from derm_nb.transforms import BatchView
-from derm_nb.workload import Pass, epochs_of
+from derm_nb.workload import Pass, epochs_of, pretrained
 
 SPLIT = {"train": 0.70, "val": 0.15, "test": 0.15}
 DATASETS = {"study001": Use("isic2018", "malignant", "ISIC 2018 Task 3 training set (10,015 images; MEL+BCC+AKIEC malignant)")}
@@ -488,6 +488,7 @@ def workload(stem: str, p: Mapping[str, Any], n: Mapping[str, Any]) -> list[Pass
     for key in p["variants"]:
         a = variant(key, p["image_size"], p["ablation_size"], p["mixup_alpha"], p["epochs"], p["ablation_epochs"],
                     p["baseline_focal_alpha"])
-        out += epochs_of(p, n["train"], n["val"], key, p["backbone"], a.size, epochs=a.epochs)
-        out.append(Pass(f"{key}: test", p["backbone"], a.size, n["test"], train=False))
+        net = pretrained(p, p["backbone"])
+        out += epochs_of(p, n["train"], n["val"], key, size=a.size, epochs=a.epochs, **net)
+        out.append(Pass(f"{key}: test", size=a.size, images=n["test"], train=False, **net))
     return out

@@ -30,7 +30,7 @@ from derm_nb.params import typed_parameters
 from derm_nb.results import Variant, run_multiclass_variant, weights_note
 from derm_nb.train import TrainConfig, seeded
 from derm_nb.transforms import augment_transform, eval_transform
-from derm_nb.workload import Pass, epochs_of
+from derm_nb.workload import Pass, epochs_of, pretrained
 
 DATASETS = {"study003": Use("busi", "malignant", "BUSI (780 breast ultrasound images: benign / malignant / normal)")}
 # §III.A: 563 / 100 / 117 of BUSI's 780 images ("approximately 72 %, 12 % and 15 %", which sum to 99).
@@ -350,10 +350,10 @@ def workload(stem: str, p: Mapping[str, Any], n: Mapping[str, Any]) -> list[Pass
     majority = max(counts, key=counts.get)
     enlarged = oversampled_counts(counts, [c for c in counts if c != majority], p["minority_oversample"])
     factor = sum(enlarged.values()) / sum(counts.values())
-    networks = {"simple_cnn": ("simple_cnn", lambda: SimpleCNN(3, size)), "mobilenet": (MOBILENET, None),
-                "pretrained": (p["pretrained_backbone"], None)}
+    networks = {"simple_cnn": ({"backbone": "simple_cnn"}, lambda: SimpleCNN(3, size)),
+                "mobilenet": ({"backbone": MOBILENET}, None), "pretrained": (pretrained(p, p["pretrained_backbone"]), None)}
     out = []
     for arch in p["architectures"]:
-        backbone, build = networks[arch]
-        out += [replace(w, build=build) for w in epochs_of(p, n["train"], n["val"], arch, backbone, size, factor)]
+        net, build = networks[arch]
+        out += [replace(w, build=build) for w in epochs_of(p, n["train"], n["val"], arch, size=size, factor=factor, **net)]
     return out

@@ -25,7 +25,7 @@ import pandas as pd
 from derm_nb.cards import ISIC2020_BENCHMARKS, Deviation, PaperCard
 from derm_nb.data.catalog import Use
 from derm_nb.params import typed_parameters
-from derm_nb.workload import Pass, epochs_of
+from derm_nb.workload import Pass, epochs_of, pretrained
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -250,16 +250,18 @@ def workload(stem: str, p: Mapping[str, Any], n: Mapping[str, Any]) -> list[Pass
     if p["finetune"] == "head":
         views = n["train"] * (1 + p["aug_views"]) + n["val"] + n["test"]
         names = dict.fromkeys([main, *p["backbones"], clf])
-        return [Pass(f"features {b}", b, size, views, train=False) for b in names]
+        return [Pass(f"features {b}", size=size, images=views, train=False, **pretrained(p, b)) for b in names]
     margins = [*(f"COM-Triplet α={m}" for m in p["margins"]), "triplet α=0.2"]
     runs = [(f"SDC {b}", b, 3) for b in dict.fromkeys([main, *p["backbones"]])]
     runs += [(f"{kind} {m}", main, 3) for kind in ("SDC", "UDC") for m in margins]
     runs += [("SDC NP", main, 3), ("SDC TL+DA", main, 3), ("UDC COM-Triplet", main, 3)]
     runs += [(f"Classifier {b}", b, 1) for b in dict.fromkeys([main, *p["backbones"]])]
     runs += [("Classifier NP", clf, 1), ("Classifier TL+DA", clf, 1), ("Classifier TL+LW", clf, 1)]
-    out = [w for what, b, factor in runs for w in epochs_of(p, n["train"], n["val"], what, b, size, factor)]
+    out = [w for what, b, factor in runs
+           for w in epochs_of(p, n["train"], n["val"], what, size=size, factor=factor, **pretrained(p, b))]
     for minority in p["sweep_minorities"]:
         subset = (p["sweep_majority"] + minority) * p["sweep_scale"]
         for what, factor in ((f"sweep SDC 1:{minority}", 3), (f"sweep classifier 1:{minority}", 1)):
-            out += epochs_of(p, subset * p["sweep_repeats"], n["val"] * p["sweep_repeats"], what, main, size, factor)
+            out += epochs_of(p, subset * p["sweep_repeats"], n["val"] * p["sweep_repeats"], what, size=size,
+                             factor=factor, **pretrained(p, main))
     return out

@@ -22,7 +22,7 @@ import pandas as pd
 from derm_nb.cards import Benchmark, Deviation, PaperCard
 from derm_nb.data.catalog import Use
 from derm_nb.params import BackboneParams, typed_parameters
-from derm_nb.workload import Pass
+from derm_nb.workload import Pass, pretrained
 
 # torch_geometric, which the submodules import, calls torch.jit.script at import time; torch deprecates it with a
 # FutureWarning that names the machine's site-packages path on the chapter's page. Only that warning is silenced.
@@ -213,14 +213,14 @@ def workload(stem: str, p: Mapping[str, Any], n: Mapping[str, Any]) -> list[Pass
     blocks = len(mil.block_grid(*shape, block, mil.stride_for_height(shape[0], p["stride_scale"])))
     angles = mil.rotations(p["rotation_steps"], list(n["classes_train"]))
     train_bags = sum(count * len(angles[k]) for k, count in enumerate(n["classes_train"].values()))
-    seeds, epochs = p["seeds"], p["epochs"]
+    seeds, epochs, net = p["seeds"], p["epochs"], pretrained(p, p["backbone"])
     steps = seeds * epochs * train_bags / p["batch_size"]
     gcn = Pass("GCN-MIL training steps", "gcn_mil", blocks, steps,
                probe=lambda device: mil.train_step(device, blocks, p["gcn_hidden"], p["attention_dim"], p["batch_size"],
-                                                   block_width(p["backbone"], p.get("feature_stages", 0))))
+                                                   block_width(net["backbone"], p.get("feature_stages", 0))))
     if not p["end_to_end"]:
         bags = train_bags + n["val"] + n["test"]
-        return [Pass("block features", p["backbone"], block, bags * blocks, train=False), gcn]
+        return [Pass("block features", size=block, images=bags * blocks, train=False, **net), gcn]
     scored = seeds * (epochs * n["val"] + n["test"] + n["classes_train"].get("melanoma", 0))
-    return [Pass("backbone training (end to end)", p["backbone"], block, seeds * epochs * train_bags * blocks),
-            Pass("backbone scoring (end to end)", p["backbone"], block, scored * blocks, train=False), gcn]
+    return [Pass("backbone training (end to end)", size=block, images=seeds * epochs * train_bags * blocks, **net),
+            Pass("backbone scoring (end to end)", size=block, images=scored * blocks, train=False, **net), gcn]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import formats
 import nbformat
 import pandas as pd
 import pytest
+from PIL import Image
 
 from derm_nb.artifacts import write_json
 from derm_nb.chapters import CHAPTERS, MissingData, chapter
@@ -179,3 +181,28 @@ def test_readme_documents_each_studys_default_dataset(root):
     text = (root / "README.md").read_text()
     for slot, use in USES.items():
         assert re.search(rf"\|\s*`{slot}`\s*\|[^|\n]*\|\s*`{use.source}`\s*\|\s*`{use.target}`\s*\|", text), slot
+
+
+def test_the_cache_never_enlarges_a_folder_of_smaller_images(tmp_path):
+    formats.isic2017(tmp_path / "raw")   # 48 x 36 px images
+    small = prepare(Dataset("isic2017", "melanoma"), tmp_path / "raw", tmp_path / "small", split_schemes(),
+                    official=official_schemes(), cache_size=64, workers=1)
+    assert small.summary["cache_size"] == 36 and small.summary["cache_size_asked"] == 64
+    assert small.cache_dir.name == "36" and Image.open(next(small.cache_dir.glob("*.jpg"))).size == (36, 36)
+    assert "cached at 36 px, not the 64 px asked for" in small.cache_note()
+    fits = prepare(Dataset("isic2017", "melanoma"), tmp_path / "raw", tmp_path / "fits", split_schemes(),
+                   official=official_schemes(), cache_size=32, workers=1)
+    assert fits.summary["cache_size"] == 32 and fits.cache_note() == ""
+    one = Path(fits.manifest["path"].iloc[0])
+    Image.open(one).resize((24, 18)).save(one)   # one image smaller than the cache: enlarged, and said so
+    mixed = prepare(Dataset("isic2017", "melanoma"), tmp_path / "raw", tmp_path / "mixed", split_schemes(),
+                    official=official_schemes(), cache_size=32, workers=1)
+    assert mixed.summary["cache_size"] == 32 and mixed.summary["cache_enlarged"] == 1
+    assert f"1 of its {len(mixed.manifest)} images are smaller than 32 px" in mixed.cache_note()
+
+
+def test_cache_side_takes_the_median_shorter_side():
+    from derm_nb.data.cache import cache_side
+
+    assert cache_side(300, [256, 256, 200]) == 256 and cache_side(224, [256, 512, 200]) == 224
+    assert cache_side(128, []) == 128

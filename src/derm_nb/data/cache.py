@@ -4,6 +4,7 @@ interrupt, read fast."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,18 @@ def square_mask(mask_paths: str, original: tuple[int, int], size: int, fit: str 
                 m = m.resize(original, Image.NEAREST)
             union |= np.asarray(fit_square(m, fit).resize((size, size), Image.NEAREST)) > 127
     return Image.fromarray((union * 255).astype(np.uint8))
+
+
+def short_side(path: str) -> int:
+    """An image file's shorter side in px, read from its header alone."""
+    with Image.open(path) as im:
+        return min(im.size)
+
+
+def cache_side(asked: int, sides: Sequence[int]) -> int:
+    """The cache's size: `asked`, or the images' median shorter side where that is smaller, since
+    enlarging images adds pixels, not resolution."""
+    return min(asked, int(np.median(sides))) if len(sides) else asked
 
 
 def cache_folder(size: int, fit: str) -> str:

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from derm_nb.artifacts import read_json, write_csv, write_json, write_parquet
-from derm_nb.data.cache import build_cache, cache_folder, cache_paths
+from derm_nb.data.cache import build_cache, cache_folder, cache_paths, cache_side, short_side
 from derm_nb.data.catalog import SYNTHETIC, TARGETS, Dataset, Plan, apply_target, oracle_probability
 from derm_nb.data.errors import DataError
 from derm_nb.data.manifest import MANIFEST_SCHEMA
@@ -68,6 +69,19 @@ class Prepared:
             where += f", a sample of {sample['n_images']:,} of its {sample['of']:,} images"
         return f"{where}; target: {self.summary['target_description']}"
 
+    def cache_note(self) -> str:
+        """What the cache did not do as asked: a smaller size than `cache_size` (the images are smaller), or
+        images enlarged to fit it; '' when neither."""
+        size, asked = self.summary["cache_size"], self.summary.get("cache_size_asked", self.summary["cache_size"])
+        notes = []
+        if size < asked:
+            notes.append(f"cached at {size} px, not the {asked} px asked for: the images' median shorter side is "
+                         f"{self.summary['median_short_side']} px, and enlarging them adds pixels, not resolution")
+        if self.summary.get("cache_enlarged"):
+            notes.append(f"{self.summary['cache_enlarged']:,} of its {self.summary['n_images']:,} images are smaller "
+                         f"than {size} px, and the cache enlarges them")
+        return "; ".join(notes)
+
     def _folder_name(self) -> str:
         return self.summary.get("folder_name") or Path(self.summary["root"]).name
 
@@ -112,13 +126,14 @@ def oracle_auc(prepared: Prepared, frame: pd.DataFrame) -> float | None:
 
 def prepare(dataset: Dataset, root: str | os.PathLike[str], out: str | os.PathLike[str],
             schemes: Mapping[str, Mapping[str, float]], seed: int = 0, official: Collection[str] = (),
-            cache_dir: str | os.PathLike[str] | None = None, cache_size: int = 256, workers: int = 0,
+            cache_root: str | os.PathLike[str] | None = None, cache_size: int = 256, workers: int = 0,
             oracle_file: str | None = None, synthetic: bool = False, fit: str = "crop", max_images: int = 0,
             loaded: tuple[pd.DataFrame, QualityReport] | None = None) -> Prepared:
     """Load a source under a target, keep a capped sample if `max_images` (see sample.cap_sample), add each
     split scheme ({name: {split: ratio}}; `official` ones take the archive's own partitions where it ships
-    them), check leakage, and build the cache (`fit`: the centred square of each image, or the whole image
-    resized; see `cache.FITS`). `loaded` is load_source's result for `root` when the caller already has it."""
+    them), check leakage, and build the cache under `cache_root` (`fit`: the centred square of each image, or
+    the whole image resized; see `cache.FITS`) at `cache_size` px, or at the images' median shorter side where
+    that is smaller (`cache.cache_side`). `loaded` is load_source's result for `root` when the caller has it."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     target = TARGETS[dataset.target]
@@ -137,12 +152,16 @@ def prepare(dataset: Dataset, root: str | os.PathLike[str], out: str | os.PathLi
     write_parquet(out / "manifest.parquet", manifest)
     write_csv(out / "quality_report.csv", quality)
     write_csv(out / "near_duplicates.csv", report.near_duplicates)
-    cache_dir = Path(cache_dir) if cache_dir else out / "cache" / cache_folder(cache_size, fit)
-    cache = build_cache(manifest, cache_dir, cache_size, workers, fit)
+    sides = np.array([short_side(path) for path in manifest["path"]])
+    size = cache_side(cache_size, sides)
+    cache_dir = Path(cache_root or out / "cache") / cache_folder(size, fit)
+    cache = build_cache(manifest, cache_dir, size, workers, fit)
     summary = {
         "source": dataset.source, "target": dataset.target, "target_description": target.describe(dataset.source),
         "positive_classes": list(target.positive[dataset.source]), "root": str(Path(root).resolve()),
-        "folder_name": Path(root).resolve().name, "synthetic": synthetic, "seed": seed, "cache_size": cache_size,
+        "folder_name": Path(root).resolve().name, "synthetic": synthetic, "seed": seed, "cache_size": size,
+        "cache_size_asked": cache_size, "cache_enlarged": int((sides < size).sum()),
+        "median_short_side": int(np.median(sides)),
         "cache_fit": fit, "cache_dir": os.path.relpath(cache_dir.resolve(), out.resolve()),
         "classes": target.classes(dataset.source), "n_images": len(manifest),
         "n_groups": int(manifest["group_id"].nunique()), "group_kind": str(manifest["group_kind"].iloc[0]),
@@ -214,7 +233,7 @@ def prepare_catalog(plan: Plan, out: str | os.PathLike[str], schemes: Mapping[st
         root, oracle, loaded = read[dataset.source]
         kept = (fit or {}).get(dataset.source, "crop")
         prepared[dataset.key] = prepare(dataset, root, out / dataset.key, schemes, seed=seed, official=official,
-                                        cache_dir=out / "cache" / dataset.source / cache_folder(cache_size, kept),
+                                        cache_root=out / "cache" / dataset.source,
                                         cache_size=cache_size, workers=workers, oracle_file=oracle,
                                         synthetic=oracle is not None, fit=kept, max_images=max_images, loaded=loaded)
     write_json(out / "catalog.json", plan.record())

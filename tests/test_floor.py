@@ -15,6 +15,7 @@ from derm_nb.floor import (
     choose_c,
     embed,
     floor_table,
+    floor_verdict,
     linear_probe,
 )
 from derm_nb.models.backbones import Provenance
@@ -72,6 +73,23 @@ def test_the_probe_is_the_floor_and_scores_the_asked_split(tmp_path):
     assert len(pd.read_parquet(tmp_path / "predictions.parquet")) == 120
     table = floor_table(record, {"roc_auc": "AUC"})
     assert list(table["role"]) == ["main model", "floor"]
+    floor_auc = record["variants"]["Linear probe"]["roc_auc"]
+    assert floor_verdict(record, {"roc_auc": "AUC", "recall": "recall"}) == (
+        f"**The main model, Main, is below its floor**: AUC 0.600 against the floor's {floor_auc:.3f}.")
+
+
+def test_the_floor_verdict_names_each_metric_below_and_stays_silent_without_a_main_model():
+    record = {"main_model": "GCN", "variants": {
+        "GCN": {"roc_auc": 0.73, "sk_roc_auc": 0.90, "accuracy": 0.1},
+        "Linear probe": {"roc_auc": 0.75, "sk_roc_auc": 0.83, "accuracy": 0.9, "floor": True}}}
+    columns = {"roc_auc": "melanoma AUC", "sk_roc_auc": "SK AUC", "accuracy": "accuracy"}
+    assert floor_verdict(record, columns) == ("**The main model, GCN, is below its floor on melanoma AUC**: melanoma AUC "
+                                              "0.730 against the floor's 0.750; SK AUC 0.900 against the floor's 0.830.")
+    record["variants"]["GCN"]["roc_auc"] = 0.75
+    assert "is at or above its floor" in floor_verdict(record, columns)
+    assert floor_verdict({**record, "main_model": None}, columns) == ""
+    record["variants"]["Linear probe"]["skipped"] = "one class"
+    assert floor_verdict(record, columns) == ""
 
 
 def test_the_floor_cannot_be_the_main_model(tmp_path):

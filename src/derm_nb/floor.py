@@ -272,6 +272,27 @@ def floor_table(record: dict, columns: dict[str, str]) -> pd.DataFrame:
     return table if table["skipped"].astype(bool).any() else table.drop(columns="skipped")
 
 
+VERDICT_METRICS = ("roc_auc", "sk_roc_auc", "f1_weighted")  # the figures a main model is held to its floor on
+
+
+def floor_verdict(record: dict, columns: dict[str, str]) -> str:
+    """One sentence: whether the main model reaches its floor, on the chapter's AUCs and weighted F1 among
+    `columns`, with both figures; '' where either is missing or skipped."""
+    main = record["variants"].get(record.get("main_model") or "")
+    floor = next((m for m in record["variants"].values() if m.get("floor")), None)
+    if not main or not floor or main.get("skipped") or floor.get("skipped"):
+        return ""
+    pairs = [(title, float(main[key]), float(floor[key])) for key, title in columns.items()
+             if key in VERDICT_METRICS and pd.notna(main.get(key)) and pd.notna(floor.get(key))]
+    if not pairs:
+        return ""
+    below = [title for title, ours, theirs in pairs if ours < theirs]
+    where = ("at or above its floor" if not below else "below its floor" if len(below) == len(pairs)
+             else f"below its floor on {' and '.join(below)}")
+    figures = "; ".join(f"{title} {ours:.3f} against the floor's {theirs:.3f}" for title, ours, theirs in pairs)
+    return f"**The main model, {record['main_model']}, is {where}**: {figures}."
+
+
 def floor_caption(variant: Variant) -> str:
     """One line saying what the floor is, which weights it used and where its C was chosen."""
     what = (f"The floor, not a study model: logistic regression on frozen features of "
@@ -300,6 +321,10 @@ def chapter_floor(ctx, frames: dict[str, pd.DataFrame], spec: FloorSpec, columns
                                 cache_dir=ctx.run_dir / "floor_features")
     variant = linear_probe(probe, frames, spec)
     record = add_to_artifacts(ctx.out, variant)
+    if verdict := floor_verdict(record, columns):
+        from IPython.display import Markdown, display
+
+        display(Markdown(verdict))
     return floor_table(record, columns).style.format(precision=3, na_rep="–").set_caption(floor_caption(variant))
 
 

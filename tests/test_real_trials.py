@@ -42,3 +42,13 @@ def test_every_kept_trial_scored_validation():
 def test_a_missing_real_folder_is_named(tmp_path):
     with pytest.raises(SystemExit, match="the real copies are not at .*ISIC2017"):
         real_trials.run("t", "06_architectures", {}, tmp_path / "run", tmp_path / "real")
+
+
+@pytest.mark.parametrize("name", ["real_copies.yaml", "real_main_models.yaml"])
+def test_the_readme_real_run_files_validate_against_the_default_profile(name):
+    from derm_nb.runner import resolved_parameters
+
+    params = resolved_parameters(ROOT, "default", ROOT / "benchmarks" / name)
+    assert params["00_data"]["datasets"]["study001"] == "isic2017"
+    if name == "real_main_models.yaml":
+        assert params["04_efficientnet"]["variants"] == ["recipe"] and params["02_baseline"]["aug_copies"] == []

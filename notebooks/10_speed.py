@@ -38,7 +38,7 @@ import seaborn as sns
 from IPython.display import Markdown, display
 
 from derm_nb.artifacts import project_root, read_json, run_dir_for
-from derm_nb.bench import notebook_times, target_table
+from derm_nb.bench import notebook_times, stand_in_lines, target_table
 
 root = project_root()
 candidates = [benchmark_json] if benchmark_json else [root / "runs/benchmarks/bench.json", root / "benchmarks/reference.json"]
@@ -129,8 +129,11 @@ for name, estimate in estimates.items():
     ax.set(title=f"Estimated hours per chapter, {name} profile on {estimate['device']} "
            f"(total {estimate['total_hours']:.1f} h)", xlabel="hours", ylabel="")
     plt.show()
-    display(passes.nlargest(8, "hours")[["chapter", "what", "backbone", "size", "images", "hours"]]
-            .style.hide(axis="index").format({"images": "{:,.0f}", "hours": "{:.2f}"}))
+    shown = ["chapter", "what", "backbone", *(["stands_in_for"] if "stands_in_for" in passes else []), "size", "images",
+             "hours"]
+    display(passes.nlargest(8, "hours")[shown].style.hide(axis="index").format({"images": "{:,.0f}", "hours": "{:.2f}"}))
+    for line in stand_in_lines(passes):
+        display(Markdown(line.strip()))
 if not estimates:
     display(Markdown("This benchmark file holds no estimate: run `derm-nb bench --estimate full`."))
 if "calibration" in result:

@@ -23,11 +23,12 @@ def figure(value: float) -> str:
 
 
 def training_minutes(variants: dict, main: str) -> tuple[float, float]:
-    """Minutes of training (and floor features) spent on the main model and the floor, against the chapter's
-    other models (metrics.json `variants`): what a shorter run would have to give up."""
+    """Minutes of training spent on the main model and the floor, against the chapter's other models
+    (metrics.json `variants`): what a shorter run would have to give up. A floor's `train_seconds` already
+    holds its `feature_seconds`."""
     own = other = 0.0
     for name, m in variants.items():
-        seconds = float(m.get("train_seconds") or 0) + float(m.get("feature_seconds") or 0)
+        seconds = float(m.get("train_seconds") or 0)
         if name == main or m.get("floor"):
             own += seconds
         else:

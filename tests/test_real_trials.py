@@ -52,3 +52,12 @@ def test_the_readme_real_run_files_validate_against_the_default_profile(name):
     assert params["00_data"]["datasets"]["study001"] == "isic2017"
     if name == "real_main_models.yaml":
         assert params["04_efficientnet"]["variants"] == ["recipe"] and params["02_baseline"]["aug_copies"] == []
+
+
+def test_the_real_images_table_counts_a_floors_feature_seconds_once():
+    spec = importlib.util.spec_from_file_location("real_images_table", ROOT / "benchmarks" / "real_images_table.py")
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    variants = {"Main": {"train_seconds": 60.0}, "Other": {"train_seconds": 120.0}, "Skipped": {"skipped": "why"},
+                "Linear probe": {"train_seconds": 30.0, "feature_seconds": 24.0, "floor": True}}
+    assert table.training_minutes(variants, "Main") == (1.5, 2.0)

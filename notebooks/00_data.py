@@ -90,8 +90,8 @@ overview = pd.DataFrame({
 }).T
 display(overview)
 for key, d in prepared.items():
-    if d.cache_note():
-        display(Markdown(f"**{key}**: {d.cache_note()}."))
+    if note := d.cache_note():
+        display(Markdown(f"**{key}**: {note}."))
     if d.summary["partitions"]["not_found"]:
         display(Markdown(f"**{key}: the archive's {' and '.join(d.summary['partitions']['not_found'])} partition(s) "
                          f"not found** in the folder {d.summary['folder_name']}; splits: "

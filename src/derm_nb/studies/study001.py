@@ -484,11 +484,10 @@ def verdict(rows: pd.DataFrame) -> str:
 def workload(stem: str, p: Mapping[str, Any], n: Mapping[str, Any]) -> list[Pass]:
     """Chapter 04's passes at archive scale: every variant for all its epochs, a validation pass per
     epoch and the test split once, at the variant's size (`bench --estimate`)."""
-    out = []
+    out, net = [], pretrained(p, p["backbone"])
     for key in p["variants"]:
         a = variant(key, p["image_size"], p["ablation_size"], p["mixup_alpha"], p["epochs"], p["ablation_epochs"],
                     p["baseline_focal_alpha"])
-        net = pretrained(p, p["backbone"])
         out += epochs_of(p, n["train"], n["val"], key, size=a.size, epochs=a.epochs, **net)
         out.append(Pass(f"{key}: test", size=a.size, images=n["test"], train=False, **net))
     return out
